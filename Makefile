@@ -1,0 +1,47 @@
+# rpops: `make run` (the main job on the embedded default) and `make test`.
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: install system-deps run test unit render lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	@rm -f $(VENV)/.installed-*; touch $@
+
+# Prometheus and Alertmanager from Debian's packages, for the tests that run them for real.
+system-deps:
+	@if command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's prometheus and prometheus-alertmanager"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    prometheus prometheus-alertmanager >/dev/null; \
+	else echo "note: prometheus/prometheus-alertmanager missing and cannot be installed here (needs root and apt-get)"; fi
+
+run: install
+	@$(BIN)/python scripts/demo.py
+
+test: install system-deps
+	$(BIN)/python -m pytest -q
+
+unit: install
+	$(BIN)/python -m pytest -q tests/unit
+
+render: install
+	$(BIN)/python -m workflows.render
+
+lint: install
+	$(BIN)/ruff check steps workflows tests benchmarks scripts
+	$(BIN)/mypy steps/rpops workflows
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf .rpops build dist *.egg-info

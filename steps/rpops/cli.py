@@ -1,0 +1,75 @@
+"""`rpops <command>`: one subcommand per step, plus `local` and `workload`.
+
+Commands are imported lazily so that `rpops health-check --help` loads only what
+health-check needs (no Kubernetes client, no Hera).
+
+A command module provides:
+    configure(parser: argparse.ArgumentParser) -> None   # add flags
+    run(args: argparse.Namespace) -> int | None           # do the work
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import NoReturn
+
+from rpops import __version__
+from rpops.io import EXIT_USAGE, run_step, setup_logging
+
+# name -> (module, one-line summary)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "health-check": ("rpops.health", "Probe targets and classify healthy/degraded/overloaded/unhealthy."),
+    "validate": ("rpops.validate", "Post-deployment validation of one service; exit 1 on any failure."),
+    "workload": ("rpops.workload.cli", "Serve the reference Research Platform workload."),
+    "local": ("rpops.local.cli", "Run rendered Argo YAML on this machine (the embedded default)."),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors follow the contract: exit 2, name the input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\nRun '{self.prog} --help' for the flags.\n")
+
+
+
+def _top_help() -> str:
+    width = max(len(n) for n in COMMANDS)
+    lines = [f"usage: rpops <command> [flags]  (rpops {__version__})", "", "commands:"]
+    lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()]
+    lines += ["", "Run 'rpops <command> --help' for a command's flags."]
+    return "\n".join(lines)
+
+
+def build_parser(name: str) -> argparse.ArgumentParser:
+    module_name, summary = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = _Parser(prog=f"rpops {name}", description=summary)
+    module.configure(parser)
+    parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_top_help())
+        return 0 if argv else EXIT_USAGE
+    if argv[0] == "--version":
+        print(__version__)
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"rpops: unknown command {name!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
+        return EXIT_USAGE
+    parser = build_parser(name)
+    args = parser.parse_args(rest)
+    setup_logging(getattr(args, "verbose", False))
+    return run_step(lambda: args._run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

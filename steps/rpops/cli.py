@@ -22,6 +22,11 @@ from rpops.io import EXIT_USAGE, run_step, setup_logging
 COMMANDS: dict[str, tuple[str, str]] = {
     "health-check": ("rpops.health", "Probe targets and classify healthy/degraded/overloaded/unhealthy."),
     "validate": ("rpops.validate", "Post-deployment validation of one service; exit 1 on any failure."),
+    "scale": ("rpops.scale", "Scale a service, reactively or ahead of a forecast, within bounds and cooldowns."),
+    "optimize": ("rpops.optimize", "Right-size CPU and memory requests/limits from usage history."),
+    "bluegreen": ("rpops.bluegreen", "Blue-green promotion phases with analysis and automatic rollback."),
+    "security-scan": ("rpops.security.cli", "Scan dependencies, source code and workload configuration."),
+    "advisories": ("rpops.security.advisories_cli", "Manage the offline advisory database."),
     "workload": ("rpops.workload.cli", "Serve the reference Research Platform workload."),
     "local": ("rpops.local.cli", "Run rendered Argo YAML on this machine (the embedded default)."),
 }

@@ -1,0 +1,164 @@
+"""Speed targets of the local platform's service proxy.
+
+    .venv/bin/python benchmarks/bench_platform.py [--duration 4] [--connections 16] [--replicas 2]
+
+Starts the local platform (`LocalDriver`: N reference-workload processes behind the proxy) in a
+temporary state directory, then drives it from a separate load-generator process (this script
+re-run with --load) over keep-alive connections:
+
+- proxy_latency: median of GET /health over one keep-alive connection, through the proxy minus
+  direct to an instance: the added latency, target <= 1.0 ms.
+- proxy_throughput: GET /health requests/s through the proxy vs the same connections spread
+  directly over the instances; ratio target >= 0.80.
+
+Exits 1 when a target is missed. Numbers are noisy while other work runs on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from urllib.parse import urlsplit
+
+LATENCY_TARGET_MS = 1.0
+THROUGHPUT_TARGET = 0.80
+
+
+# --- the load generator (runs in its own process) ------------------------------------------
+
+async def _connection(host: str, port: int, request: bytes, stop_at: float, limit: int,
+                      latencies: list[float], statuses: dict[int, int]) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        while time.perf_counter() < stop_at and len(latencies) < limit:
+            start = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+                    break
+            if length:
+                await reader.readexactly(length)
+            latencies.append(time.perf_counter() - start)
+            statuses[status] = statuses.get(status, 0) + 1
+    finally:
+        writer.close()
+
+
+async def _load(urls: list[str], connections: int, duration: float, limit: int, warmup: float) -> dict:
+    targets = []
+    for url in urls:
+        parts = urlsplit(url)
+        request = (f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                   "User-Agent: bench\r\n\r\n").encode()
+        targets.append((parts.hostname or "127.0.0.1", parts.port or 80, request))
+    if warmup:
+        scratch: list[float] = []
+        stop_at = time.perf_counter() + warmup
+        await asyncio.gather(*(
+            _connection(*targets[i % len(targets)], stop_at, 10**9, scratch, {})
+            for i in range(connections)))
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    start = time.perf_counter()
+    stop_at = start + duration
+    await asyncio.gather(*(
+        _connection(*targets[i % len(targets)], stop_at, limit, latencies, statuses)
+        for i in range(connections)))
+    elapsed = time.perf_counter() - start
+    return {"requests": len(latencies), "rps": len(latencies) / elapsed,
+            "median_ms": statistics.median(latencies) * 1000 if latencies else None,
+            "statuses": {str(k): v for k, v in statuses.items()}}
+
+
+def _run_load(urls: list[str], connections: int, duration: float, limit: int = 10**9,
+              warmup: float = 0.5) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--load", ",".join(urls), "--connections", str(connections),
+         "--duration", str(duration), "--limit", str(limit), "--warmup", str(warmup)],
+        check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
+# --- the benchmark --------------------------------------------------------------------------
+
+def _line(name: str, measured: float, baseline: float, ratio: float, target: str, ok: bool, unit: str) -> str:
+    return (f"{name}: measured {measured:.3f}{unit} vs baseline {baseline:.3f}{unit} -> ratio {ratio:.3f} "
+            f"(target {target}) {'PASS' if ok else 'FAIL'}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=4.0)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument("--path", default="/health")
+    parser.add_argument("--load", help=argparse.SUPPRESS)
+    parser.add_argument("--limit", type=int, default=10**9, help=argparse.SUPPRESS)
+    parser.add_argument("--warmup", type=float, default=0.5, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.load:
+        try:
+            import uvloop
+
+            runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+        except ImportError:
+            runner = asyncio.Runner()
+        with runner:
+            result = runner.run(_load(args.load.split(","), args.connections, args.duration, args.limit,
+                                      args.warmup))
+        print(json.dumps(result))
+        return 0
+
+    from rpops.platform.local import LocalDriver
+
+    root = tempfile.mkdtemp(prefix="rpops-bench-platform-")
+    driver = LocalDriver(root=root)
+    service = "bench"
+    try:
+        driver.up(service, "v1", replicas=args.replicas, port=0)
+        proxy_url = driver.service_url(service) + args.path
+        direct = [i.url + args.path for i in driver.instances(service, "v1")]
+
+        # Latency: one connection, sequential requests, a fixed count each way (interleaved twice).
+        lat_proxy, lat_direct = [], []
+        for _ in range(2):
+            lat_direct.append(_run_load(direct[:1], 1, 3.0, limit=1500)["median_ms"])
+            lat_proxy.append(_run_load([proxy_url], 1, 3.0, limit=1500)["median_ms"])
+        direct_ms, proxy_ms = min(lat_direct), min(lat_proxy)
+        added = proxy_ms - direct_ms
+
+        # Throughput: the same connection count, spread over the instances directly vs the proxy.
+        rps_direct, rps_proxy = [], []
+        failures = 0
+        for _ in range(2):
+            d = _run_load(direct, args.connections, args.duration)
+            p = _run_load([proxy_url], args.connections, args.duration)
+            failures += sum(v for k, v in p["statuses"].items() if k != "200")
+            rps_direct.append(d["rps"])
+            rps_proxy.append(p["rps"])
+        best_direct, best_proxy = max(rps_direct), max(rps_proxy)
+        ratio = best_proxy / best_direct
+    finally:
+        driver.down(service)
+
+    ok_latency = added <= LATENCY_TARGET_MS
+    ok_throughput = ratio >= THROUGHPUT_TARGET and failures == 0
+    print(_line("proxy_latency", proxy_ms, direct_ms, proxy_ms / direct_ms, f"added <= {LATENCY_TARGET_MS} ms, "
+                f"added {added:.3f} ms", ok_latency, " ms"))
+    print(_line("proxy_throughput", best_proxy, best_direct, ratio, f">= {THROUGHPUT_TARGET}", ok_throughput,
+                " req/s") + (f" ({failures} non-200 responses)" if failures else ""))
+    return 0 if ok_latency and ok_throughput else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

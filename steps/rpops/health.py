@@ -1,0 +1,326 @@
+"""`rpops health-check`: probe targets (and optionally Prometheus), classify, report.
+
+observe: `observe()` probes every target concurrently (one pooled client) and runs the PromQL
+         queries alongside; results are typed values.
+decide:  `rpops.classify` (pure): per-target assessment, the names the rules see, the rules.
+act:     `act()` writes the output parameters `status`, `reason`, `p95_ms`, the report and
+         prints the status.
+
+Every input is checked before the first request: a bad flag, target or rules file exits 2
+having probed nothing. Heavy modules (httpx, asyncio, yaml, the rules engine) are imported
+only when the step runs, so `--help` stays cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from rpops.errors import Unreachable, UsageError
+from rpops.settings import add_arguments, from_args, setting
+
+if TYPE_CHECKING:
+    from rpops.classify import Decision, RuleSet, Target, TargetProbe
+    from rpops.probe import Prober
+    from rpops.prometheus import QueryResult
+
+log = logging.getLogger(__name__)
+
+_TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class HealthSettings:
+    target: tuple[str, ...] = setting(
+        help="A target as NAME=URL (base URL of the service); repeat the flag, or separate pairs with "
+             "commas: --target us-east=http://10.0.0.1:8000,eu-west=http://10.0.1.1:8000", repeat=True)
+    samples: int = setting(5, help="Latency samples (GET /health, one after another) per target")
+    timeout: float = setting(2.0, help="Seconds allowed for each request, connect to last byte")
+    retries: int = setting(2, help="Retries of a request that could not connect (exponential backoff); "
+                                   "HTTP errors and timeouts are never retried")
+    prometheus: str | None = setting(None, help="Prometheus base URL; adds p95, error rate, CPU and memory "
+                                                "signals. Exit 3 when it stays unreachable")
+    rules: str | None = setting(None, help="YAML rules file: ordered rules and a default, or only thresholds/"
+                                           "queries to merge over the built-in rules")
+    region: str = setting("", help="Region name recorded in the report (and visible to rules as `region`)")
+    window: str | None = setting(None, help="Range of rate() in the PromQL queries ($window); default from "
+                                            "the rules (5m)")
+    query_p95_ms: str | None = setting(None, help="PromQL for p95 latency in ms (overrides the rules file)")
+    query_error_rate: str | None = setting(None, help="PromQL for the error rate, 0..1")
+    query_cpu_percent: str | None = setting(None, help="PromQL for CPU percent")
+    query_memory_mb: str | None = setting(None, help="PromQL for resident memory in MB")
+    query_memory_limit_mb: str | None = setting(None, help="PromQL for the memory limit in MB")
+    status_path: str = setting("/api/performance/status",
+                               help="Path of each target's JSON status with cpu_percent and memory_mb; "
+                                    "'' to skip")
+    prometheus_timeout: float = setting(5.0, help="Seconds allowed for each Prometheus query")
+
+
+_QUERY_FLAGS = {
+    "p95_ms": "query_p95_ms", "error_rate": "query_error_rate", "cpu_percent": "query_cpu_percent",
+    "memory_mb": "query_memory_mb", "memory_limit_mb": "query_memory_limit_mb",
+}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_arguments(parser, HealthSettings)
+    parser.epilog = ("Outputs: status (healthy|degraded|overloaded|unhealthy), reason, p95_ms, report.json. "
+                     "Exit 0 whatever the status; 2 on bad input; 3 when --prometheus stays unreachable.")
+
+
+# --- input -----------------------------------------------------------------------------------
+
+def parse_targets(values: tuple[str, ...] | list[str]) -> list[Target]:
+    """Parse repeated `--target` values (each may hold comma-separated NAME=URL pairs)."""
+    from rpops.classify import Target
+
+    targets: list[Target] = []
+    seen: set[str] = set()
+    for value in values:
+        for pair in value.split(","):
+            pair = pair.strip()
+            name, sep, url = pair.partition("=")
+            name, url = name.strip(), url.strip()
+            if not sep or not name or not url:
+                raise UsageError(f"--target {value!r}: {pair!r} is not NAME=URL; "
+                                 "write e.g. --target us-east=http://10.0.0.1:8000")
+            if not _TARGET_NAME.match(name):
+                raise UsageError(f"--target {value!r}: name {name!r} must be 1-64 letters, digits, '.', '_' "
+                                 "or '-', starting with a letter or digit")
+            if name in seen:
+                raise UsageError(f"--target {value!r}: name {name!r} is given twice; give each target "
+                                 "its own name")
+            seen.add(name)
+            targets.append(Target(name=name, url=check_url(url, f"--target {value!r}")))
+    if not targets:
+        raise UsageError("--target: no target given; add --target NAME=URL")
+    return targets
+
+
+def check_url(url: str, label: str) -> str:
+    """An absolute http(s) URL with a host and no query or fragment; returned without a trailing '/'."""
+    parts = urlsplit(url)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise UsageError(f"{label}: {url!r} is not an http(s) URL with a host; write e.g. http://127.0.0.1:8000")
+    if parts.query or parts.fragment:
+        raise UsageError(f"{label}: {url!r} has a query or fragment; give the service's base URL only")
+    return url.rstrip("/")
+
+
+def _check_number(value: float, low: float, high: float, flag: str) -> None:
+    if math.isnan(value) or not low <= value <= high:
+        raise UsageError(f"{flag} {value:g}: must be between {low:g} and {high:g}")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the run needs, validated."""
+
+    settings: HealthSettings
+    targets: tuple[Target, ...]
+    ruleset: RuleSet
+    prometheus: str | None
+    queries: dict[str, str]  # name -> PromQL with $window substituted; empty when no Prometheus
+    query_sources: dict[str, str]  # name -> where the query came from (a flag or the rules)
+
+
+def plan(s: HealthSettings) -> Plan:
+    """Check every input; raise UsageError before anything is probed."""
+    from rpops.classify import QUERY_NAMES, check_window, load_rules
+
+    targets = tuple(parse_targets(s.target))
+    _check_number(s.samples, 1, 1000, "--samples")
+    _check_number(s.timeout, 0.001, 600, "--timeout")
+    _check_number(s.retries, 0, 10, "--retries")
+    _check_number(s.prometheus_timeout, 0.001, 600, "--prometheus-timeout")
+    if len(s.region) > 128:
+        raise UsageError("--region: at most 128 characters")
+    if s.status_path and not s.status_path.startswith("/"):
+        raise UsageError(f"--status-path {s.status_path!r}: must start with '/' (or be '' to skip)")
+    prometheus = check_url(s.prometheus, "--prometheus") if s.prometheus else None
+    ruleset = load_rules(s.rules)
+    window = s.window if s.window is not None else ruleset.window
+    check_window(window, "--window")
+    queries: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    if prometheus:
+        for name in QUERY_NAMES:
+            flag_value = getattr(s, _QUERY_FLAGS[name])
+            if flag_value is not None:
+                query, source = flag_value.strip(), "--" + _QUERY_FLAGS[name].replace("_", "-")
+            else:
+                query, source = ruleset.queries.get(name, ""), f"{ruleset.source} queries.{name}"
+            if query:
+                queries[name] = query.replace("$window", window)
+                sources[name] = source
+    return Plan(settings=s, targets=targets, ruleset=ruleset, prometheus=prometheus, queries=queries,
+                query_sources=sources)
+
+
+# --- observe ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Observation:
+    probes: tuple[TargetProbe, ...]
+    prometheus: dict[str, QueryResult] | None
+    started_at: float  # unix time
+    duration_ms: float
+
+
+async def observe_target(prober: Prober, target: Target, samples: int, status_path: str) -> TargetProbe:
+    """/health, /ready and the status endpoint at once; then `samples` sequential GET /health."""
+    import asyncio
+
+    from rpops.classify import TargetProbe
+
+    calls = [prober.get(f"{target.url}/health"), prober.get(f"{target.url}/ready")]
+    if status_path:
+        calls.append(prober.get(f"{target.url}{status_path}"))
+    results = await asyncio.gather(*calls)
+    health, ready = results[0], results[1]
+    status = results[2] if status_path else None
+    taken = []
+    if health.answered:  # an unreachable or timed-out target would only repeat its failure
+        for _ in range(samples):
+            sample = await prober.get(f"{target.url}/health")
+            taken.append(sample)
+            if not sample.answered:
+                break
+    return TargetProbe(target=target, health=health, ready=ready if ready.answered else None, status=status,
+                       samples=tuple(taken))
+
+
+async def observe_prometheus(url: str, queries: dict[str, str], timeout: float,
+                             retries: int) -> dict[str, QueryResult]:
+    import asyncio
+
+    from rpops.prometheus import AsyncPrometheus
+
+    async with AsyncPrometheus(url, timeout=timeout, retries=retries) as prom:
+        names = list(queries)
+        results = await asyncio.gather(*(prom.query(queries[n]) for n in names))
+    return dict(zip(names, results, strict=True))
+
+
+async def observe(p: Plan) -> Observation:
+    import asyncio
+
+    from rpops.io import progress
+    from rpops.probe import Prober
+
+    s = p.settings
+    started, clock = time.time(), time.perf_counter()
+    total, done = len(p.targets), 0
+
+    async def one(prober: Prober, target: Target) -> TargetProbe:
+        nonlocal done
+        result = await observe_target(prober, target, s.samples, s.status_path)
+        done += 1
+        progress(done, total)
+        return result
+
+    async with Prober(timeout=s.timeout, retries=s.retries, max_concurrency=max(64, 3 * total)) as prober:
+        target_task = asyncio.gather(*(one(prober, t) for t in p.targets))
+        if p.prometheus:
+            probes, prom = await asyncio.gather(
+                target_task, observe_prometheus(p.prometheus, p.queries, s.prometheus_timeout, s.retries))
+        else:
+            probes, prom = await target_task, None
+    return Observation(probes=tuple(probes), prometheus=prom, started_at=started,
+                       duration_ms=(time.perf_counter() - clock) * 1000)
+
+
+def prometheus_values(p: Plan, results: dict[str, QueryResult] | None) -> dict[str, float | None] | None:
+    """Each query's value, or None; exit 3 if Prometheus stayed unreachable, 2 if it refused a query."""
+    from rpops.prometheus import Outcome
+
+    if results is None:
+        return None
+    values: dict[str, float | None] = {}
+    for name, result in results.items():
+        if result.outcome is Outcome.UNREACHABLE:
+            raise Unreachable(f"--prometheus {p.prometheus}: unreachable after {result.attempts} attempts "
+                              f"({result.error}); check the URL and that Prometheus runs")
+        if result.outcome is Outcome.ERROR and result.error_type == "bad_data":
+            raise UsageError(f"{p.query_sources[name]}: Prometheus refused the query {result.query!r}: "
+                             f"{result.error}; fix the PromQL")
+        if not result.ok:
+            log.warning("prometheus %s: %s %s", name, result.outcome.value, result.error)
+        values[name] = result.max_value()
+    return values
+
+
+# --- act -------------------------------------------------------------------------------------
+
+def build_report(p: Plan, obs: Observation, signals: dict[str, Any], decision: Decision) -> dict[str, Any]:
+    from rpops.classify import assess_target, json_names
+
+    targets = []
+    for probe in obs.probes:
+        entry = assess_target(probe).summary()
+        entry["probes"] = {
+            "health": probe.health.summary(),
+            "ready": probe.ready.summary() if probe.ready else None,
+            "status": probe.status.summary() if probe.status else None,
+            "samples": [sample.summary() for sample in probe.samples],
+        }
+        targets.append(entry)
+    prom = None
+    if obs.prometheus is not None:
+        queries = {n: {**r.summary(), "source": p.query_sources[n]} for n, r in obs.prometheus.items()}
+        prom = {"url": p.prometheus, "queries": queries}
+    return {
+        "step": "health-check",
+        "status": decision.status,
+        "reason": decision.reason,
+        "region": p.settings.region,
+        "rule": {"name": decision.rule, "when": decision.when,
+                 "evidence": json_names(dict(decision.evidence))},
+        "rules_evaluated": [{"name": n, "matched": m} for n, m in decision.evaluated],
+        "rules_source": p.ruleset.source,
+        "signals": json_names(signals),
+        "thresholds": dict(p.ruleset.thresholds),
+        "targets": targets,
+        "prometheus": prom,
+        "settings": {"samples": p.settings.samples, "timeout": p.settings.timeout,
+                     "retries": p.settings.retries, "status_path": p.settings.status_path},
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(obs.started_at)),
+        "duration_ms": round(obs.duration_ms, 3),
+    }
+
+
+def act(decision: Decision, signals: dict[str, Any], report: dict[str, Any]) -> None:
+    from rpops.io import write_output, write_report
+
+    p95 = signals.get("p95_ms", math.nan)
+    write_output("status", decision.status)
+    write_output("reason", decision.reason)
+    write_output("p95_ms", "" if math.isnan(p95) else f"{p95:.1f}")  # empty: no latency measured
+    write_report(report)
+    log.info("%s (rule %s): %s", decision.status, decision.rule, decision.reason)
+    print(decision.status)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from rpops.classify import assess_target, classify, signal_names
+
+    p = plan(from_args(HealthSettings, args))
+    obs = asyncio.run(observe(p))
+    prom = prometheus_values(p, obs.prometheus)
+    states = [assess_target(probe) for probe in obs.probes]
+    signals = signal_names(states, prom, p.settings.region)
+    decision = classify(signals, p.ruleset)
+    act(decision, signals, build_report(p, obs, signals, decision))
+    return 0

@@ -1,0 +1,189 @@
+"""Showing a run: a tree like `argo get`/`argo watch`, redrawn in place on a terminal, or one
+plain line per node change when stdout is not a terminal."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import threading
+import time
+from datetime import datetime
+from typing import IO, TYPE_CHECKING, Any
+
+from rpops.local.nodes import Node
+
+if TYPE_CHECKING:
+    from rpops.local.executor import Run
+
+ICONS = {"Succeeded": "✔", "Failed": "✖", "Error": "⚠", "Skipped": "○", "Omitted": "○", "Running": "●",
+         "Pending": "◷"}
+COLORS = {"Succeeded": "32", "Failed": "31", "Error": "31", "Skipped": "90", "Omitted": "90", "Running": "36",
+          "Pending": "33"}
+REDRAW_S = 0.25
+
+
+def _epoch(ts: str | None) -> float | None:
+    if not ts:
+        return None
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+def duration(start: str | None, end: str | None, now: float) -> str:
+    s = _epoch(start)
+    if s is None:
+        return ""
+    e = _epoch(end) or now
+    secs = max(0.0, e - s)
+    if secs < 1:
+        return f"{secs * 1000:.0f}ms"
+    if secs < 60:
+        return f"{secs:.1f}s"
+    m, sec = divmod(int(secs), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m}m{sec}s" if h else f"{m}m{sec}s"
+
+
+def _paint(text: str, phase: str, color: bool) -> str:
+    return f"\x1b[{COLORS.get(phase, '0')}m{text}\x1b[0m" if color else text
+
+
+def tree_rows(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(prefix, node) in display order; step groups are folded into their steps node."""
+    nodes: dict[str, dict[str, Any]] = doc["status"].get("nodes") or {}
+    owner: dict[str, str] = {}
+    for n in nodes.values():
+        if n["type"] in ("Retry", "TaskGroup"):
+            for c in n.get("children") or ():
+                owner[c] = n["id"]
+    kids: dict[str | None, list[dict[str, Any]]] = {}
+    for n in nodes.values():
+        if n["type"] == "StepGroup":
+            continue
+        parent = owner.get(n["id"]) or n.get("boundaryID")
+        kids.setdefault(parent, []).append(n)
+    for group in kids.values():
+        group.sort(key=lambda n: (n.get("startedAt") or "", n["name"]))
+    rows: list[tuple[str, dict[str, Any]]] = []
+
+    def walk(parent: str | None, indent: str) -> None:
+        children = kids.get(parent, [])
+        for i, n in enumerate(children):
+            last = i == len(children) - 1
+            rows.append((indent + ("└─" if last else "├─"), n))
+            walk(n["id"], indent + ("  " if last else "│ "))
+
+    for root in kids.get(None, []):
+        rows.append(("", root))
+        walk(root["id"], "")
+    return rows
+
+
+def render(doc: dict[str, Any], *, color: bool = False, now: float | None = None, max_rows: int | None = None,
+           header: bool = True) -> list[str]:
+    now = time.time() if now is None else now
+    meta, status = doc["metadata"], doc["status"]
+    lines: list[str] = []
+    if header:
+        phase = status.get("phase", "")
+        lines.append(f"Name:        {meta['name']}")
+        lines.append(f"Status:      {_paint(phase, phase, color)}")
+        if status.get("message"):
+            lines.append(f"Message:     {status['message']}")
+        lines.append(f"Duration:    {duration(status.get('startedAt'), status.get('finishedAt'), now)}")
+        lines.append(f"Progress:    {status.get('progress', '')}")
+        params = (doc.get("spec", {}).get("arguments") or {}).get("parameters") or []
+        if params:
+            lines.append("Parameters:")
+            lines += [f"  {p['name']}: {p.get('value', '')}" for p in params]
+        lines.append("")
+    rows = tree_rows(doc)
+    names = [f"{prefix}{ICONS.get(n['phase'], '?')} {n['displayName']}" for prefix, n in rows]
+    width = max([len("STEP"), *map(len, names)]) + 2
+    templates = [(n.get("templateRef") or {}).get("template") or n.get("templateName") or "" for _, n in rows]
+    twidth = max([len("TEMPLATE"), *map(len, templates)]) + 2
+    lines.append(f"{'STEP':<{width}}{'TEMPLATE':<{twidth}}{'DURATION':<10}{'PROGRESS':<10}MESSAGE")
+    shown = rows if max_rows is None or len(rows) <= max_rows else rows[: max(0, max_rows - 1)]
+    for (prefix, n), name, template in zip(shown, names, templates, strict=False):
+        padded = f"{name:<{width}}"
+        if color:
+            icon_at = len(prefix)
+            padded = padded[:icon_at] + _paint(padded[icon_at], n["phase"], True) + padded[icon_at + 1:]
+        dur = duration(n.get("startedAt"), n.get("finishedAt"), now) if n["type"] not in ("Skipped",) else ""
+        progress = n.get("progress", "") if n["type"] == "Pod" else ""
+        lines.append(f"{padded}{template:<{twidth}}{dur:<10}{progress:<10}{n.get('message', '')}".rstrip())
+    if len(shown) < len(rows):
+        lines.append(f"... {len(rows) - len(shown)} more (rpops local get {meta['name']})")
+    return lines
+
+
+class PlainLines:
+    """One line per node creation or phase change, and per workflow phase or message change."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        self._lock = threading.Lock()
+        self._last: tuple[str, str] | None = None
+        self._t0 = time.monotonic()
+
+    def _emit(self, text: str) -> None:
+        with self._lock:
+            self.out.write(f"[{time.monotonic() - self._t0:7.2f}s] {text}\n")
+            self.out.flush()
+
+    def node(self, node: Node, before: str | None) -> None:
+        if node.type == "StepGroup" or (before == node.phase and not node.message):
+            return
+        if before == node.phase and before is not None and node.type == "Pod" and node.progress and \
+                not node.message:
+            return
+        message = f"  {node.message}" if node.message else ""
+        template = f" ({node.template_name})" if node.template_name and node.type == "Pod" else ""
+        self._emit(f"{node.phase:<9} {node.name}{template}{message}")
+
+    def workflow(self, run: Run) -> None:
+        key = (run.phase, run.message)
+        if key == self._last:
+            return
+        self._last = key
+        message = f"  {run.message}" if run.message else ""
+        self._emit(f"Workflow  {run.name} {run.phase}{message}")
+
+
+class LiveTree:
+    """Redraws the tree in place (ANSI) a few times a second while the run goes on."""
+
+    def __init__(self, run: Run, out: IO[str]) -> None:
+        self.run, self.out = run, out
+        self._lines = 0
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="rpops-display")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self.run.done.wait(REDRAW_S):
+            self.draw()
+
+    def draw(self) -> None:
+        from rpops.local.runs import status_doc
+
+        rows = shutil.get_terminal_size((100, 40)).lines - 1
+        lines = render(status_doc(self.run), color=True, max_rows=max(5, rows - 9))
+        buf = []
+        if self._lines:
+            buf.append(f"\x1b[{self._lines}F\x1b[J")
+        buf.append("\n".join(lines) + "\n")
+        self.out.write("".join(buf))
+        self.out.flush()
+        self._lines = len(lines)
+
+    def finish(self) -> None:
+        self._thread.join(timeout=1)
+        self.draw()
+
+
+def is_terminal(out: IO[str] = sys.stdout) -> bool:
+    try:
+        return out.isatty()
+    except (AttributeError, ValueError):
+        return False

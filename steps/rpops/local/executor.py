@@ -1,0 +1,593 @@
+"""Running a checked plan: the workflow, templates, retries, containers and suspends.
+
+Steps and DAG templates are in `flow`. Each node runs in the thread of the step or task that
+started it; parallel members of a step group and ready DAG tasks get their own threads.
+Stops and the workflow's deadline set `cancel`: nothing new starts (except the exit
+handler) and running process groups are killed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import re
+import shutil
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rpops.errors import UsageError
+from rpops.local import exprlang, flow, locks
+from rpops.local.catalog import Scope
+from rpops.local.durations import parse_duration, parse_int
+from rpops.local.expressions import ExpressionError
+from rpops.local.model import Parameter, Template
+from rpops.local.nodes import (
+    ERROR, FAILED, FAILED_OR_ERROR, OMITTED, PENDING, RUNNING, SKIPPED, SUCCEEDED, Node, NodeStore, timestamp,
+)
+from rpops.local.plan import Plan
+from rpops.local.process import LocalProcess, resolve_command
+from rpops.local.secretstore import SecretMissing, SecretStore
+from rpops.local.substitute import deep_map, render, strings, tags
+
+log = logging.getLogger("rpops.local")
+
+NODE_TYPES = {"container": "Pod", "script": "Pod", "steps": "Steps", "dag": "DAG", "suspend": "Suspend"}
+WORKFLOW_STATUS = {SUCCEEDED: SUCCEEDED, SKIPPED: SUCCEEDED, OMITTED: SUCCEEDED, FAILED: FAILED, ERROR: ERROR}
+DEADLINE_MESSAGE = "Step exceeded its deadline"
+_NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' generateName alphabet
+_PROGRESS = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+@dataclass
+class Options:
+    runs_dir: Path = Path(".rpops/runs")
+    locks_dir: Path | None = None  # default: beside runs_dir (.rpops/locks)
+    secrets_file: Path | None = Path(".rpops/secrets.yaml")
+    workdir: Path | None = None  # steps' working directory unless workingDir says otherwise
+    kill_grace_s: float = 3.0
+    name: str | None = None  # the workflow's name; default <template>-<5 random characters>
+
+
+@dataclass(frozen=True)
+class Call:
+    """Where a template runs: its node's name, and how it hangs in the tree."""
+
+    name: str
+    display: str
+    boundary: str | None
+    parent: str | None
+    exit_handler: bool = False
+    template_ref: dict[str, str] | None = None
+    on_create: Callable[[Node], None] | None = field(default=None, compare=False)
+
+    def child(self, name: str, display: str, boundary: str | None, parent: str | None,
+              on_create: Callable[[Node], None] | None = None) -> Call:
+        return Call(name, display, boundary, parent, self.exit_handler, None, on_create)
+
+
+def generate_name(base: str, runs_dir: Path) -> str:
+    rng = random.SystemRandom()
+    for _ in range(100):
+        name = f"{base}-{''.join(rng.choice(_NAME_CHARS) for _ in range(5))}"
+        if not (runs_dir / name).exists():
+            return name
+    raise UsageError(f"cannot find a free run name under {runs_dir}")
+
+
+class Run:
+    """One workflow run; `execute()` blocks until it is over."""
+
+    def __init__(self, plan: Plan, options: Options) -> None:
+        self.plan, self.options = plan, options
+        runs_dir = options.runs_dir
+        self.name = options.name or generate_name(plan.name_base, runs_dir)
+        self.dir = runs_dir / self.name
+        if self.dir.exists():
+            raise UsageError(f"a run named {self.name} already exists in {runs_dir}; choose another name")
+        self.locks_dir = options.locks_dir or runs_dir.parent / "locks"
+        self.uid = str(uuid.uuid4())
+        self.store = NodeStore(self.name)
+        self.created_at = time.time()
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.phase = PENDING
+        self.message = ""
+        self.outputs: dict[str, Any] | None = None
+        self.cancel = threading.Event()  # stop or deadline: the main templates end
+        self.kill_all = threading.Event()  # terminate: the exit handler ends too
+        self.cancel_reason = ""
+        self.deadline_exceeded = False
+        self.done = threading.Event()
+        self.resumes = 0
+        self.node_templates: dict[str, Template] = {}
+        self.workflow_listeners: list[Callable[[Run], None]] = []
+        self._procs: dict[LocalProcess, bool] = {}
+        self._lock = threading.Lock()
+        self._sem = threading.BoundedSemaphore(plan.spec.parallelism) if plan.spec.parallelism else None
+        self.secrets = SecretStore(options.secrets_file)
+        self.globals = self._globals()
+        self.exit_globals = dict(self.globals)
+
+    # -- workflow ----------------------------------------------------------------------------------
+
+    def _globals(self) -> dict[str, str]:
+        plan = self.plan
+        g = {"workflow.name": self.name, "workflow.namespace": plan.namespace, "workflow.uid": self.uid,
+             "workflow.mainEntrypoint": plan.spec.entrypoint or "",
+             "workflow.serviceAccountName": plan.spec.service_account or "",
+             "workflow.creationTimestamp": (timestamp(self.created_at) or "")[:19] + "Z"}
+        params = {k: render(v, g, strict=False) for k, v in plan.parameters.items()}
+        g["workflow.parameters"] = json.dumps([{"name": k, "value": v} for k, v in params.items()])
+        g["workflow.parameters.json"] = g["workflow.parameters"]
+        g.update({f"workflow.parameters.{k}": v for k, v in params.items()})
+        g.update({f"workflow.labels.{k}": v for k, v in plan.labels.items()})
+        g.update({f"workflow.annotations.{k}": v for k, v in plan.annotations.items()})
+        return g
+
+    def globals_for(self, call: Call) -> dict[str, str]:
+        return self.exit_globals if call.exit_handler else self.globals
+
+    def set_workflow(self, phase: str | None = None, message: str | None = None) -> None:
+        if phase is not None:
+            self.phase = phase
+        if message is not None:
+            self.message = message
+        for listener in self.workflow_listeners:
+            listener(self)
+
+    def execute(self) -> None:
+        try:
+            self._execute()
+        except Exception as exc:  # a bug here must still end the run with a record, not hang callers
+            log.exception("rpops local: internal error in run %s", self.name)
+            self._kill_processes(True, "internal error")
+            self.phase, self.message = ERROR, f"internal error in rpops local: {exc}"
+        finally:
+            self.finished_at = time.time()
+            self.done.set()
+            self.set_workflow()
+
+    def _execute(self) -> None:
+        spec = self.plan.spec
+        (self.dir / "logs").mkdir(parents=True, exist_ok=True)
+        self.started_at = time.time()
+        self.set_workflow(PENDING if spec.mutexes else RUNNING)
+        timer = None
+        if spec.active_deadline:
+            seconds = float(parse_int(render(spec.active_deadline, self.globals, strict=False),
+                                      "spec.activeDeadlineSeconds"))
+            timer = threading.Timer(seconds, self._deadline)
+            timer.daemon = True
+            timer.start()
+        held: list[locks.Mutex] = []
+        try:
+            for raw in spec.mutexes:
+                name = render(raw, self.globals, strict=False)
+
+                def waiting(owner: str, name: str = name) -> None:
+                    self.set_workflow(message=self.lock_message(name, owner))
+
+                mutex = locks.acquire(self.locks_dir, name, f"{self.name}", on_wait=waiting, cancelled=self.cancel)
+                if mutex is None:
+                    self.set_workflow(FAILED, self.cancel_reason)
+                    return
+                held.append(mutex)
+            self.set_workflow(RUNNING, "")
+            entry = self.plan.root.templates[spec.entrypoint or ""]
+            root = self.execute_template(Call(self.name, self.name, None, None), entry, self.plan.root, ())
+            self._finish(root)
+        finally:
+            for mutex in held:
+                mutex.release()
+            if timer is not None:
+                timer.cancel()
+
+    def _finish(self, root: Node | None) -> None:
+        spec = self.plan.spec
+        status = WORKFLOW_STATUS.get(root.phase, FAILED) if root is not None else FAILED
+        if root is not None and root.phase == SUCCEEDED:
+            self.outputs = root.outputs
+        failures = [{"displayName": n.display_name, "message": n.message, "templateName": n.template_name or "",
+                     "phase": n.phase, "podName": n.id, "finishedAt": timestamp(n.finished_at)}
+                    for n in self.store.values() if n.phase in FAILED_OR_ERROR]
+        self.exit_globals = {**self.globals, "workflow.status": status, "workflow.failures": json.dumps(failures),
+                             "workflow.duration": f"{time.time() - (self.started_at or time.time()):.6f}"}
+        exit_node = None
+        if spec.on_exit and not self.kill_all.is_set():
+            call = Call(f"{self.name}.onExit", "onExit", None, None, exit_handler=True)
+            exit_node = self.execute_template(call, self.plan.root.templates[spec.on_exit], self.plan.root, ())
+        if status == SUCCEEDED:
+            if exit_node is not None and exit_node.phase in FAILED_OR_ERROR:
+                self.set_workflow(exit_node.phase, exit_node.message)
+            else:
+                self.set_workflow(SUCCEEDED, "")
+            return
+        if self.cancel.is_set() and not self.deadline_exceeded:
+            message = self.cancel_reason
+        else:
+            message = (root.message if root is not None else "") or self.cancel_reason
+        self.set_workflow(status, message)
+
+    def lock_message(self, name: str, owner: str) -> str:
+        held = f" (held by {owner})" if owner else ""
+        return f"Waiting for {self.plan.namespace}/Mutex/{name} lock. Lock status: 0/1{held}"
+
+    # -- control ---------------------------------------------------------------------------------
+
+    def _deadline(self) -> None:
+        self.deadline_exceeded = True
+        self._cancel(DEADLINE_MESSAGE, terminate=False)
+
+    def stop(self, strategy: str = "Stop") -> None:
+        """Argo's stop (exit handler still runs) or terminate (it does not)."""
+        if strategy not in ("Stop", "Terminate"):
+            raise UsageError(f"strategy must be Stop or Terminate, got {strategy!r}")
+        self._cancel(f"Stopped with strategy '{strategy}'", terminate=strategy == "Terminate")
+
+    def _cancel(self, reason: str, terminate: bool) -> None:
+        with self._lock:
+            if not self.cancel.is_set():
+                self.cancel_reason = reason
+            self.cancel.set()
+            if terminate:
+                self.kill_all.set()
+        self._kill_processes(terminate, reason)
+
+    def _kill_processes(self, include_exit: bool, reason: str) -> None:
+        with self._lock:
+            procs = [p for p, exit_ in self._procs.items() if include_exit or not exit_]
+        for proc in procs:
+            proc.kill(reason)
+
+    def resume(self) -> None:
+        with self._lock:
+            self.resumes += 1
+
+    def cancelled(self, call: Call) -> bool:
+        return self.kill_all.is_set() if call.exit_handler else self.cancel.is_set()
+
+    def cancel_event(self, call: Call) -> threading.Event:
+        return self.kill_all if call.exit_handler else self.cancel
+
+    # -- templates -------------------------------------------------------------------------------
+
+    def execute_template(self, call: Call, template: Template, scope: Scope,
+                         arguments: tuple[Parameter, ...]) -> Node | None:
+        """Run `template` as node `call.name`; None when the run was cancelled before it started."""
+        if self.cancelled(call):
+            return None
+        kind_type = NODE_TYPES[template.kind]
+        node = self.store.create(call.name, call.display, "Retry" if template.retry else kind_type, template.name,
+                                 boundary=call.boundary, parent=call.parent, exit_handler=call.exit_handler,
+                                 template_ref=call.template_ref)
+        self.node_templates[node.id] = template
+        if call.on_create is not None:
+            call.on_create(node)
+        inputs, problem = _inputs(template, arguments)
+        if inputs:
+            node.inputs = {"parameters": [{"name": k, "value": v} for k, v in inputs.items()]}
+        if problem:
+            self.store.set_phase(node, ERROR, problem)
+            return node
+        values = {**self.globals_for(call), **{f"inputs.parameters.{k}": v for k, v in inputs.items()},
+                  "node.name": node.name, "pod.name": node.id}
+        t = deep_map(template, lambda s: render(s, values, strict=False))
+        held: list[locks.Mutex] = []
+        try:
+            for name in t.mutexes:
+                def waiting(owner: str, name: str = name) -> None:
+                    self.store.set_message(node, self.lock_message(name, owner))
+
+                mutex = locks.acquire(self.locks_dir, name, f"{self.name}/{node.name}", on_wait=waiting,
+                                      cancelled=self.cancel_event(call))
+                if mutex is None:
+                    self.store.set_phase(node, FAILED, self.cancel_reason)
+                    return node
+                held.append(mutex)
+            if held:
+                self.store.set_message(node, "")
+            if t.retry is not None:
+                self._retry(node, call, t, scope)
+            else:
+                self.body(node, call, t, scope)
+        finally:
+            for mutex in held:
+                mutex.release()
+        return node
+
+    def body(self, node: Node, call: Call, t: Template, scope: Scope) -> None:
+        if t.kind in ("container", "script"):
+            self._pod(node, call, t)
+        elif t.kind == "suspend":
+            self._suspend(node, call, t)
+        elif t.kind == "steps":
+            flow.run_steps(self, node, call, t, scope)
+        else:
+            flow.run_dag(self, node, call, t, scope)
+
+    def _retry(self, node: Node, call: Call, t: Template, scope: Scope) -> None:
+        strategy = t.retry
+        assert strategy is not None
+        self.store.set_phase(node, RUNNING)
+        try:
+            limit = parse_int(strategy.limit, "retryStrategy.limit") if strategy.limit else None
+            backoff = strategy.backoff
+            base = parse_duration(backoff.duration) if backoff and backoff.duration else 0.0
+            factor = parse_int(backoff.factor, "retryStrategy.backoff.factor") if backoff and backoff.factor else 0
+            cap = parse_duration(backoff.cap) if backoff and backoff.cap else None
+            max_duration = parse_duration(backoff.max_duration) if backoff and backoff.max_duration else None
+        except ValueError as exc:
+            self.store.set_phase(node, ERROR, str(exc))
+            return
+        attempt, first_start = 0, None
+        while True:
+            attempt_t = deep_map(t, lambda s: render(s, {"retries": str(attempt)}, strict=False))
+            child_call = call.child(f"{call.name}({attempt})", f"{call.display}({attempt})", call.boundary, node.id)
+            child = self.store.create(child_call.name, child_call.display, NODE_TYPES[t.kind], t.name,
+                                      boundary=call.boundary, parent=node.id, exit_handler=call.exit_handler,
+                                      template_ref=call.template_ref)
+            self.node_templates[child.id] = t
+            self.store.add_child(node.id, child.id)
+            if node.inputs:
+                child.inputs = node.inputs
+            self.body(child, child_call, attempt_t, scope)
+            first_start = first_start or child.started_at or time.time()
+            node.outputs = child.outputs
+            if child.phase == SUCCEEDED:
+                self.store.set_phase(node, SUCCEEDED, "")
+                return
+            if self.cancelled(call):
+                why = "retry exceeded workflow deadline" if self.deadline_exceeded else self.cancel_reason
+                self.store.set_phase(node, child.phase, why)
+                return
+            stop = self._retry_verdict(strategy.effective_policy, strategy.expression, child, attempt, limit)
+            if stop is not None:
+                self.store.set_phase(node, child.phase, stop)
+                return
+            wait = base * (factor ** attempt if factor > 0 else 1)
+            wait = min(wait, cap) if cap is not None else wait
+            if max_duration is not None:
+                end = first_start + max_duration
+                if time.time() > end:
+                    self.store.set_phase(node, child.phase, "Max duration limit exceeded")
+                    return
+                if (child.finished_at or time.time()) + wait > end:
+                    self.store.set_phase(node, child.phase, "Backoff would exceed max duration limit")
+                    return
+            if wait > 0:
+                self.store.set_message(node, f"Backoff for {_human(wait)}")
+                if self.cancel_event(call).wait(max(0.0, (child.finished_at or time.time()) + wait - time.time())):
+                    self.store.set_phase(node, child.phase, self.cancel_reason)
+                    return
+                self.store.set_message(node, "")
+            attempt += 1
+
+    def _retry_verdict(self, policy: str, expression: str | None, child: Node, attempt: int,
+                       limit: int | None) -> str | None:
+        """None to retry, else the message the retry node ends with."""
+        retry = (policy == "Always" or (policy == "OnFailure" and child.phase == FAILED)
+                 or (policy == "OnError" and child.phase == ERROR))  # OnTransientError: nothing is transient here
+        if not retry:
+            return child.message
+        if limit is not None and attempt + 1 > limit:
+            return "No more retries left"
+        if expression:
+            outs = child.outputs or {}
+            names = {"lastRetry.exitCode": str(outs.get("exitCode", "-1")), "lastRetry.status": child.phase,
+                     "lastRetry.duration": f"{(child.finished_at or 0) - (child.started_at or 0):g}",
+                     "lastRetry.message": child.message, "retries": str(attempt)}
+            try:
+                if not exprlang.evaluate_bool(expression, names):
+                    return "retryStrategy.expression evaluated to false"
+            except ExpressionError as exc:
+                return f"retryStrategy.expression: {exc}"
+        return None
+
+    # -- leaves ----------------------------------------------------------------------------------
+
+    def _pod(self, node: Node, call: Call, t: Template) -> None:
+        c = t.container
+        assert c is not None
+        if self._sem is not None:
+            while not self._sem.acquire(timeout=0.05):
+                if self.cancelled(call):
+                    self.store.set_phase(node, FAILED, self.cancel_reason)
+                    return
+        try:
+            self._run_process(node, call, t)
+        finally:
+            if self._sem is not None:
+                self._sem.release()
+
+    def node_dir(self, node: Node) -> Path:
+        return self.dir / "nodes" / node.id
+
+    def log_path(self, node: Node) -> Path:
+        return self.dir / "logs" / f"{node.id}.log"
+
+    def _run_process(self, node: Node, call: Call, t: Template) -> None:
+        c = t.container
+        assert c is not None
+        if self.cancelled(call):
+            self.store.set_phase(node, FAILED, self.cancel_reason)
+            return
+        node_dir = self.node_dir(node)
+        out_dir = node_dir / "outputs"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        leftover = [tag for _, text in strings((c, t.active_deadline, t.timeout)) for tag in tags(text)]
+        if leftover:
+            self.store.set_phase(node, ERROR, f"failed to resolve {{{{{leftover[0]}}}}}")
+            return
+        try:
+            env = self._env(c.env, node_dir)
+            deadline = _deadline(t)
+        except (SecretMissing, ValueError) as exc:
+            self.store.set_phase(node, ERROR, str(exc))
+            return
+        argv = list(c.command) + list(c.args)
+        if t.kind == "script":
+            script = node_dir / "script"
+            script.write_text(c.source or "")
+            argv.append(str(script))
+        argv[0] = resolve_command(argv[0], env["PATH"])
+        cwd = c.working_dir or (str(self.options.workdir) if self.options.workdir else None)
+        if cwd and not Path(cwd).is_dir():
+            self.store.set_phase(node, ERROR, f"workingDir {cwd} does not exist on this machine")
+            return
+        proc = LocalProcess(argv, env, cwd, self.log_path(node), self.options.kill_grace_s)
+        with self._lock:
+            self._procs[proc] = call.exit_handler
+        try:
+            if self.cancelled(call):
+                proc.kill(self.cancel_reason)
+            error = proc.start()
+            if error is not None:
+                self.store.set_phase(node, ERROR, error)
+                return
+            self.store.set_phase(node, RUNNING)
+            outcome = proc.wait(None if deadline is None else time.monotonic() + deadline)
+        finally:
+            with self._lock:
+                self._procs.pop(proc, None)
+        self.read_progress(node, final=True)
+        outputs: dict[str, Any] = {"exitCode": str(outcome.exit_code)}
+        if outcome.stdout:
+            outputs["result"] = outcome.stdout
+        if outcome.killed:
+            phase, message = FAILED, outcome.killed
+        elif outcome.exit_code == 0:
+            phase, message = SUCCEEDED, ""
+        else:
+            phase, message = FAILED, f"Error (exit code {outcome.exit_code})"
+        problem = _collect(t, out_dir, node_dir / "artifacts", outputs)
+        if problem and phase == SUCCEEDED:
+            phase, message = ERROR, problem
+        node.outputs = outputs
+        self.store.set_phase(node, phase, message)
+
+    def _env(self, env_vars: Any, node_dir: Path) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        for var in env_vars:
+            if var.secret is not None:
+                try:
+                    env[var.name] = self.secrets.get(var.secret.name, var.secret.key)
+                except SecretMissing:
+                    if not var.secret.optional:
+                        raise
+            else:
+                env[var.name] = var.value or ""
+        env["RPOPS_OUTPUTS"] = str(node_dir / "outputs")
+        env["ARGO_PROGRESS_FILE"] = str(node_dir / "progress")
+        env["RPOPS_PLATFORM"] = "local"  # steps drive the local platform, whatever the template says
+        return env
+
+    def read_progress(self, node: Node, final: bool = False) -> None:
+        text = ""
+        try:
+            text = (self.node_dir(node) / "progress").read_text()
+        except OSError:
+            pass
+        m = _PROGRESS.match(text)
+        done, total = (int(m.group(1)), int(m.group(2))) if m else (0, 1)
+        if final:
+            done = total
+        self.store.set_progress(node, f"{done}/{total}")
+
+    def _suspend(self, node: Node, call: Call, t: Template) -> None:
+        try:
+            duration = parse_duration(t.suspend_duration) if t.suspend_duration else None
+        except ValueError as exc:
+            self.store.set_phase(node, ERROR, str(exc))
+            return
+        seen = self.resumes
+        started = time.monotonic()
+        self.store.set_phase(node, RUNNING, f"Suspended: resume with `rpops local resume {self.name}`")
+        while True:
+            if self.resumes > seen:
+                self.store.set_phase(node, SUCCEEDED, "")
+                return
+            if duration is not None and time.monotonic() - started >= duration:
+                self.store.set_phase(node, SUCCEEDED, "")
+                return
+            if self.cancel_event(call).wait(0.05):
+                self.store.set_phase(node, FAILED, self.cancel_reason)
+                return
+
+
+def _inputs(template: Template, arguments: tuple[Parameter, ...]) -> tuple[dict[str, str], str | None]:
+    given = {p.name: p.value for p in arguments}
+    values: dict[str, str] = {}
+    for p in template.inputs:
+        value = given.get(p.name)
+        if value is None:
+            value = p.value if p.value is not None else p.default
+        if value is None:
+            return values, f"inputs.parameters.{p.name} was not supplied"
+        if p.enum and value not in p.enum:
+            return values, f"inputs.parameters.{p.name} value '{value}' is not one of: {', '.join(p.enum)}"
+        values[p.name] = value
+    return values, None
+
+
+def _deadline(t: Template) -> float | None:
+    limits = []
+    if t.active_deadline:
+        limits.append(float(parse_int(t.active_deadline, "activeDeadlineSeconds")))
+    if t.timeout:
+        limits.append(parse_duration(t.timeout))
+    return min(limits) if limits else None
+
+
+def _collect(t: Template, out_dir: Path, art_dir: Path, outputs: dict[str, Any]) -> str | None:
+    """Output parameters and artifacts from the node's files; the first problem, if any."""
+    problem = None
+    params = []
+    for o in t.outputs:
+        assert o.path is not None
+        path = out_dir / o.path[len("/tmp/outputs/"):]  # noqa: S108 - Argo's path, mapped per node
+        try:
+            value = path.read_text(encoding="utf-8", errors="replace")
+            value = value[:-1] if value.endswith("\n") else value
+        except OSError:
+            if o.default is None:
+                problem = problem or f"open {o.path}: no such file or directory"
+                continue
+            value = o.default
+        params.append({"name": o.name, "value": value})
+    if params:
+        outputs["parameters"] = params
+    arts = []
+    for a in t.artifacts:
+        src = out_dir / a.path[len("/tmp/outputs/"):]  # noqa: S108
+        if not src.exists():
+            if not a.optional:
+                problem = problem or f"path {a.path} does not exist"
+            continue
+        dest = art_dir / a.name
+        art_dir.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dest, dirs_exist_ok=True)
+        else:
+            shutil.copyfile(src, dest)
+        arts.append({"name": a.name, "path": str(dest)})
+    if arts:
+        outputs["artifacts"] = arts
+    return problem
+
+
+def _human(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} milliseconds"
+    if seconds < 60:
+        return f"{math.ceil(seconds)} seconds" if seconds != 1 else "1 second"
+    return f"{seconds / 60:.0f} minutes"

@@ -1,0 +1,91 @@
+"""`{{...}}` substitution, as Argo's template.Replace does it, over strings and typed values."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_TAG = re.compile(r"\{\{(.*?)\}\}", re.S)
+
+
+class Unresolved(ValueError):
+    """A `{{tag}}` with no value; the message is Argo's ("failed to resolve {{tag}}")."""
+
+    def __init__(self, tag: str) -> None:
+        super().__init__(f"failed to resolve {{{{{tag}}}}}")
+        self.tag = tag
+
+
+def tags(text: str) -> list[str]:
+    """The trimmed contents of every `{{...}}` in `text`."""
+    return [m.group(1).strip() for m in _TAG.finditer(text)] if "{{" in text else []
+
+
+def render(text: str, values: Mapping[str, str], *, strict: bool = True) -> str:
+    """Replace each known tag; an unknown one raises Unresolved (strict) or stays as written."""
+    if "{{" not in text:
+        return text
+
+    def one(match: re.Match[str]) -> str:
+        tag = match.group(1).strip()
+        value = values.get(tag)
+        if value is None:
+            if strict:
+                raise Unresolved(tag)
+            return match.group(0)
+        return value
+
+    return _TAG.sub(one, text)
+
+
+def deep_map(obj: T, fn: Callable[[str], str], skip: frozenset[str] = frozenset({"metrics"})) -> T:
+    """Apply `fn` to every string inside dataclasses, tuples, lists and dict values."""
+    return _map(obj, fn, skip)  # type: ignore[no-any-return]
+
+
+def _map(obj: Any, fn: Callable[[str], str], skip: frozenset[str]) -> Any:
+    if isinstance(obj, str):
+        return fn(obj) if "{{" in obj else obj
+    if isinstance(obj, tuple):
+        return tuple(_map(v, fn, skip) for v in obj)
+    if isinstance(obj, list):
+        return [_map(v, fn, skip) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _map(v, fn, skip) for k, v in obj.items()}
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        changes = {}
+        for f in dataclasses.fields(obj):
+            if f.name in skip:
+                continue
+            old = getattr(obj, f.name)
+            new = _map(old, fn, skip)
+            if new is not old:
+                changes[f.name] = new
+        return dataclasses.replace(obj, **changes) if changes else obj
+    return obj
+
+
+def strings(obj: Any, path: str = "", skip: frozenset[str] = frozenset({"metrics"})) -> list[tuple[str, str]]:
+    """Every (field path, string) inside `obj` (dataclass field names as written in Python)."""
+    out: list[tuple[str, str]] = []
+
+    def walk(value: Any, where: str) -> None:
+        if isinstance(value, str):
+            out.append((where, value))
+        elif isinstance(value, (tuple, list)):
+            for i, v in enumerate(value):
+                walk(v, f"{where}[{i}]")
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{where}.{k}" if where else str(k))
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            for f in dataclasses.fields(value):
+                if f.name not in skip:
+                    walk(getattr(value, f.name), f"{where}.{f.name}" if where else f.name)
+
+    walk(obj, path)
+    return out

@@ -1,0 +1,343 @@
+"""Source code scan: find Python files, scan them in parallel processes, cache results by content.
+
+Every file that is found but not analysed (too large, binary, unreadable, a syntax error, a
+symlink loop) becomes a Notice, so a scan never looks clean by omission.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import gc
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rpops.io import progress
+from rpops.security.code_rules import RULES, RULES_VERSION, scan_tree
+from rpops.security.model import Finding, Location, Notice
+
+log = logging.getLogger("rpops.security.code")
+
+PY_SUFFIXES = (".py", ".pyw")
+DEFAULT_MAX_FILE_BYTES = 2 * 1024 * 1024
+# Directories that hold tooling state or third-party environments, not the project's code.
+SKIP_DIRS = frozenset({".git", ".hg", ".svn", ".venv", "venv", ".tox", ".nox", "node_modules", "__pycache__",
+                       ".mypy_cache", ".pytest_cache", ".ruff_cache", ".eggs", ".rpops"})
+_TEST_DIRS = frozenset({"test", "tests", "testing"})
+_SUPPRESS_MARK = "rpops:"
+
+
+@dataclass
+class CodeScanSettings:
+    roots: list[Path]
+    base: Path  # paths in findings are shown relative to this
+    exclude: tuple[str, ...] = ()
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    jobs: int = 0  # 0 = one per CPU
+    cache_dir: Path | None = None
+
+
+@dataclass
+class CodeScanResult:
+    files_found: int = 0
+    files_scanned: int = 0
+    bytes_scanned: int = 0
+    cache_hits: int = 0
+    duration_s: float = 0.0
+    findings: list[Finding] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {"files_found": self.files_found, "files_scanned": self.files_scanned,
+                "bytes_scanned": self.bytes_scanned, "cache_hits": self.cache_hits,
+                "duration_s": round(self.duration_s, 3), "not_analysed": len(self.notices)}
+
+
+def is_test_path(rel: str) -> bool:
+    parts = rel.replace("\\", "/").split("/")
+    name = parts[-1]
+    return (any(p in _TEST_DIRS for p in parts[:-1]) or name.startswith("test_")
+            or name.endswith("_test.py") or name == "conftest.py")
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return path.relative_to(base).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _excluded(rel: str, name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p.rstrip("/") + "/*")
+               for p in patterns)
+
+
+def discover(settings: CodeScanSettings) -> tuple[list[tuple[str, str, int]], list[Notice]]:
+    """Python files under the roots as (absolute path, display path, size), largest first."""
+    files: dict[str, tuple[str, str, int]] = {}
+    notices: list[Notice] = []
+    seen_dirs: set[tuple[int, int]] = set()
+    base = settings.base
+
+    def add_file(path: Path, st: os.stat_result) -> None:
+        real = os.path.realpath(path)
+        rel = _relative(path, base)
+        if real not in files:
+            files[real] = (str(path), rel, st.st_size)
+
+    for root in settings.roots:
+        try:
+            st = root.stat()
+        except OSError as exc:
+            notices.append(Notice("code", "unreadable", _relative(root, base), f"cannot read: {exc.strerror}"))
+            continue
+        if not root.is_dir():
+            add_file(root, st)
+            continue
+        stack = [root]
+        while stack:
+            directory = stack.pop()
+            try:
+                dst = directory.stat()
+            except OSError as exc:
+                notices.append(Notice("code", "unreadable", _relative(directory, base),
+                                      f"cannot read directory: {exc.strerror}"))
+                continue
+            key = (dst.st_dev, dst.st_ino)
+            if key in seen_dirs:
+                if directory.is_symlink():
+                    notices.append(Notice("code", "symlink-loop", _relative(directory, base),
+                                          f"symlink to an already scanned directory ({os.readlink(directory)}); "
+                                          "not followed again"))
+                continue
+            seen_dirs.add(key)
+            try:
+                entries = sorted(os.scandir(directory), key=lambda e: e.name)
+            except OSError as exc:
+                notices.append(Notice("code", "unreadable", _relative(directory, base),
+                                      f"cannot list directory: {exc.strerror}"))
+                continue
+            for entry in entries:
+                path = Path(entry.path)
+                rel = _relative(path, base)
+                if settings.exclude and _excluded(rel, entry.name, settings.exclude):
+                    continue
+                try:
+                    is_dir = entry.is_dir()  # follows symlinks
+                except OSError:
+                    is_dir = False
+                if is_dir:
+                    if entry.name in SKIP_DIRS or (path / "pyvenv.cfg").exists():
+                        continue
+                    stack.append(path)
+                    continue
+                if not entry.name.endswith(PY_SUFFIXES):
+                    continue
+                try:
+                    fst = path.stat()
+                except OSError as exc:
+                    reason = "symlink loop or dangling symlink" if entry.is_symlink() else exc.strerror
+                    notices.append(Notice("code", "unreadable", rel, f"cannot read: {reason}"))
+                    continue
+                add_file(path, fst)
+    ordered = sorted(files.values(), key=lambda f: (-f[2], f[1]))
+    return ordered, notices
+
+
+# ---- per-file work (runs in worker processes) ----------------------------------------------------
+
+def _find_inline_suppression(line: str) -> tuple[list[str], str] | None:
+    """`# rpops: ignore[rule-a,rule-b] reason` -> (["rule-a", "rule-b"], "reason")."""
+    start = 0
+    while True:
+        i = line.find("#", start)
+        if i < 0:
+            return None
+        rest = line[i + 1:].lstrip()
+        if rest.startswith(_SUPPRESS_MARK):
+            rest = rest[len(_SUPPRESS_MARK):].lstrip()
+            if rest.startswith("ignore["):
+                close = rest.find("]")
+                if close > 0:
+                    rules = [r.strip() for r in rest[len("ignore["):close].split(",") if r.strip()]
+                    return rules, rest[close + 1:].strip()
+        start = i + 1
+
+
+def _scan_file(abs_path: str, rel: str, max_bytes: int, cache_root: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"path": rel, "findings": [], "notices": [], "cached": False, "bytes": 0}
+    try:
+        with open(abs_path, "rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        out["notices"].append(["unreadable", f"cannot read: {exc.strerror}", 0])
+        return out
+    if len(data) > max_bytes:
+        out["notices"].append(["too-large", f"larger than the {max_bytes}-byte cap; not analysed "
+                               "(raise --max-file-size to include it)", 0])
+        return out
+    out["bytes"] = len(data)
+    if b"\x00" in data[:8192]:
+        out["notices"].append(["binary", "binary content (NUL bytes); not analysed", 0])
+        return out
+    test_file = is_test_path(rel)
+    digest = hashlib.sha256(data).hexdigest() + ("-t" if test_file else "")
+    cache_file = None
+    if cache_root:
+        cache_file = os.path.join(cache_root, digest[:2], digest + ".json")
+        try:
+            with open(cache_file, encoding="utf-8") as fh:
+                cached = json.load(fh)
+            out["findings"], out["notices"], out["cached"] = cached["findings"], cached["notices"], True
+            return out
+        except (OSError, ValueError, KeyError):
+            pass
+    findings, notices = _analyse(data, rel, test_file)
+    out["findings"], out["notices"] = findings, notices
+    if cache_file:
+        try:
+            os.makedirs(os.path.dirname(cache_file), exist_ok=True)
+            tmp = f"{cache_file}.{os.getpid()}.tmp"
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump({"findings": findings, "notices": notices}, fh)
+            os.replace(tmp, cache_file)
+        except OSError:
+            pass  # a cache that cannot be written only costs time
+    return out
+
+
+def _analyse(data: bytes, rel: str, test_file: bool) -> tuple[list[Any], list[Any]]:
+    try:
+        tree = ast.parse(data, rel)
+    except SyntaxError as exc:
+        return [], [["syntax-error", f"syntax error: {exc.msg}; not analysed", exc.lineno or 0]]
+    except (ValueError, RecursionError, MemoryError) as exc:
+        return [], [["parse-error", f"cannot parse: {type(exc).__name__}: {exc}; not analysed", 0]]
+    try:
+        raws = scan_tree(tree, test_file)
+    except RecursionError:
+        return [], [["parse-error", "nesting too deep to analyse", 0]]
+    del tree
+    if not raws:
+        return [], []
+    lines = data.decode("utf-8", "replace").splitlines()
+    findings: list[Any] = []
+    notices: list[Any] = []
+    for rule, line, col, end_line, end_col, message, severity, confidence in raws:
+        snippet = lines[line - 1].strip()[:240] if 0 < line <= len(lines) else ""
+        suppression = None
+        for number in dict.fromkeys((line, end_line)):
+            if not 0 < number <= len(lines):
+                continue
+            found = _find_inline_suppression(lines[number - 1])
+            if found and (rule in found[0]):
+                if found[1]:
+                    suppression = {"kind": "inline", "reason": found[1], "line": number}
+                else:
+                    notices.append(["suppression-without-reason",
+                                    f"'# rpops: ignore[{rule}]' has no reason; the finding is kept", number])
+                break
+        findings.append([rule, line, col, end_line, end_col, message, severity, confidence, snippet, suppression])
+    return findings, notices
+
+
+def _scan_chunk(items: list[tuple[str, str]], max_bytes: int, cache_root: str | None) -> list[dict[str, Any]]:
+    results = [_scan_file(abs_path, rel, max_bytes, cache_root) for abs_path, rel in items]
+    gc.collect()
+    return results
+
+
+def _worker_init() -> None:
+    # AST nodes hold no reference cycles; generational GC passes over millions of fresh nodes
+    # cost more than the parse itself. Chunks end with an explicit collect.
+    gc.disable()
+
+
+def _chunks(files: list[tuple[str, str, int]], jobs: int) -> list[list[tuple[str, str]]]:
+    total = sum(f[2] for f in files) or 1
+    target = max(total // (jobs * 16), 64 * 1024)
+    chunks: list[list[tuple[str, str]]] = []
+    current: list[tuple[str, str]] = []
+    size = 0
+    for abs_path, rel, nbytes in files:  # largest first: long chunks start early
+        current.append((abs_path, rel))
+        size += nbytes
+        if size >= target or len(current) >= 200:
+            chunks.append(current)
+            current, size = [], 0
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _pool_context() -> Any:
+    if sys.platform.startswith("linux"):
+        return multiprocessing.get_context("fork")  # no re-import per worker: fastest start
+    return multiprocessing.get_context()
+
+
+def scan_code(settings: CodeScanSettings) -> CodeScanResult:
+    started = time.perf_counter()
+    files, notices = discover(settings)
+    result = CodeScanResult(files_found=len(files))
+    result.notices.extend(notices)
+    cache_root = str(settings.cache_dir / "code" / f"rules-v{RULES_VERSION}") if settings.cache_dir else None
+    jobs = settings.jobs or os.cpu_count() or 1
+    per_file: list[dict[str, Any]] = []
+    if jobs <= 1 or len(files) < 16:
+        was_enabled = gc.isenabled()
+        gc.disable()  # see _worker_init
+        try:
+            for i, (abs_path, rel, _) in enumerate(files, 1):
+                per_file.append(_scan_file(abs_path, rel, settings.max_file_bytes, cache_root))
+                if i % 50 == 0:
+                    progress(i, len(files))
+        finally:
+            if was_enabled:
+                gc.enable()
+    else:
+        chunks = _chunks(files, jobs)
+        done = 0
+        with ProcessPoolExecutor(max_workers=min(jobs, len(chunks)), mp_context=_pool_context(),
+                                 initializer=_worker_init) as pool:
+            futures = [pool.submit(_scan_chunk, chunk, settings.max_file_bytes, cache_root) for chunk in chunks]
+            for future in as_completed(futures):
+                chunk_results = future.result()
+                per_file.extend(chunk_results)
+                done += len(chunk_results)
+                progress(done, len(files))
+    progress(len(files), len(files))
+    per_file.sort(key=lambda r: r["path"])
+    occurrences: dict[tuple[str, str, str], int] = {}
+    for item in per_file:
+        rel = item["path"]
+        if item["cached"]:
+            result.cache_hits += 1
+        for code, message, line in item["notices"]:
+            result.notices.append(Notice("code", code, rel, message, line))
+        if not any(n[0] in ("unreadable", "too-large", "binary", "syntax-error", "parse-error")
+                   for n in item["notices"]):
+            result.files_scanned += 1
+            result.bytes_scanned += item["bytes"]
+        for rule, line, col, end_line, end_col, message, severity, confidence, snippet, supp in item["findings"]:
+            key = (rule, rel, snippet)
+            nth = occurrences.get(key, 0)
+            occurrences[key] = nth + 1
+            fingerprint = hashlib.sha256(f"{rule}|{rel}|{snippet}|{nth}".encode()).hexdigest()[:32]
+            result.findings.append(Finding(
+                kind="code", rule_id=rule, title=RULES[rule].title, severity=severity, confidence=confidence,
+                message=message, location=Location(rel, line, col, end_line, end_col),
+                snippet=snippet, fingerprint=fingerprint,
+                properties={"bandit_equivalent": list(RULES[rule].bandit), "cwe": RULES[rule].cwe},
+                suppression=supp))
+    result.duration_s = time.perf_counter() - started
+    return result

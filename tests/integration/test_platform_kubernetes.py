@@ -1,0 +1,461 @@
+"""The kubernetes driver with the real `kubernetes` client over HTTP, against kmock's API emulator.
+
+kmock (0.8) keeps objects in memory and serves get/list/create/patch/delete like an API server,
+with gaps (no controllers, no label selectors, no resourceVersion): the tests play the controller
+where needed by writing objects' status, and inject failures (409, 500, slow answers) per request.
+The driver's own methods are never replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import kmock
+import pytest
+from rpops.errors import UsageError
+from rpops.platform import (
+    AutoscalingBounds,
+    Conflict,
+    DeadlineExceeded,
+    NotFound,
+    PlatformDriver,
+    PlatformUnavailable,
+    Resources,
+    get_driver,
+)
+from rpops.platform.kubernetes import KubernetesDriver
+
+NS = "rp-ns"
+PREFIX = "rpops.research-platform.io/"
+DEPLOYMENTS = "apps/v1/deployments"
+SERVICES = "v1/services"
+HPAS = "autoscaling/v2/horizontalpodautoscalers"
+PODS = "v1/pods"
+
+
+class ApiServer:
+    """kmock's emulator on a background event loop (the driver's client is synchronous)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+        async def start() -> tuple[kmock.KubernetesEmulator, kmock.Server]:
+            emulator = kmock.KubernetesEmulator()
+            await emulator.__aenter__()
+            server = kmock.Server(emulator)
+            await server.__aenter__()
+            return emulator, server
+
+        self.kmock, self.server = self.run(start)
+        self.url = str(self.server.url).rstrip("/")
+
+    def run(self, fn: Callable[[], Any]) -> Any:
+        async def call() -> Any:
+            result = fn()
+            return await result if asyncio.iscoroutine(result) else result
+
+        return asyncio.run_coroutine_threadsafe(call(), self.loop).result(10)
+
+    def put(self, resource: str, name: str, obj: dict[str, Any]) -> None:
+        self.run(lambda: self.kmock.objects.__setitem__((resource, NS, name), obj))
+
+    def patch_status(self, resource: str, name: str, status: dict[str, Any]) -> None:
+        """Play the controller: write an object's status."""
+        self.run(lambda: self.kmock.objects[resource, NS, name].patch({"status": status}))
+
+    def get(self, resource: str, name: str) -> dict[str, Any] | None:
+        def read() -> dict[str, Any] | None:
+            obj = self.kmock.objects[resource, NS, name]
+            return None if obj.deleted else copy.deepcopy(obj.raw)
+
+        return self.run(read)
+
+    def requests(self) -> list[Any]:
+        return self.run(lambda: list(self.kmock))
+
+    def close(self) -> None:
+        async def stop() -> None:
+            await self.server.__aexit__(None, None, None)
+            await self.kmock.__aexit__(None, None, None)
+
+        self.run(stop)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def deployment(service: str, version: str, replicas: int = 2, ready: int | None = None,
+               rv: str | None = "7", containers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/name": service, "version": version}
+    ready = replicas if ready is None else ready
+    meta: dict[str, Any] = {"name": f"{service}-{version}", "namespace": NS, "labels": dict(labels),
+                            "annotations": {f"{PREFIX}owner": "sre", "deployment.kubernetes.io/revision": "3"},
+                            "generation": 4}
+    if rv:
+        meta["resourceVersion"] = rv
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": dict(labels)},
+            "template": {"metadata": {"labels": dict(labels)}, "spec": {"containers": containers or [
+                {"name": service, "image": f"registry.example:5000/research-platform:{version}",
+                 "ports": [{"containerPort": 8080}],
+                 "resources": {"requests": {"cpu": "250m", "memory": "256Mi"},
+                               "limits": {"cpu": "1", "memory": "512Mi", "ephemeral-storage": "1Gi"}}},
+                {"name": "log-shipper", "image": "fluent-bit:3"},
+            ]}},
+        },
+        "status": {"observedGeneration": 4, "replicas": replicas, "updatedReplicas": replicas,
+                   "readyReplicas": ready, "availableReplicas": ready},
+    }
+
+
+def service_obj(name: str, version: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": NS, "resourceVersion": "11"},
+            "spec": {"selector": {"app.kubernetes.io/name": "rp", "version": version},
+                     "ports": [{"port": 80, "targetPort": 8080}]}}
+
+
+def hpa_obj(target: str, lo: int = 2, hi: int = 6) -> dict[str, Any]:
+    return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "rp", "namespace": NS},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+                     "minReplicas": lo, "maxReplicas": hi}}
+
+
+def pod(name: str, version: str, ip: str | None, ready: bool) -> dict[str, Any]:
+    status: dict[str, Any] = {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}
+    if ip:
+        status["podIP"] = ip
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": NS, "labels": {"app.kubernetes.io/name": "rp", "version": version}},
+            "spec": {"containers": [{"name": "rp", "image": "x", "ports": [{"containerPort": 8080}]}]},
+            "status": status}
+
+
+@pytest.fixture()
+def api() -> Iterator[ApiServer]:
+    server = ApiServer()
+    server.put(DEPLOYMENTS, "rp-v1", deployment("rp", "v1"))
+    server.put(DEPLOYMENTS, "rp-v2", deployment("rp", "v2", ready=1))
+    server.put(DEPLOYMENTS, "other-v1", deployment("other", "v1"))  # another service: never ours
+    server.put(SERVICES, "rp", service_obj("rp", "v1"))
+    server.put(SERVICES, "rp-preview", service_obj("rp-preview", "v2"))
+    server.put(HPAS, "rp", hpa_obj("rp-v1"))
+    server.put(PODS, "rp-v1-a", pod("rp-v1-a", "v1", "10.0.0.5", True))
+    server.put(PODS, "rp-v1-b", pod("rp-v1-b", "v1", "10.0.0.6", False))
+    server.put(PODS, "rp-v1-c", pod("rp-v1-c", "v1", None, False))  # pending: no IP yet
+    server.put(PODS, "rp-v2-a", pod("rp-v2-a", "v2", "10.0.1.5", True))
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture()
+def kubeconfig(api: ApiServer, tmp_path: Path) -> Path:
+    path = tmp_path / "kubeconfig"
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "test",
+        "clusters": [{"name": "kmock", "cluster": {"server": api.url}}],
+        "users": [{"name": "tester", "user": {"token": "t0ken"}}],
+        "contexts": [{"name": "test", "context": {"cluster": "kmock", "user": "tester", "namespace": "from-ctx"}},
+                     {"name": "other", "context": {"cluster": "kmock", "user": "tester", "namespace": "elsewhere"}}],
+    }))
+    return path
+
+
+@pytest.fixture()
+def driver(kubeconfig: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> KubernetesDriver:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("RPOPS_K8S_CALL_LOG", str(tmp_path / "calls.jsonl"))
+    drv = get_driver("kubernetes", kubeconfig=str(kubeconfig), namespace=NS, attempts=3, backoff=0.01,
+                     request_timeout=2.0, poll_interval=0.02)
+    assert isinstance(drv, KubernetesDriver)
+    return drv
+
+
+def writes(api: ApiServer) -> list[Any]:
+    return [r for r in api.requests() if r.method.value not in ("GET",)]
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+def test_namespace_comes_from_option_then_env_then_kubeconfig(kubeconfig: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("RPOPS_NAMESPACE", raising=False)
+    assert KubernetesDriver(kubeconfig=str(kubeconfig)).namespace == "from-ctx"
+    assert KubernetesDriver(kubeconfig=str(kubeconfig), context="other").namespace == "elsewhere"
+    monkeypatch.setenv("RPOPS_NAMESPACE", "from-env")
+    assert KubernetesDriver(kubeconfig=str(kubeconfig)).namespace == "from-env"
+    assert KubernetesDriver(kubeconfig=str(kubeconfig), namespace="flag").namespace == "flag"
+    with pytest.raises(UsageError, match="namespace 'Bad_NS'"):
+        KubernetesDriver(kubeconfig=str(kubeconfig), namespace="Bad_NS")
+
+
+def test_missing_kubeconfig_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(UsageError, match="no Kubernetes configuration"):
+        KubernetesDriver(kubeconfig=str(tmp_path / "missing"))
+
+
+# -- reads -----------------------------------------------------------------------------------
+
+def test_reads_a_workload(driver: KubernetesDriver) -> None:
+    assert isinstance(driver, PlatformDriver)
+    w = driver.workload("rp", "v1")
+    assert (w.service, w.version, w.replicas, w.ready_replicas, w.available_replicas) == ("rp", "v1", 2, 2, 2)
+    assert w.image == "registry.example:5000/research-platform:v1"
+    assert w.resources == Resources(cpu_request="250m", cpu_limit="1", memory_request="256Mi", memory_limit="512Mi")
+    assert w.autoscaling == AutoscalingBounds(2, 6)
+    assert w.annotations == {"owner": "sre"}
+    assert w.active and not w.preview and w.ready
+    v2 = driver.workload("rp", "v2")
+    assert v2.preview and not v2.active and v2.autoscaling is None
+    assert (v2.ready_replicas, v2.ready) == (1, False)
+
+
+def test_versions_lists_only_the_service(driver: KubernetesDriver) -> None:
+    # kmock ignores label selectors, so this also proves the driver filters what it gets
+    assert [w.version for w in driver.versions("rp")] == ["v1", "v2"]
+    assert driver.routes("rp").active == "v1" and driver.routes("rp").preview == "v2"
+
+
+def test_instances_have_urls_per_pod(driver: KubernetesDriver) -> None:
+    instances = driver.instances("rp", "v1")
+    assert [(i.name, i.url, i.ready) for i in instances] == [
+        ("rp-v1-a", "http://10.0.0.5:8080", True), ("rp-v1-b", "http://10.0.0.6:8080", False)]
+
+
+def test_missing_object_is_not_found_naming_it(driver: KubernetesDriver) -> None:
+    with pytest.raises(NotFound, match=f"Deployment {NS}/rp-v9 not found"):
+        driver.workload("rp", "v9")
+    with pytest.raises(NotFound, match=f"Deployment {NS}/rp-v9"):
+        driver.scale("rp", "v9", 3)
+
+
+# -- writes ----------------------------------------------------------------------------------
+
+def test_scale_is_a_conditional_merge_patch(driver: KubernetesDriver, api: ApiServer) -> None:
+    driver.scale("rp", "v1", 5)
+    assert api.get(DEPLOYMENTS, "rp-v1")["spec"]["replicas"] == 5
+    [patch] = writes(api)
+    assert patch.method.value == "PATCH" and patch.headers["Content-Type"] == "application/merge-patch+json"
+    assert patch.data == {"spec": {"replicas": 5}, "metadata": {"resourceVersion": "7"}}
+    driver.scale("rp", "v1", 5)  # idempotent: no second write
+    assert len(writes(api)) == 1
+
+
+def test_conflict_is_retried_on_a_fresh_read(driver: KubernetesDriver, api: ApiServer) -> None:
+    url = f"/apis/apps/v1/namespaces/{NS}/deployments/rp-v1"
+
+    def concurrent_writer(request: Any) -> dict[str, Any]:
+        # Another writer got there first: our write did not land, the object is at a new version.
+        api.kmock.objects[DEPLOYMENTS, NS, "rp-v1"].patch(
+            {"spec": {"replicas": 2}, "metadata": {"resourceVersion": "8"}})
+        return {"kind": "Status", "code": 409, "reason": "Conflict", "message": "the object has been modified"}
+
+    api.kmock["patch", url][:1] << 409 << concurrent_writer
+    driver.scale("rp", "v1", 3)
+    assert api.get(DEPLOYMENTS, "rp-v1")["spec"]["replicas"] == 3
+    verbs = [(c.verb, c.status) for c in driver.calls if c.resource == "deployments"]
+    assert verbs == [("get", 200), ("patch", 409), ("get", 200), ("patch", 200)]
+    first, second = writes(api)
+    assert first.data["metadata"] == {"resourceVersion": "7"}
+    assert second.data["metadata"] == {"resourceVersion": "8"}  # recomputed from the fresh read
+
+
+def test_endless_conflicts_give_up(driver: KubernetesDriver, api: ApiServer) -> None:
+    url = f"/apis/apps/v1/namespaces/{NS}/deployments/rp-v1"
+
+    def busy_writer(request: Any) -> dict[str, Any]:
+        api.kmock.objects[DEPLOYMENTS, NS, "rp-v1"].patch({"spec": {"replicas": 2}})
+        return {"kind": "Status", "code": 409, "message": "modified"}
+
+    api.kmock["patch", url] << 409 << busy_writer
+    with pytest.raises(Conflict, match="3 conflicting writes"):
+        driver.scale("rp", "v1", 3)
+    assert [c.verb for c in driver.calls].count("patch") == 3
+
+
+def test_server_errors_are_retried_then_reported_unreachable(driver: KubernetesDriver, api: ApiServer) -> None:
+    url = f"/apis/apps/v1/namespaces/{NS}/deployments/rp-v1"
+    api.kmock["get", url][:2] << 500 << {"kind": "Status", "code": 500, "message": "etcd hiccup"}
+    assert driver.workload("rp", "v1").replicas == 2
+    assert [c.status for c in driver.calls if c.resource == "deployments"] == [500, 500, 200]
+
+    api.kmock["get", f"/apis/apps/v1/namespaces/{NS}/deployments/rp-v2"] << 503 << {"kind": "Status"}
+    with pytest.raises(PlatformUnavailable, match="after 3 attempts") as err:
+        driver.workload("rp", "v2")
+    assert err.value.exit_code == 3
+
+
+def test_timeouts_are_bounded_and_retried(kubeconfig: Path, api: ApiServer,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    driver = KubernetesDriver(kubeconfig=str(kubeconfig), namespace=NS, attempts=2, backoff=0.0,
+                              request_timeout=0.3)
+
+    async def slow() -> dict[str, Any]:
+        await asyncio.sleep(3)
+        return {}
+
+    url = f"/apis/apps/v1/namespaces/{NS}/deployments/rp-v1"
+    api.kmock["get", url][:1] << slow
+    assert driver.workload("rp", "v1").version == "v1"  # the second attempt answered
+
+    api.kmock["get", f"/apis/apps/v1/namespaces/{NS}/deployments/rp-v2"] << slow
+    started = time.monotonic()
+    with pytest.raises(PlatformUnavailable, match="ReadTimeoutError"):
+        driver.workload("rp", "v2")
+    assert time.monotonic() - started < 2.0  # 2 attempts x 0.3 s, not the server's 3 s
+
+
+def test_set_autoscaling_patches_creates_and_deletes(driver: KubernetesDriver, api: ApiServer) -> None:
+    driver.set_autoscaling("rp", AutoscalingBounds(3, 9))
+    spec = api.get(HPAS, "rp")["spec"]
+    assert (spec["minReplicas"], spec["maxReplicas"], spec["scaleTargetRef"]["name"]) == (3, 9, "rp-v1")
+    driver.set_autoscaling("rp", None)
+    assert api.get(HPAS, "rp") is None
+    assert driver.workload("rp", "v1").autoscaling is None
+    driver.set_autoscaling("rp", AutoscalingBounds(1, 4))  # none left: created, on the active version
+    created = api.get(HPAS, "rp")
+    assert created["spec"]["scaleTargetRef"]["name"] == "rp-v1"
+    assert created["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+    assert driver.workload("rp", "v1").autoscaling == AutoscalingBounds(1, 4)
+
+
+def test_route_switch_is_one_selector_patch(driver: KubernetesDriver, api: ApiServer) -> None:
+    driver.route("rp", "v2")
+    svc = api.get(SERVICES, "rp")
+    assert svc["spec"]["selector"] == {"app.kubernetes.io/name": "rp", "version": "v2"}
+    service_patches = [r for r in writes(api) if r.resource.plural == "services"]
+    assert len(service_patches) == 1 and service_patches[0].name == "rp"
+    assert service_patches[0].data == {"spec": {"selector": {"version": "v2"}},
+                                       "metadata": {"resourceVersion": "11"}}
+    assert api.get(HPAS, "rp")["spec"]["scaleTargetRef"]["name"] == "rp-v2"  # the autoscaler follows
+    assert driver.routes("rp").active == "v2"
+    assert api.get(SERVICES, "rp-preview")["spec"]["selector"]["version"] == "v2"  # untouched
+
+    driver.route("rp", "v1", preview=True)
+    assert api.get(SERVICES, "rp-preview")["spec"]["selector"]["version"] == "v1"
+    assert api.get(SERVICES, "rp")["spec"]["selector"]["version"] == "v2"
+    with pytest.raises(NotFound, match="rp-v7"):
+        driver.route("rp", "v7")
+    assert api.get(SERVICES, "rp")["spec"]["selector"]["version"] == "v2"
+
+
+def test_annotations_are_prefixed_and_removable(driver: KubernetesDriver, api: ApiServer) -> None:
+    driver.annotate("rp", {"promoted-from": "v1", "phase": "analysis"})
+    assert driver.annotations("rp") == {"promoted-from": "v1", "phase": "analysis"}
+    assert api.get(SERVICES, "rp")["metadata"]["annotations"][f"{PREFIX}phase"] == "analysis"
+    driver.annotate("rp", {"phase": None})
+    assert driver.annotations("rp") == {"promoted-from": "v1"}
+    driver.annotate("rp", {f"{PREFIX}checked": "yes"}, version="v2")
+    assert driver.annotations("rp", "v2") == {"owner": "sre", "checked": "yes"}
+
+
+def test_set_resources_keeps_other_containers_and_fields(driver: KubernetesDriver, api: ApiServer) -> None:
+    driver.set_resources("rp", "v1", Resources(cpu_request="500m", memory_limit="1Gi"))
+    containers = api.get(DEPLOYMENTS, "rp-v1")["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["rp", "log-shipper"]
+    assert containers[0]["resources"] == {"requests": {"cpu": "500m", "memory": "256Mi"},
+                                          "limits": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "1Gi"}}
+    [patch] = writes(api)
+    assert patch.headers["Content-Type"] == "application/json-patch+json"
+    with pytest.raises(UsageError, match="memory request 2Gi is above"):
+        driver.set_resources("rp", "v1", Resources(memory_request="2Gi"))  # over the 1Gi limit now
+
+
+def test_deploy_copies_the_active_version(driver: KubernetesDriver, api: ApiServer) -> None:
+    driver.deploy("rp", "v3", replicas=3)
+    created = api.get(DEPLOYMENTS, "rp-v3")
+    assert created["metadata"]["labels"] == {"app.kubernetes.io/name": "rp", "version": "v3"}
+    assert "annotations" not in created["metadata"]  # ours and the controller's stay on the original
+    assert created["spec"]["selector"]["matchLabels"]["version"] == "v3"
+    assert created["spec"]["template"]["metadata"]["labels"]["version"] == "v3"
+    assert created["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example:5000/research-platform:v3"
+    assert created["spec"]["template"]["spec"]["containers"][1]["image"] == "fluent-bit:3"
+    assert created["spec"]["replicas"] == 3 and "status" not in created
+    driver.deploy("rp", "v3", replicas=1, image="registry.example:5000/research-platform:v3.1")
+    updated = api.get(DEPLOYMENTS, "rp-v3")
+    assert updated["spec"]["replicas"] == 1
+    assert updated["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":v3.1")
+
+
+def test_wait_ready_follows_the_rollout(driver: KubernetesDriver, api: ApiServer) -> None:
+    def controller() -> None:
+        time.sleep(0.2)
+        api.patch_status(DEPLOYMENTS, "rp-v2", {"readyReplicas": 2, "availableReplicas": 2})
+
+    thread = threading.Thread(target=controller)
+    thread.start()
+    started = time.monotonic()
+    workload = driver.wait_ready("rp", "v2", timeout=5)
+    thread.join()
+    assert workload.ready and workload.ready_replicas == 2
+    assert time.monotonic() - started >= 0.2
+    api.patch_status(DEPLOYMENTS, "rp-v2", {"updatedReplicas": 1})
+    with pytest.raises(DeadlineExceeded, match="1/2 replicas updated"):
+        driver.wait_ready("rp", "v2", timeout=0.1)
+
+
+def test_remove_refuses_the_active_version(driver: KubernetesDriver, api: ApiServer) -> None:
+    with pytest.raises(Conflict, match="active route"):
+        driver.remove("rp", "v1")
+    driver.remove("rp", "v2", delete=False)
+    assert api.get(DEPLOYMENTS, "rp-v2")["spec"]["replicas"] == 0
+    driver.remove("rp", "v2")
+    assert api.get(DEPLOYMENTS, "rp-v2") is None
+    driver.remove("rp", "v2")  # already gone: nothing to do
+
+
+def test_restart_stamps_the_pod_template(driver: KubernetesDriver, api: ApiServer) -> None:
+    driver.restart("rp", "v1")
+    stamp = api.get(DEPLOYMENTS, "rp-v1")["spec"]["template"]["metadata"]["annotations"]
+    assert "kubectl.kubernetes.io/restartedAt" in stamp
+
+
+def test_bad_input_makes_no_call(driver: KubernetesDriver) -> None:
+    with pytest.raises(UsageError, match="replicas -1"):
+        driver.scale("rp", "v1", -1)
+    with pytest.raises(UsageError, match="version 'V1!'"):
+        driver.deploy("rp", "V1!")
+    with pytest.raises(UsageError, match="annotation"):
+        driver.annotate("rp", {})
+    with pytest.raises(UsageError, match="timeout"):
+        driver.wait_ready("rp", "v1", timeout=-1)
+    assert driver.calls == []
+
+
+def test_every_call_is_logged_for_rbac(driver: KubernetesDriver, tmp_path: Path) -> None:
+    driver.workload("rp", "v1")
+    driver.versions("rp")
+    driver.instances("rp", "v1")
+    driver.scale("rp", "v1", 4)
+    driver.route("rp", "v2")
+    driver.set_autoscaling("rp", None)
+    driver.set_autoscaling("rp", AutoscalingBounds(2, 3))
+    driver.deploy("rp", "v4", replicas=1)
+    driver.remove("rp", "v4")
+    lines = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
+    assert len(lines) == len(driver.calls) > 10
+    seen = {(c["verb"], c["group"], c["resource"]) for c in lines}
+    assert seen == {
+        ("get", "apps", "deployments"), ("list", "apps", "deployments"), ("patch", "apps", "deployments"),
+        ("create", "apps", "deployments"), ("delete", "apps", "deployments"),
+        ("get", "", "services"), ("patch", "", "services"), ("list", "", "pods"),
+        ("get", "autoscaling", "horizontalpodautoscalers"), ("patch", "autoscaling", "horizontalpodautoscalers"),
+        ("delete", "autoscaling", "horizontalpodautoscalers"), ("create", "autoscaling", "horizontalpodautoscalers"),
+    }
+    assert {c["namespace"] for c in lines} == {NS}

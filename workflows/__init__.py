@@ -1,0 +1,13 @@
+"""Hera definitions of the Research Platform's Argo WorkflowTemplates.
+
+Each module in `TEMPLATE_MODULES` defines one document: `NAME` (the metadata.name) and
+`build(config: RenderConfig)` returning the Hera object. `make render` writes every one of them
+to `manifests/argo/<NAME>.yaml`. Add a module here to have it rendered and tested.
+"""
+
+from __future__ import annotations
+
+TEMPLATE_MODULES: tuple[str, ...] = (
+    "workflows.health_check",
+    "workflows.validate",
+)

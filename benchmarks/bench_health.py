@@ -12,7 +12,6 @@ latency, then measures (in-process, the same code `rpops health-check` runs):
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 import sys
 import time
@@ -20,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 from rpops.health import HealthSettings, observe, plan
+from rpops.probe import run_async
 from rpops.workload.testing import RunningWorkload, start_workload
 
 TARGET_RATIO = 1.3
@@ -29,7 +29,7 @@ SAMPLES = 5
 def probe_all(targets: list[str]) -> float:
     p = plan(HealthSettings(target=tuple(targets), samples=SAMPLES, timeout=5.0))
     started = time.perf_counter()
-    obs = asyncio.run(observe(p))
+    obs = run_async(observe(p))
     elapsed = time.perf_counter() - started
     bad = [probe.target.name for probe in obs.probes if not probe.health.ok or len(probe.samples) != SAMPLES]
     if bad:

@@ -32,8 +32,16 @@ THROUGHPUT_TARGET = 0.80
 
 # --- the load generator (runs in its own process) ------------------------------------------
 
-async def _connection(host: str, port: int, request: bytes, stop_at: float, limit: int,
-                      latencies: list[float], statuses: dict[int, int]) -> None:
+
+async def _connection(
+    host: str,
+    port: int,
+    request: bytes,
+    stop_at: float,
+    limit: int,
+    latencies: list[float],
+    statuses: dict[int, int],
+) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     try:
         while time.perf_counter() < stop_at and len(latencies) < limit:
@@ -58,46 +66,77 @@ async def _load(urls: list[str], connections: int, duration: float, limit: int, 
     targets = []
     for url in urls:
         parts = urlsplit(url)
-        request = (f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-                   "User-Agent: bench\r\n\r\n").encode()
+        request = (
+            f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {parts.netloc}\r\nUser-Agent: bench\r\n\r\n"
+        ).encode()
         targets.append((parts.hostname or "127.0.0.1", parts.port or 80, request))
     if warmup:
         scratch: list[float] = []
         stop_at = time.perf_counter() + warmup
-        await asyncio.gather(*(
-            _connection(*targets[i % len(targets)], stop_at, 10**9, scratch, {})
-            for i in range(connections)))
+        await asyncio.gather(
+            *(
+                _connection(*targets[i % len(targets)], stop_at, 10**9, scratch, {})
+                for i in range(connections)
+            )
+        )
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     start = time.perf_counter()
     stop_at = start + duration
-    await asyncio.gather(*(
-        _connection(*targets[i % len(targets)], stop_at, limit, latencies, statuses)
-        for i in range(connections)))
+    await asyncio.gather(
+        *(
+            _connection(*targets[i % len(targets)], stop_at, limit, latencies, statuses)
+            for i in range(connections)
+        )
+    )
     elapsed = time.perf_counter() - start
-    return {"requests": len(latencies), "rps": len(latencies) / elapsed,
-            "median_ms": statistics.median(latencies) * 1000 if latencies else None,
-            "statuses": {str(k): v for k, v in statuses.items()}}
+    return {
+        "requests": len(latencies),
+        "rps": len(latencies) / elapsed,
+        "median_ms": statistics.median(latencies) * 1000 if latencies else None,
+        "statuses": {str(k): v for k, v in statuses.items()},
+    }
 
 
-def _run_load(urls: list[str], connections: int, duration: float, limit: int = 10**9,
-              warmup: float = 0.5) -> dict:
+def _run_load(
+    urls: list[str], connections: int, duration: float, limit: int = 10**9, warmup: float = 0.5
+) -> dict:
     out = subprocess.run(
-        [sys.executable, __file__, "--load", ",".join(urls), "--connections", str(connections),
-         "--duration", str(duration), "--limit", str(limit), "--warmup", str(warmup)],
-        check=True, capture_output=True, text=True)
+        [
+            sys.executable,
+            __file__,
+            "--load",
+            ",".join(urls),
+            "--connections",
+            str(connections),
+            "--duration",
+            str(duration),
+            "--limit",
+            str(limit),
+            "--warmup",
+            str(warmup),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.stdout)
 
 
 # --- the benchmark --------------------------------------------------------------------------
 
+
 def _line(name: str, measured: float, baseline: float, ratio: float, target: str, ok: bool, unit: str) -> str:
-    return (f"{name}: measured {measured:.3f}{unit} vs baseline {baseline:.3f}{unit} -> ratio {ratio:.3f} "
-            f"(target {target}) {'PASS' if ok else 'FAIL'}")
+    return (
+        f"{name}: measured {measured:.3f}{unit} vs baseline {baseline:.3f}{unit} -> ratio {ratio:.3f} "
+        f"(target {target}) {'PASS' if ok else 'FAIL'}"
+    )
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=float, default=4.0)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--replicas", type=int, default=2)
@@ -114,8 +153,9 @@ def main() -> int:
         except ImportError:
             runner = asyncio.Runner()
         with runner:
-            result = runner.run(_load(args.load.split(","), args.connections, args.duration, args.limit,
-                                      args.warmup))
+            result = runner.run(
+                _load(args.load.split(","), args.connections, args.duration, args.limit, args.warmup)
+            )
         print(json.dumps(result))
         return 0
 
@@ -153,10 +193,29 @@ def main() -> int:
 
     ok_latency = added <= LATENCY_TARGET_MS
     ok_throughput = ratio >= THROUGHPUT_TARGET and failures == 0
-    print(_line("proxy_latency", proxy_ms, direct_ms, proxy_ms / direct_ms, f"added <= {LATENCY_TARGET_MS} ms, "
-                f"added {added:.3f} ms", ok_latency, " ms"))
-    print(_line("proxy_throughput", best_proxy, best_direct, ratio, f">= {THROUGHPUT_TARGET}", ok_throughput,
-                " req/s") + (f" ({failures} non-200 responses)" if failures else ""))
+    print(
+        _line(
+            "proxy_latency",
+            proxy_ms,
+            direct_ms,
+            proxy_ms / direct_ms,
+            f"added <= {LATENCY_TARGET_MS} ms, added {added:.3f} ms",
+            ok_latency,
+            " ms",
+        )
+    )
+    print(
+        _line(
+            "proxy_throughput",
+            best_proxy,
+            best_direct,
+            ratio,
+            f">= {THROUGHPUT_TARGET}",
+            ok_throughput,
+            " req/s",
+        )
+        + (f" ({failures} non-200 responses)" if failures else "")
+    )
     return 0 if ok_latency and ok_throughput else 1
 
 

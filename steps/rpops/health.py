@@ -27,7 +27,7 @@ from rpops.settings import add_arguments, from_args, setting
 
 if TYPE_CHECKING:
     from rpops.classify import Decision, RuleSet, Target, TargetProbe
-    from rpops.probe import Prober
+    from rpops.probe import Prober, ProbeResult
     from rpops.prometheus import QueryResult
 
 log = logging.getLogger(__name__)
@@ -177,27 +177,56 @@ class Observation:
     duration_ms: float
 
 
-async def observe_target(prober: Prober, target: Target, samples: int, status_path: str) -> TargetProbe:
-    """/health, /ready and the status endpoint at once; then `samples` sequential GET /health."""
-    import asyncio
+async def health_chain(prober: Prober, target: Target,
+                       samples: int) -> tuple[ProbeResult, list[ProbeResult]]:
+    """GET /health, then `samples` sequential GET /health on the same kept-alive connection.
 
-    from rpops.classify import TargetProbe
-
-    calls = [prober.get(f"{target.url}/health"), prober.get(f"{target.url}/ready")]
-    if status_path:
-        calls.append(prober.get(f"{target.url}{status_path}"))
-    results = await asyncio.gather(*calls)
-    health, ready = results[0], results[1]
-    status = results[2] if status_path else None
-    taken = []
+    Sequential so that the samples measure the service, not the prober's own concurrency.
+    """
+    health = await prober.get(f"{target.url}/health")
+    taken: list[ProbeResult] = []
     if health.answered:  # an unreachable or timed-out target would only repeat its failure
         for _ in range(samples):
             sample = await prober.get(f"{target.url}/health")
             taken.append(sample)
             if not sample.answered:
                 break
-    return TargetProbe(target=target, health=health, ready=ready if ready.answered else None, status=status,
-                       samples=tuple(taken))
+    return health, taken
+
+
+async def side_chain(prober: Prober, target: Target,
+                     status_path: str) -> tuple[ProbeResult, ProbeResult | None]:
+    """GET /ready, then the status endpoint (alongside the health chain, on a second connection)."""
+    ready = await prober.get(f"{target.url}/ready")
+    if not status_path or not ready.answered:
+        return ready, None
+    return ready, await prober.get(f"{target.url}{status_path}")
+
+
+async def observe_targets(prober: Prober, targets: tuple[Target, ...], samples: int,
+                          status_path: str) -> list[TargetProbe]:
+    """Every target at once. The long health chains all start before the short side chains, so
+    the burst of first connections delays the critical path as little as possible."""
+    import asyncio
+
+    from rpops.classify import TargetProbe
+    from rpops.io import progress
+
+    health_tasks = [asyncio.ensure_future(health_chain(prober, t, samples)) for t in targets]
+    side_tasks = [asyncio.ensure_future(side_chain(prober, t, status_path)) for t in targets]
+    done = 0
+
+    async def one(target: Target, health_task: asyncio.Future[Any],
+                  side_task: asyncio.Future[Any]) -> TargetProbe:
+        nonlocal done
+        (health, taken), (ready, status) = await health_task, await side_task
+        done += 1
+        progress(done, len(targets))
+        return TargetProbe(target=target, health=health, ready=ready if ready.answered else None,
+                           status=status, samples=tuple(taken))
+
+    return list(await asyncio.gather(*(one(t, h, s) for t, h, s in zip(targets, health_tasks, side_tasks,
+                                                                        strict=True))))
 
 
 async def observe_prometheus(url: str, queries: dict[str, str], timeout: float,
@@ -215,27 +244,18 @@ async def observe_prometheus(url: str, queries: dict[str, str], timeout: float,
 async def observe(p: Plan) -> Observation:
     import asyncio
 
-    from rpops.io import progress
     from rpops.probe import Prober
 
     s = p.settings
     started, clock = time.time(), time.perf_counter()
-    total, done = len(p.targets), 0
-
-    async def one(prober: Prober, target: Target) -> TargetProbe:
-        nonlocal done
-        result = await observe_target(prober, target, s.samples, s.status_path)
-        done += 1
-        progress(done, total)
-        return result
-
-    async with Prober(timeout=s.timeout, retries=s.retries, max_concurrency=max(64, 3 * total)) as prober:
-        target_task = asyncio.gather(*(one(prober, t) for t in p.targets))
+    concurrency = max(64, 2 * len(p.targets))  # two chains per target
+    async with Prober(timeout=s.timeout, retries=s.retries, max_concurrency=concurrency) as prober:
+        targets = observe_targets(prober, p.targets, s.samples, s.status_path)
         if p.prometheus:
             probes, prom = await asyncio.gather(
-                target_task, observe_prometheus(p.prometheus, p.queries, s.prometheus_timeout, s.retries))
+                targets, observe_prometheus(p.prometheus, p.queries, s.prometheus_timeout, s.retries))
         else:
-            probes, prom = await target_task, None
+            probes, prom = await targets, None
     return Observation(probes=tuple(probes), prometheus=prom, started_at=started,
                        duration_ms=(time.perf_counter() - clock) * 1000)
 
@@ -312,12 +332,11 @@ def act(decision: Decision, signals: dict[str, Any], report: dict[str, Any]) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    import asyncio
-
     from rpops.classify import assess_target, classify, signal_names
+    from rpops.probe import run_async
 
     p = plan(from_args(HealthSettings, args))
-    obs = asyncio.run(observe(p))
+    obs = run_async(observe(p))
     prom = prometheus_values(p, obs.prometheus)
     states = [assess_target(probe) for probe in obs.probes]
     signals = signal_names(states, prom, p.settings.region)

@@ -217,11 +217,11 @@ def _settings(args: argparse.Namespace) -> ValidateSettings:
 
 
 def run(args: argparse.Namespace) -> int:
-    import asyncio
+    from rpops.probe import run_async
 
     s = _settings(args)
     started_at = time.time()
-    obs = asyncio.run(observe(s.url, s.timeout, s.retries))
+    obs = run_async(observe(s.url, s.timeout, s.retries))
     checks = decide(obs, s.max_response_ms)
     failed = act(s, obs, checks, started_at)
     unreachable = [p for p in (obs.health, obs.secure_eval, obs.monitoring) if p.error == "unreachable"]

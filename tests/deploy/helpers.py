@@ -46,7 +46,7 @@ def kubectl() -> str:
     return str(path)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _build_text(directory: str) -> str:
     result = subprocess.run([kubectl(), "kustomize", directory], capture_output=True, text=True,
                             timeout=60, check=False)

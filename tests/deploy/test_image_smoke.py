@@ -29,7 +29,6 @@ from pathlib import Path
 
 import pytest
 from packaging.version import Version
-
 from rpops.cli import COMMANDS
 
 from .helpers import ROOT
@@ -51,9 +50,11 @@ def _as_user() -> list[str]:
 
 
 def _run(argv: list[str], *, timeout: float = 120.0, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, **kwargs)  # type: ignore[call-overload]
-    assert result.returncode == 0, f"{shlex.join(argv)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
-    return result  # type: ignore[no-any-return]
+    result: subprocess.CompletedProcess[str] = subprocess.run(  # type: ignore[call-overload]
+        argv, capture_output=True, text=True, timeout=timeout, check=False, **kwargs)
+    assert result.returncode == 0, (
+        f"{shlex.join(argv)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
 
 
 def _builder_copies(dockerfile: Path) -> list[str]:

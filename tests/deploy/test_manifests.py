@@ -3,15 +3,28 @@ saying what the deployment guide says (replicas, resources, probes, security, au
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-
+import yaml
 from rpops.cli import build_parser
 from rpops.workload.testing import start_workload
 
-from .helpers import ARGO, PLATFORM, build, load, one, pod_spec, selector_matches, validate_strict
+from .helpers import (
+    ARGO,
+    OVERLAYS,
+    PLATFORM,
+    REGIONS,
+    ROOT,
+    build,
+    load,
+    one,
+    pod_spec,
+    selector_matches,
+    validate_strict,
+)
 
 APP = "research-platform"
 
@@ -161,7 +174,8 @@ def test_autoscaler_bounds_targets_and_behaviour(docs: list[dict[str, Any]]) -> 
         assert policies and all(p["value"] > 0 and p["periodSeconds"] > 0 for p in policies)
 
 
-def test_disruption_budget_covers_every_colour(docs: list[dict[str, Any]], deployment: dict[str, Any]) -> None:
+def test_disruption_budget_covers_every_colour(docs: list[dict[str, Any]],
+                                               deployment: dict[str, Any]) -> None:
     pdb = one(docs, "PodDisruptionBudget", APP)
     # maxUnavailable, not minAvailable: a region at its minimum of 2 can still be drained.
     assert pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"]
@@ -174,7 +188,8 @@ def test_network_policy_admits_only_ingress_monitoring_and_workflows_on_8000(
         docs: list[dict[str, Any]], deployment: dict[str, Any]) -> None:
     policy = one(docs, "NetworkPolicy", APP)
     spec = policy["spec"]
-    assert selector_matches(spec["podSelector"]["matchLabels"], deployment["spec"]["template"]["metadata"]["labels"])
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert selector_matches(spec["podSelector"]["matchLabels"], pod_labels)
     assert spec["policyTypes"] == ["Ingress"]
     assert len(spec["ingress"]) == 1
     rule = spec["ingress"][0]
@@ -200,6 +215,7 @@ def test_service_monitor_scrapes_metrics_once_per_pod(docs: list[dict[str, Any]]
     assert [s["metadata"]["name"] for s in chosen] == [f"{APP}-metrics"]
     assert chosen[0]["spec"]["clusterIP"] == "None"
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [APP]}
+    assert monitor["spec"]["podTargetLabels"] == ["region", "compliance", "version"]
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["port"] in {p["name"] for p in chosen[0]["spec"]["ports"]}
     assert (endpoint["path"], endpoint["interval"]) == ("/metrics", "10s")
@@ -220,3 +236,23 @@ def test_argo_kustomization_lists_rbac_and_every_rendered_template() -> None:
     for doc in load(ARGO / "rbac.yaml"):
         assert by_file_kind[(doc["kind"], doc["metadata"]["name"])] == doc["metadata"]["namespace"]
     validate_strict(docs)
+
+
+def test_our_workload_configuration_scan_finds_nothing_high(tmp_path: Path) -> None:
+    """rpops's own configuration checks (the security-scan step) over what we ship: the files,
+    and what kubectl kustomize builds from them for each region and for argo."""
+    from rpops.security.config import check_objects, read_manifests
+    from rpops.security.model import at_least
+
+    built = []
+    for folder in [*(OVERLAYS / region for region in REGIONS), ARGO]:
+        path = tmp_path / f"{folder.name}.yaml"
+        path.write_text(yaml.safe_dump_all(build(folder)))
+        built.append(path)
+    objects, notices, files = read_manifests([PLATFORM, OVERLAYS, ARGO / "rbac.yaml", *built], ROOT)
+    assert not notices, notices
+    assert files >= 20 and len(objects) >= 60
+    serious = [f"{f.severity} {f.rule_id} {f.location.display()}: {f.message}"
+               for f in check_objects(objects, default_namespace="research-platform")
+               if at_least(f.severity, "high")]
+    assert not serious, "\n".join(serious)

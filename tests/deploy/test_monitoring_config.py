@@ -23,7 +23,6 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-
 from rpops.workload.testing import RunningWorkload, start_workload
 
 from .helpers import ARGO, MONITORING
@@ -62,7 +61,8 @@ def test_scrape_jobs_follow_the_deployment_guide() -> None:
     # /performance/metrics is JSON, which Prometheus cannot parse: the 5 s job reads /metrics.
     assert (perf["metrics_path"], perf["scrape_interval"]) == ("/metrics", "5s")
     for job in (main, perf):
-        assert job["kubernetes_sd_configs"] == [{"role": "pod", "namespaces": {"names": ["research-platform"]}}]
+        assert job["kubernetes_sd_configs"] == [
+            {"role": "pod", "namespaces": {"names": ["research-platform"]}}]
     assert main["relabel_configs"] == perf["relabel_configs"]
 
 
@@ -114,7 +114,8 @@ def prometheus() -> Iterator[Prometheus]:
                      "__meta_kubernetes_pod_name": "something-else-0"}
         service_targets = [(address, POD_META), (address, dropped), (address, other_app)]
         controller = {"__meta_kubernetes_pod_label_app": "workflow-controller",
-                      "__meta_kubernetes_pod_ip": "127.0.0.1", "__meta_kubernetes_pod_name": "workflow-controller-0"}
+                      "__meta_kubernetes_pod_ip": "127.0.0.1",
+                      "__meta_kubernetes_pod_name": "workflow-controller-0"}
         config = {
             "global": {"evaluation_interval": "1s"},
             "scrape_configs": [
@@ -170,7 +171,8 @@ def test_relabelling_keeps_only_the_service_pods_and_labels_them(prometheus: Pro
 
 
 def test_each_series_is_stored_by_one_job(prometheus: Prometheus) -> None:
-    fast = prometheus.wait_for("count by (job) (research_platform_memory_usage_mb or research_platform_cpu_usage_percent)")
+    fast = prometheus.wait_for(
+        "count by (job) (research_platform_memory_usage_mb or research_platform_cpu_usage_percent)")
     assert [s["metric"]["job"] for s in fast] == ["research-platform-performance"]
     rest = prometheus.wait_for("count by (job) (research_platform_requests_total)")
     assert [s["metric"]["job"] for s in rest] == ["research-platform"]
@@ -196,7 +198,8 @@ def test_dashboard_is_importable_with_a_datasource_input() -> None:
     assert 36 <= dashboard["schemaVersion"] <= 41
     assert dashboard["id"] is None and dashboard["uid"]
     (source,) = dashboard["__inputs"]
-    assert (source["name"], source["type"], source["pluginId"]) == ("DS_PROMETHEUS", "datasource", "prometheus")
+    assert (source["name"], source["type"], source["pluginId"]) == (
+        "DS_PROMETHEUS", "datasource", "prometheus")
     ds = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
     for panel in _panels():
         assert panel["datasource"] == ds, panel["title"]

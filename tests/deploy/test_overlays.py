@@ -56,7 +56,8 @@ def test_overlay_labels_every_object_and_pod_but_no_selector(region: str) -> Non
     base = build(PLATFORM)
     assert deployment["spec"]["selector"] == one(base, "Deployment", f"{APP}-v1")["spec"]["selector"]
     for service in (d for d in docs if d["kind"] == "Service"):
-        assert service["spec"]["selector"] == one(base, "Service", service["metadata"]["name"])["spec"]["selector"]
+        same = one(base, "Service", service["metadata"]["name"])
+        assert service["spec"]["selector"] == same["spec"]["selector"]
 
 
 @pytest.mark.parametrize("region", sorted(REGIONS))

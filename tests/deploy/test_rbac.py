@@ -34,7 +34,8 @@ def _grants(role: dict[str, Any]) -> set[Grant]:
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
                 for verb in rule["verbs"]:
-                    assert "*" not in (group, resource, verb), f"wildcard in {role['metadata']['name']}: {rule}"
+                    assert "*" not in (group, resource, verb), (
+                        f"wildcard in {role['metadata']['name']}: {rule}")
                     grants.add((group, resource, verb))
     return grants
 
@@ -51,24 +52,50 @@ def _driver_test_files() -> list[Path]:
     return files
 
 
-@pytest.fixture(scope="module")
-def driver_calls(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    files = _driver_test_files()
-    assert files, ("no tests exercise rpops.platform.kubernetes: the RBAC check needs the driver's "
-                   "tests to record its API calls")
-    log = tmp_path_factory.mktemp("calls") / "calls.jsonl"
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", *map(str, files)],
-        env={**os.environ, "RPOPS_K8S_CALL_LOG": str(log)}, cwd=ROOT, capture_output=True, text=True,
-        timeout=600, check=False)
-    assert result.returncode == 0, f"the driver's tests failed, so their calls prove nothing:\n{result.stdout[-3000:]}"
-    assert log.exists(), "the driver's tests ran but recorded no call in $RPOPS_K8S_CALL_LOG"
-    calls = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    assert calls
+_CALL_KEYS = {"verb", "group", "resource", "namespace"}
+
+
+def _read_calls(path: Path) -> list[dict[str, Any]]:
+    calls = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and _CALL_KEYS <= record.keys():
+            calls.append(record)
     return calls
 
 
-def test_every_driver_call_is_allowed_and_the_role_grants_nothing_more(driver_calls: list[dict[str, Any]]) -> None:
+@pytest.fixture(scope="module")
+def driver_calls(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    """Every call the driver made while its own tests ran.
+
+    $RPOPS_K8S_CALL_LOG is set for the run; tests that point it at a file of their own (under
+    their tmp_path) are covered too: the run's temporary root is ours, and every JSON-lines call
+    log below it is read.
+    """
+    files = _driver_test_files()
+    assert files, ("no tests exercise rpops.platform.kubernetes: the RBAC check needs the driver's "
+                   "tests to record its API calls")
+    work = tmp_path_factory.mktemp("driver-calls")
+    log = work / "calls.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", f"--basetemp={work / 'tmp'}",
+         *map(str, files)],
+        env={**os.environ, "RPOPS_K8S_CALL_LOG": str(log)}, cwd=ROOT, capture_output=True, text=True,
+        timeout=600, check=False)
+    assert result.returncode == 0, (
+        f"the driver's tests failed, so their calls prove nothing:\n{result.stdout[-3000:]}")
+    logs = [log] if log.exists() else []
+    logs += sorted((work / "tmp").rglob("*.jsonl"))
+    calls = [call for path in logs for call in _read_calls(path)]
+    assert calls, "the driver's tests ran but no API call was recorded (RPOPS_K8S_CALL_LOG)"
+    return calls
+
+
+def test_every_driver_call_is_allowed_and_the_role_grants_nothing_more(
+        driver_calls: list[dict[str, Any]]) -> None:
     role = one(_docs(), "Role", "rpops-steps")
     assert role["metadata"]["namespace"] == "research-platform"
     granted = _grants(role)
@@ -122,7 +149,8 @@ def test_alertmanager_submitter_can_only_submit_through_the_events_api() -> None
                                     "namespace": "argo"}]
     secret = one(docs, "Secret", "rpops-alertmanager-submitter-token")
     assert secret["type"] == "kubernetes.io/service-account-token"
-    assert secret["metadata"]["annotations"]["kubernetes.io/service-account.name"] == "rpops-alertmanager-submitter"
+    annotations = secret["metadata"]["annotations"]
+    assert annotations["kubernetes.io/service-account.name"] == "rpops-alertmanager-submitter"
     assert "data" not in secret and "stringData" not in secret  # Kubernetes fills in the token
 
 

@@ -30,7 +30,8 @@ def repack(dist: metadata.Distribution, out_dir: Path) -> Path:
     files = [f for f in dist.files or [] if not str(f).startswith("..") and "__pycache__" not in f.parts]
     info_dir = next(f.parts[0] for f in files if f.parts[0].endswith(".dist-info"))
     wheel_meta = dist.read_text("WHEEL") or ""
-    tags = [line.split(":", 1)[1].strip().split("-") for line in wheel_meta.splitlines() if line.startswith("Tag:")]
+    tags = [line.split(":", 1)[1].strip().split("-")
+            for line in wheel_meta.splitlines() if line.startswith("Tag:")]
     # A compressed tag set, as in the original filename: py2.py3-none-any.
     tag = "-".join(".".join(dict.fromkeys(t[i] for t in tags)) for i in range(3))
     name = canonicalize_name(dist.metadata["Name"]).replace("-", "_")

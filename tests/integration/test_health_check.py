@@ -145,27 +145,28 @@ def test_latency_over_acceptable_is_degraded(workload: RunningWorkload, run) -> 
 
 def test_cpu_burn_is_overloaded(workload: RunningWorkload, run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     workload.set_faults(cpu_burn=1.0)
-    cpu = wait_cpu_at_least(workload, 40)
-    # The threshold sits under what the burn reliably shows on a shared 2-core machine.
-    rules = rules_file(tmp_path, "thresholds: {cpu_critical_percent: 35}\n")
+    cpu = wait_cpu_at_least(workload, 25)
+    # The threshold sits under what the burn reliably shows on a shared 2-core machine, and well
+    # over what an idle workload shows while probed.
+    rules = rules_file(tmp_path, "thresholds: {cpu_critical_percent: 20}\n")
     result = run("--target", f"a={workload.url}", "--rules", rules, "--samples", "1")
     assert result.code == 0, result.stderr
     assert result.stdout == "overloaded\n"
     report = result.report
     assert report["rule"]["name"] == "cpu-critical"
-    assert report["rule"]["evidence"]["cpu_percent"] >= 35
-    assert report["rule"]["evidence"]["cpu_critical_percent"] == 35
-    assert cpu >= 35
+    assert report["rule"]["evidence"]["cpu_percent"] >= 20
+    assert report["rule"]["evidence"]["cpu_critical_percent"] == 20
+    assert cpu >= 25
 
 
 def test_slow_and_busy_is_overloaded(workload: RunningWorkload, run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     workload.set_faults(cpu_burn=1.0, latency_ms=250)
-    wait_cpu_at_least(workload, 40)
+    wait_cpu_at_least(workload, 25)
     rules = rules_file(tmp_path, """
         thresholds:
           response_acceptable_ms: 150
           response_critical_ms: 200
-          cpu_acceptable_percent: 35
+          cpu_acceptable_percent: 20
           cpu_critical_percent: 1000
     """)
     result = run("--target", f"a={workload.url}", "--rules", rules, "--samples", "2")
@@ -275,7 +276,10 @@ def test_malformed_json_from_health(httpserver: HTTPServer, workload: RunningWor
                                            "default: {status: healthy}\n"], "rule 'x'"),
         (["--target", "a=URL", "--rules", "RULES:rules:\n  - {name: x, when: 'open(\"/etc/passwd\")', "
                                            "status: degraded}\ndefault: {status: healthy}\n"],
-         "rule #1 ('x')"),
+         "rule 'x': 'when: open(\"/etc/passwd\")' cannot be evaluated"),
+        (["--target", "a=URL", "--rules", "RULES:rules:\n  - {name: x, when: '().__class__', "
+                                           "status: degraded}\ndefault: {status: healthy}\n"],
+         "rule #1 ('x'): 'when' was refused"),
     ],
 )
 def test_bad_input_exits_2_before_any_request(httpserver: HTTPServer, tmp_path: Path, run,  # type: ignore[no-untyped-def]

@@ -72,12 +72,15 @@ class ApiServer:
         """Play the controller: write an object's status."""
         self.run(lambda: self.kmock.objects[resource, NS, name].patch({"status": status}))
 
-    def get(self, resource: str, name: str) -> dict[str, Any] | None:
-        def read() -> dict[str, Any] | None:
-            obj = self.kmock.objects[resource, NS, name]
-            return None if obj.deleted else copy.deepcopy(obj.raw)
+    def get(self, resource: str, name: str) -> dict[str, Any]:
+        def read() -> dict[str, Any]:
+            return copy.deepcopy(self.kmock.objects[resource, NS, name].raw)
 
-        return self.run(read)
+        result: dict[str, Any] = self.run(read)
+        return result
+
+    def gone(self, resource: str, name: str) -> bool:
+        return bool(self.run(lambda: self.kmock.objects[resource, NS, name].deleted))
 
     def requests(self) -> list[Any]:
         return self.run(lambda: list(self.kmock))
@@ -90,56 +93,104 @@ class ApiServer:
         self.run(stop)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+        self.loop.close()
 
 
-def deployment(service: str, version: str, replicas: int = 2, ready: int | None = None,
-               rv: str | None = "7", containers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def deployment(
+    service: str,
+    version: str,
+    replicas: int = 2,
+    ready: int | None = None,
+    rv: str | None = "7",
+    containers: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     labels = {"app.kubernetes.io/name": service, "version": version}
     ready = replicas if ready is None else ready
-    meta: dict[str, Any] = {"name": f"{service}-{version}", "namespace": NS, "labels": dict(labels),
-                            "annotations": {f"{PREFIX}owner": "sre", "deployment.kubernetes.io/revision": "3"},
-                            "generation": 4}
+    meta: dict[str, Any] = {
+        "name": f"{service}-{version}",
+        "namespace": NS,
+        "labels": dict(labels),
+        "annotations": {f"{PREFIX}owner": "sre", "deployment.kubernetes.io/revision": "3"},
+        "generation": 4,
+    }
     if rv:
         meta["resourceVersion"] = rv
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": dict(labels)},
-            "template": {"metadata": {"labels": dict(labels)}, "spec": {"containers": containers or [
-                {"name": service, "image": f"registry.example:5000/research-platform:{version}",
-                 "ports": [{"containerPort": 8080}],
-                 "resources": {"requests": {"cpu": "250m", "memory": "256Mi"},
-                               "limits": {"cpu": "1", "memory": "512Mi", "ephemeral-storage": "1Gi"}}},
-                {"name": "log-shipper", "image": "fluent-bit:3"},
-            ]}},
+            "template": {
+                "metadata": {"labels": dict(labels)},
+                "spec": {
+                    "containers": containers
+                    or [
+                        {
+                            "name": service,
+                            "image": f"registry.example:5000/research-platform:{version}",
+                            "ports": [{"containerPort": 8080}],
+                            "resources": {
+                                "requests": {"cpu": "250m", "memory": "256Mi"},
+                                "limits": {"cpu": "1", "memory": "512Mi", "ephemeral-storage": "1Gi"},
+                            },
+                        },
+                        {"name": "log-shipper", "image": "fluent-bit:3"},
+                    ]
+                },
+            },
         },
-        "status": {"observedGeneration": 4, "replicas": replicas, "updatedReplicas": replicas,
-                   "readyReplicas": ready, "availableReplicas": ready},
+        "status": {
+            "observedGeneration": 4,
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+        },
     }
 
 
 def service_obj(name: str, version: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": NS, "resourceVersion": "11"},
-            "spec": {"selector": {"app.kubernetes.io/name": "rp", "version": version},
-                     "ports": [{"port": 80, "targetPort": 8080}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": NS, "resourceVersion": "11"},
+        "spec": {
+            "selector": {"app.kubernetes.io/name": "rp", "version": version},
+            "ports": [{"port": 80, "targetPort": 8080}],
+        },
+    }
 
 
 def hpa_obj(target: str, lo: int = 2, hi: int = 6) -> dict[str, Any]:
-    return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-            "metadata": {"name": "rp", "namespace": NS},
-            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
-                     "minReplicas": lo, "maxReplicas": hi}}
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "rp", "namespace": NS},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+            "minReplicas": lo,
+            "maxReplicas": hi,
+        },
+    }
 
 
 def pod(name: str, version: str, ip: str | None, ready: bool) -> dict[str, Any]:
     status: dict[str, Any] = {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}
     if ip:
         status["podIP"] = ip
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": NS, "labels": {"app.kubernetes.io/name": "rp", "version": version}},
-            "spec": {"containers": [{"name": "rp", "image": "x", "ports": [{"containerPort": 8080}]}]},
-            "status": status}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "labels": {"app.kubernetes.io/name": "rp", "version": version},
+        },
+        "spec": {"containers": [{"name": "rp", "image": "x", "ports": [{"containerPort": 8080}]}]},
+        "status": status,
+    }
 
 
 @pytest.fixture()
@@ -164,13 +215,27 @@ def api() -> Iterator[ApiServer]:
 @pytest.fixture()
 def kubeconfig(api: ApiServer, tmp_path: Path) -> Path:
     path = tmp_path / "kubeconfig"
-    path.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "test",
-        "clusters": [{"name": "kmock", "cluster": {"server": api.url}}],
-        "users": [{"name": "tester", "user": {"token": "t0ken"}}],
-        "contexts": [{"name": "test", "context": {"cluster": "kmock", "user": "tester", "namespace": "from-ctx"}},
-                     {"name": "other", "context": {"cluster": "kmock", "user": "tester", "namespace": "elsewhere"}}],
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "test",
+                "clusters": [{"name": "kmock", "cluster": {"server": api.url}}],
+                "users": [{"name": "tester", "user": {"token": "t0ken"}}],
+                "contexts": [
+                    {
+                        "name": "test",
+                        "context": {"cluster": "kmock", "user": "tester", "namespace": "from-ctx"},
+                    },
+                    {
+                        "name": "other",
+                        "context": {"cluster": "kmock", "user": "tester", "namespace": "elsewhere"},
+                    },
+                ],
+            }
+        )
+    )
     return path
 
 
@@ -178,8 +243,15 @@ def kubeconfig(api: ApiServer, tmp_path: Path) -> Path:
 def driver(kubeconfig: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> KubernetesDriver:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.setenv("RPOPS_K8S_CALL_LOG", str(tmp_path / "calls.jsonl"))
-    drv = get_driver("kubernetes", kubeconfig=str(kubeconfig), namespace=NS, attempts=3, backoff=0.01,
-                     request_timeout=2.0, poll_interval=0.02)
+    drv = get_driver(
+        "kubernetes",
+        kubeconfig=str(kubeconfig),
+        namespace=NS,
+        attempts=3,
+        backoff=0.01,
+        request_timeout=2.0,
+        poll_interval=0.02,
+    )
     assert isinstance(drv, KubernetesDriver)
     return drv
 
@@ -190,8 +262,10 @@ def writes(api: ApiServer) -> list[Any]:
 
 # -- configuration ---------------------------------------------------------------------------
 
-def test_namespace_comes_from_option_then_env_then_kubeconfig(kubeconfig: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_namespace_comes_from_option_then_env_then_kubeconfig(
+    kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.delenv("RPOPS_NAMESPACE", raising=False)
     assert KubernetesDriver(kubeconfig=str(kubeconfig)).namespace == "from-ctx"
@@ -211,12 +285,15 @@ def test_missing_kubeconfig_is_a_usage_error(tmp_path: Path, monkeypatch: pytest
 
 # -- reads -----------------------------------------------------------------------------------
 
+
 def test_reads_a_workload(driver: KubernetesDriver) -> None:
     assert isinstance(driver, PlatformDriver)
     w = driver.workload("rp", "v1")
     assert (w.service, w.version, w.replicas, w.ready_replicas, w.available_replicas) == ("rp", "v1", 2, 2, 2)
     assert w.image == "registry.example:5000/research-platform:v1"
-    assert w.resources == Resources(cpu_request="250m", cpu_limit="1", memory_request="256Mi", memory_limit="512Mi")
+    assert w.resources == Resources(
+        cpu_request="250m", cpu_limit="1", memory_request="256Mi", memory_limit="512Mi"
+    )
     assert w.autoscaling == AutoscalingBounds(2, 6)
     assert w.annotations == {"owner": "sre"}
     assert w.active and not w.preview and w.ready
@@ -234,7 +311,9 @@ def test_versions_lists_only_the_service(driver: KubernetesDriver) -> None:
 def test_instances_have_urls_per_pod(driver: KubernetesDriver) -> None:
     instances = driver.instances("rp", "v1")
     assert [(i.name, i.url, i.ready) for i in instances] == [
-        ("rp-v1-a", "http://10.0.0.5:8080", True), ("rp-v1-b", "http://10.0.0.6:8080", False)]
+        ("rp-v1-a", "http://10.0.0.5:8080", True),
+        ("rp-v1-b", "http://10.0.0.6:8080", False),
+    ]
 
 
 def test_missing_object_is_not_found_naming_it(driver: KubernetesDriver) -> None:
@@ -245,6 +324,7 @@ def test_missing_object_is_not_found_naming_it(driver: KubernetesDriver) -> None
 
 
 # -- writes ----------------------------------------------------------------------------------
+
 
 def test_scale_is_a_conditional_merge_patch(driver: KubernetesDriver, api: ApiServer) -> None:
     driver.scale("rp", "v1", 5)
@@ -262,8 +342,14 @@ def test_conflict_is_retried_on_a_fresh_read(driver: KubernetesDriver, api: ApiS
     def concurrent_writer(request: Any) -> dict[str, Any]:
         # Another writer got there first: our write did not land, the object is at a new version.
         api.kmock.objects[DEPLOYMENTS, NS, "rp-v1"].patch(
-            {"spec": {"replicas": 2}, "metadata": {"resourceVersion": "8"}})
-        return {"kind": "Status", "code": 409, "reason": "Conflict", "message": "the object has been modified"}
+            {"spec": {"replicas": 2}, "metadata": {"resourceVersion": "8"}}
+        )
+        return {
+            "kind": "Status",
+            "code": 409,
+            "reason": "Conflict",
+            "message": "the object has been modified",
+        }
 
     api.kmock["patch", url][:1] << 409 << concurrent_writer
     driver.scale("rp", "v1", 3)
@@ -288,7 +374,9 @@ def test_endless_conflicts_give_up(driver: KubernetesDriver, api: ApiServer) -> 
     assert [c.verb for c in driver.calls].count("patch") == 3
 
 
-def test_server_errors_are_retried_then_reported_unreachable(driver: KubernetesDriver, api: ApiServer) -> None:
+def test_server_errors_are_retried_then_reported_unreachable(
+    driver: KubernetesDriver, api: ApiServer
+) -> None:
     url = f"/apis/apps/v1/namespaces/{NS}/deployments/rp-v1"
     api.kmock["get", url][:2] << 500 << {"kind": "Status", "code": 500, "message": "etcd hiccup"}
     assert driver.workload("rp", "v1").replicas == 2
@@ -300,11 +388,13 @@ def test_server_errors_are_retried_then_reported_unreachable(driver: KubernetesD
     assert err.value.exit_code == 3
 
 
-def test_timeouts_are_bounded_and_retried(kubeconfig: Path, api: ApiServer,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_timeouts_are_bounded_and_retried(
+    kubeconfig: Path, api: ApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    driver = KubernetesDriver(kubeconfig=str(kubeconfig), namespace=NS, attempts=2, backoff=0.0,
-                              request_timeout=0.3)
+    driver = KubernetesDriver(
+        kubeconfig=str(kubeconfig), namespace=NS, attempts=2, backoff=0.0, request_timeout=0.3
+    )
 
     async def slow() -> dict[str, Any]:
         await asyncio.sleep(3)
@@ -326,7 +416,7 @@ def test_set_autoscaling_patches_creates_and_deletes(driver: KubernetesDriver, a
     spec = api.get(HPAS, "rp")["spec"]
     assert (spec["minReplicas"], spec["maxReplicas"], spec["scaleTargetRef"]["name"]) == (3, 9, "rp-v1")
     driver.set_autoscaling("rp", None)
-    assert api.get(HPAS, "rp") is None
+    assert api.gone(HPAS, "rp")
     assert driver.workload("rp", "v1").autoscaling is None
     driver.set_autoscaling("rp", AutoscalingBounds(1, 4))  # none left: created, on the active version
     created = api.get(HPAS, "rp")
@@ -341,8 +431,10 @@ def test_route_switch_is_one_selector_patch(driver: KubernetesDriver, api: ApiSe
     assert svc["spec"]["selector"] == {"app.kubernetes.io/name": "rp", "version": "v2"}
     service_patches = [r for r in writes(api) if r.resource.plural == "services"]
     assert len(service_patches) == 1 and service_patches[0].name == "rp"
-    assert service_patches[0].data == {"spec": {"selector": {"version": "v2"}},
-                                       "metadata": {"resourceVersion": "11"}}
+    assert service_patches[0].data == {
+        "spec": {"selector": {"version": "v2"}},
+        "metadata": {"resourceVersion": "11"},
+    }
     assert api.get(HPAS, "rp")["spec"]["scaleTargetRef"]["name"] == "rp-v2"  # the autoscaler follows
     assert driver.routes("rp").active == "v2"
     assert api.get(SERVICES, "rp-preview")["spec"]["selector"]["version"] == "v2"  # untouched
@@ -369,8 +461,10 @@ def test_set_resources_keeps_other_containers_and_fields(driver: KubernetesDrive
     driver.set_resources("rp", "v1", Resources(cpu_request="500m", memory_limit="1Gi"))
     containers = api.get(DEPLOYMENTS, "rp-v1")["spec"]["template"]["spec"]["containers"]
     assert [c["name"] for c in containers] == ["rp", "log-shipper"]
-    assert containers[0]["resources"] == {"requests": {"cpu": "500m", "memory": "256Mi"},
-                                          "limits": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "1Gi"}}
+    assert containers[0]["resources"] == {
+        "requests": {"cpu": "500m", "memory": "256Mi"},
+        "limits": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "1Gi"},
+    }
     [patch] = writes(api)
     assert patch.headers["Content-Type"] == "application/json-patch+json"
     with pytest.raises(UsageError, match="memory request 2Gi is above"):
@@ -384,7 +478,10 @@ def test_deploy_copies_the_active_version(driver: KubernetesDriver, api: ApiServ
     assert "annotations" not in created["metadata"]  # ours and the controller's stay on the original
     assert created["spec"]["selector"]["matchLabels"]["version"] == "v3"
     assert created["spec"]["template"]["metadata"]["labels"]["version"] == "v3"
-    assert created["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example:5000/research-platform:v3"
+    assert (
+        created["spec"]["template"]["spec"]["containers"][0]["image"]
+        == "registry.example:5000/research-platform:v3"
+    )
     assert created["spec"]["template"]["spec"]["containers"][1]["image"] == "fluent-bit:3"
     assert created["spec"]["replicas"] == 3 and "status" not in created
     driver.deploy("rp", "v3", replicas=1, image="registry.example:5000/research-platform:v3.1")
@@ -416,7 +513,7 @@ def test_remove_refuses_the_active_version(driver: KubernetesDriver, api: ApiSer
     driver.remove("rp", "v2", delete=False)
     assert api.get(DEPLOYMENTS, "rp-v2")["spec"]["replicas"] == 0
     driver.remove("rp", "v2")
-    assert api.get(DEPLOYMENTS, "rp-v2") is None
+    assert api.gone(DEPLOYMENTS, "rp-v2")
     driver.remove("rp", "v2")  # already gone: nothing to do
 
 
@@ -452,10 +549,17 @@ def test_every_call_is_logged_for_rbac(driver: KubernetesDriver, tmp_path: Path)
     assert len(lines) == len(driver.calls) > 10
     seen = {(c["verb"], c["group"], c["resource"]) for c in lines}
     assert seen == {
-        ("get", "apps", "deployments"), ("list", "apps", "deployments"), ("patch", "apps", "deployments"),
-        ("create", "apps", "deployments"), ("delete", "apps", "deployments"),
-        ("get", "", "services"), ("patch", "", "services"), ("list", "", "pods"),
-        ("get", "autoscaling", "horizontalpodautoscalers"), ("patch", "autoscaling", "horizontalpodautoscalers"),
-        ("delete", "autoscaling", "horizontalpodautoscalers"), ("create", "autoscaling", "horizontalpodautoscalers"),
+        ("get", "apps", "deployments"),
+        ("list", "apps", "deployments"),
+        ("patch", "apps", "deployments"),
+        ("create", "apps", "deployments"),
+        ("delete", "apps", "deployments"),
+        ("get", "", "services"),
+        ("patch", "", "services"),
+        ("list", "", "pods"),
+        ("get", "autoscaling", "horizontalpodautoscalers"),
+        ("patch", "autoscaling", "horizontalpodautoscalers"),
+        ("delete", "autoscaling", "horizontalpodautoscalers"),
+        ("create", "autoscaling", "horizontalpodautoscalers"),
     }
     assert {c["namespace"] for c in lines} == {NS}

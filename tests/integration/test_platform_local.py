@@ -64,7 +64,8 @@ def driver(root: Path) -> Iterator[LocalDriver]:
         drv.down()
         for pid in started:
             assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, (
-                f"process {pid} survived down()")
+                f"process {pid} survived down()"
+            )
 
 
 @pytest.fixture()
@@ -118,7 +119,9 @@ class Load:
             t.join(timeout=15)
 
 
-def test_local_driver_satisfies_the_protocol_and_is_the_default(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_local_driver_satisfies_the_protocol_and_is_the_default(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("RPOPS_PLATFORM", raising=False)
     drv = get_driver(root=root)
     assert isinstance(drv, LocalDriver)
@@ -201,7 +204,7 @@ def test_blue_green_route_switch_under_load(running: LocalDriver) -> None:
     assert "v2" in after
     # once v2 answered on the kept-alive connections, v1 never did again: the switch is one step
     first_v2 = after.index("v2")
-    assert set(after[first_v2 + 4:]) == {"v2"}
+    assert set(after[first_v2 + 4 :]) == {"v2"}
     assert running.routes(SERVICE).active == "v2"
     assert running.routes(SERVICE).preview == "v2"
     versions = {w.version: w for w in running.versions(SERVICE)}
@@ -274,8 +277,9 @@ def test_wait_ready_times_out_on_a_not_ready_version(running: LocalDriver) -> No
     [inst] = running.instances(SERVICE, "v1")[:1]
     token = running.admin_token(SERVICE)
     with httpx.Client(trust_env=False) as client:
-        response = client.post(f"{inst.url}/admin/faults", json={"not_ready": True},
-                               headers={"Authorization": f"Bearer {token}"})
+        response = client.post(
+            f"{inst.url}/admin/faults", json={"not_ready": True}, headers={"Authorization": f"Bearer {token}"}
+        )
         assert response.status_code == 200
         with pytest.raises(DeadlineExceeded, match="1/2 ready"):
             running.wait_ready(SERVICE, "v1", timeout=0.3)
@@ -327,8 +331,9 @@ def test_platform_command_up_status_down(root: Path, capsys: pytest.CaptureFixtu
     parser = argparse.ArgumentParser(prog="rpops local platform")
     platform_cmd.configure(parser)
     try:
-        args = parser.parse_args(["up", "--service", SERVICE, "--replicas", "1", "--port", "0",
-                                  "--root", str(root)])
+        args = parser.parse_args(
+            ["up", "--service", SERVICE, "--replicas", "1", "--port", "0", "--root", str(root)]
+        )
         assert platform_cmd.run(args) == 0
         out = capsys.readouterr().out
         url = out.splitlines()[0].split(": ", 1)[1]
@@ -352,3 +357,6 @@ def test_platform_command_up_status_down(root: Path, capsys: pytest.CaptureFixtu
     assert "no services running" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         parser.parse_args(["up", "--replicas", "many"])
+    with pytest.raises(UsageError, match="--replicas -1 is invalid"):
+        platform_cmd.run(parser.parse_args(["up", "--replicas", "-1", "--root", str(root)]))
+    assert _all_pids(root) == []

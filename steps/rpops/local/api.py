@@ -1,11 +1,11 @@
 """The Python API: load documents, run one in the foreground or a background thread.
 
-    catalog = load_documents(["manifests/argo"])
-    result = submit(catalog, "research-platform-health-check", {"targets": "api=http://..."})
-    result.phase, result.outputs["status"], result.nodes["check-health"].phase
+catalog = load_documents(["manifests/argo"])
+result = submit(catalog, "research-platform-health-check", {"targets": "api=http://..."})
+result.phase, result.outputs["status"], result.nodes["check-health"].phase
 
-    handle = start(catalog, name, params)   # returns at once; UsageError before anything starts
-    handle.wait(timeout=60); handle.stop(); handle.resume()
+handle = start(catalog, name, params)   # returns at once; UsageError before anything starts
+handle.wait(timeout=60); handle.stop(); handle.resume()
 """
 
 from __future__ import annotations
@@ -56,10 +56,16 @@ class RunResult:
 
 def _view(n: dict[str, Any]) -> NodeView:
     outs = n.get("outputs") or {}
-    return NodeView(name=n["name"], display_name=n["displayName"], type=n["type"], phase=n["phase"],
-                    message=n.get("message", ""),
-                    outputs={p["name"]: p.get("value", "") for p in outs.get("parameters") or ()},
-                    result=outs.get("result"), exit_code=outs.get("exitCode"))
+    return NodeView(
+        name=n["name"],
+        display_name=n["displayName"],
+        type=n["type"],
+        phase=n["phase"],
+        message=n.get("message", ""),
+        outputs={p["name"]: p.get("value", "") for p in outs.get("parameters") or ()},
+        result=outs.get("result"),
+        exit_code=outs.get("exitCode"),
+    )
 
 
 class RunHandle:
@@ -126,8 +132,15 @@ class RunHandle:
             nodes[view.display_name] = view
             nodes[view.name] = view
         outs = {p["name"]: p.get("value", "") for p in (self.run.outputs or {}).get("parameters") or ()}
-        return RunResult(name=self.run.name, phase=self.run.phase, message=self.run.message, outputs=outs,
-                         nodes=nodes, status=doc, run_dir=self.run.dir)
+        return RunResult(
+            name=self.run.name,
+            phase=self.run.phase,
+            message=self.run.message,
+            outputs=outs,
+            nodes=nodes,
+            status=doc,
+            run_dir=self.run.dir,
+        )
 
     def stop(self, strategy: str = "Stop") -> None:
         self.run.stop(strategy)
@@ -139,13 +152,21 @@ class RunHandle:
         return status_doc(self.run)
 
 
-def start(catalog: Catalog, target: str | Document, parameters: Mapping[str, str] | None = None,
-          runs_dir: str | Path | None = None, *, options: Options | None = None,
-          node_listeners: Iterable[Callable[[Node, str | None], None]] = (),
-          workflow_listeners: Iterable[Callable[[Run], None]] = ()) -> RunHandle:
+def start(
+    catalog: Catalog,
+    target: str | Document,
+    parameters: Mapping[str, str] | None = None,
+    runs_dir: str | Path | None = None,
+    *,
+    options: Options | None = None,
+    node_listeners: Iterable[Callable[[Node, str | None], None]] = (),
+    workflow_listeners: Iterable[Callable[[Run], None]] = (),
+) -> RunHandle:
     """Check and start a run in a background thread; UsageError (nothing started) on bad input."""
     plan = prepare(catalog, target, parameters)
-    opts = replace(options or Options(), **({"runs_dir": Path(runs_dir)} if runs_dir is not None else {}))
+    opts = options or Options()
+    if runs_dir is not None:
+        opts = replace(opts, runs_dir=Path(runs_dir))
     run = Run(plan, opts)
     run.store.listeners.extend(node_listeners)
     run.workflow_listeners.extend(workflow_listeners)
@@ -154,10 +175,15 @@ def start(catalog: Catalog, target: str | Document, parameters: Mapping[str, str
     return handle
 
 
-def submit(catalog: Catalog, target: str | Document, parameters: Mapping[str, str] | None = None,
-           runs_dir: str | Path | None = None, *, options: Options | None = None) -> RunResult:
+def submit(
+    catalog: Catalog,
+    target: str | Document,
+    parameters: Mapping[str, str] | None = None,
+    runs_dir: str | Path | None = None,
+    *,
+    options: Options | None = None,
+) -> RunResult:
     """Run to the end in the foreground and return the result."""
     result = start(catalog, target, parameters, runs_dir, options=options).wait()
     assert result is not None
     return result
-

@@ -82,8 +82,10 @@ class Catalog:
         near = difflib.get_close_matches(target, names, n=1)
         hint = f" Did you mean '{near[0]}'?" if near else ""
         known = ", ".join(names) if names else "none loaded"
-        raise UsageError(f"unknown template '{target}': no WorkflowTemplate, CronWorkflow or Workflow of that "
-                         f"name is loaded (known: {known}).{hint} Pass a name from --manifests or a YAML file.")
+        raise UsageError(
+            f"unknown template '{target}': no WorkflowTemplate, CronWorkflow or Workflow of that "
+            f"name is loaded (known: {known}).{hint} Pass a name from --manifests or a YAML file."
+        )
 
     def spec(self, doc: Document) -> WorkflowSpec:
         """The document's checked spec (CronWorkflow: its workflowSpec); UsageError lists every problem."""
@@ -96,8 +98,12 @@ class Catalog:
         """The templates of the WorkflowTemplate `name` (for templateRef)."""
         doc = self.find("WorkflowTemplate", name)
         if doc is None:
-            known = ", ".join(sorted(d.name for d in self.documents if d.kind == "WorkflowTemplate")) or "none"
-            raise UsageError(f"templateRef names WorkflowTemplate '{name}', which is not loaded (known: {known})")
+            known = (
+                ", ".join(sorted(d.name for d in self.documents if d.kind == "WorkflowTemplate")) or "none"
+            )
+            raise UsageError(
+                f"templateRef names WorkflowTemplate '{name}', which is not loaded (known: {known})"
+            )
         spec = self.spec(doc)
         return Scope(name=name, templates={t.name: t for t in spec.templates})
 
@@ -142,8 +148,8 @@ def _read(path: Path) -> list[Document]:
         kind = raw.get("kind")
         if not str(raw.get("apiVersion", "")).startswith("argoproj.io/") or kind not in KNOWN_KINDS:
             continue  # Kubernetes objects beside the templates (RBAC, kustomization) are not ours
-        meta = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
-        name = meta.get("name") or meta.get("generateName") or f"{path.stem}-{i + 1}"
+        meta: dict[str, Any] = raw["metadata"] if isinstance(raw.get("metadata"), dict) else {}
+        name = meta.get("name") or str(meta.get("generateName") or "").rstrip("-") or f"{path.stem}-{i + 1}"
         docs.append(Document(kind=str(kind), name=str(name), raw=raw, source=str(path)))
     return docs
 
@@ -154,8 +160,11 @@ def _checked_spec(doc: Document) -> WorkflowSpec:
     if raw.get("apiVersion") != API_VERSION:
         problems.append(schema.Problem("apiVersion", f"must be {API_VERSION}"))
     if doc.kind == "ClusterWorkflowTemplate":
-        problems.append(schema.Problem("kind", "ClusterWorkflowTemplates are not supported locally; "
-                                               "use a WorkflowTemplate"))
+        problems.append(
+            schema.Problem(
+                "kind", "ClusterWorkflowTemplates are not supported locally; use a WorkflowTemplate"
+            )
+        )
     spec_raw = raw.get("spec")
     if doc.kind == "CronWorkflow":
         problems += schema.check(spec_raw, "obj:CronWorkflowSpec", "spec")
@@ -169,8 +178,10 @@ def _checked_spec(doc: Document) -> WorkflowSpec:
     if problems:
         lines = "\n".join(f"  - {p.render()}" for p in problems[:50])
         more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
-        raise UsageError(f"{doc.label} is outside what rpops local runs; nothing was started:\n{lines}{more}\n"
-                         "Fix the document (or run it on a cluster).")
+        raise UsageError(
+            f"{doc.label} is outside what rpops local runs; nothing was started:\n{lines}{more}\n"
+            "Fix the document (or run it on a cluster)."
+        )
     assert isinstance(spec_raw, dict)
     return model.parse_spec(spec_raw)
 
@@ -182,10 +193,16 @@ def _structure(spec: dict[str, Any], prefix: str, kind: str) -> list[schema.Prob
     ref = spec.get("workflowTemplateRef")
     if ref is not None:
         if kind == "WorkflowTemplate":
-            problems.append(P(f"{prefix}.workflowTemplateRef", "a WorkflowTemplate cannot refer to another one"))
+            problems.append(
+                P(f"{prefix}.workflowTemplateRef", "a WorkflowTemplate cannot refer to another one")
+            )
         if ref.get("clusterScope"):
-            problems.append(P(f"{prefix}.workflowTemplateRef.clusterScope",
-                              "ClusterWorkflowTemplates are not supported locally"))
+            problems.append(
+                P(
+                    f"{prefix}.workflowTemplateRef.clusterScope",
+                    "ClusterWorkflowTemplates are not supported locally",
+                )
+            )
     seen: set[str] = set()
     for t in spec.get("templates") or ():
         name = t["name"]
@@ -207,19 +224,36 @@ def _template_structure(t: dict[str, Any]) -> list[schema.Problem]:
     kinds = model.template_kind(t)
     if len(kinds) != 1:
         got = ", ".join(kinds) if kinds else "none"
-        out.append(P("(template)", f"must have exactly one of container, script, steps, dag, suspend (has {got})",
-                     name))
+        out.append(
+            P(
+                "(template)",
+                f"must have exactly one of container, script, steps, dag, suspend (has {got})",
+                name,
+            )
+        )
         return out
     kind = kinds[0]
     leaf = kind in ("container", "script")
     if leaf and not (t[kind].get("command")):
-        out.append(P(f"{kind}.command", "is required locally: the image's entrypoint is not known outside the "
-                                        "cluster (write the command out, e.g. [rpops, health-check])", name))
+        out.append(
+            P(
+                f"{kind}.command",
+                "is required locally: the image's entrypoint is not known outside the "
+                "cluster (write the command out, e.g. [rpops, health-check])",
+                name,
+            )
+        )
     if kind == "script" and "source" not in t[kind]:
         out.append(P("script.source", "is required", name))
     if not leaf and "activeDeadlineSeconds" in t:
-        out.append(P("activeDeadlineSeconds", "Argo applies it only to container and script templates; set it "
-                                              "on the leaf templates or the workflow's spec", name))
+        out.append(
+            P(
+                "activeDeadlineSeconds",
+                "Argo applies it only to container and script templates; set it "
+                "on the leaf templates or the workflow's spec",
+                name,
+            )
+        )
     if not leaf and "timeout" in t:
         out.append(P("timeout", "Argo applies it only to container and script templates", name))
     for key in ("activeDeadlineSeconds",):
@@ -233,31 +267,53 @@ def _template_structure(t: dict[str, Any]) -> list[schema.Problem]:
         where = f"outputs.parameters[{i}]"
         vf = o.get("valueFrom")
         if vf is None:
-            out.append(P(f"{where}.valueFrom", "is required (path for container/script templates, parameter for "
-                                               "steps/dag templates)", name))
+            out.append(
+                P(
+                    f"{where}.valueFrom",
+                    "is required (path for container/script templates, parameter for steps/dag templates)",
+                    name,
+                )
+            )
             continue
         if leaf:
             path = vf.get("path")
             if path is None:
-                out.append(P(f"{where}.valueFrom.path", "is required for a container/script template's output", name))
+                out.append(
+                    P(f"{where}.valueFrom.path", "is required for a container/script template's output", name)
+                )
             elif not path.startswith("/tmp/outputs/"):  # noqa: S108 - Argo's convention, mapped per node
-                out.append(P(f"{where}.valueFrom.path", f"must be under /tmp/outputs/ (got {path}); rpops maps "
-                                                        "/tmp/outputs/ to each step's own directory", name))
+                out.append(
+                    P(
+                        f"{where}.valueFrom.path",
+                        f"must be under /tmp/outputs/ (got {path}); rpops maps "
+                        "/tmp/outputs/ to each step's own directory",  # noqa: S108
+                        name,
+                    )
+                )
             if "parameter" in vf:
                 out.append(P(f"{where}.valueFrom.parameter", "applies to steps/dag templates only", name))
         elif kind in ("steps", "dag"):
             if "parameter" not in vf:
-                out.append(P(f"{where}.valueFrom.parameter", "is required for a steps/dag template's output", name))
+                out.append(
+                    P(f"{where}.valueFrom.parameter", "is required for a steps/dag template's output", name)
+                )
             if "path" in vf:
                 out.append(P(f"{where}.valueFrom.path", "applies to container/script templates only", name))
         else:
             out.append(P(where, "suspend templates have no outputs locally", name))
     for i, a in enumerate(outputs.get("artifacts") or ()):
         if not leaf:
-            out.append(P(f"outputs.artifacts[{i}]", "output artifacts come from container/script templates only",
-                         name))
+            out.append(
+                P(
+                    f"outputs.artifacts[{i}]",
+                    "output artifacts come from container/script templates only",
+                    name,
+                )
+            )
         elif not a["path"].startswith("/tmp/outputs/"):  # noqa: S108
-            out.append(P(f"outputs.artifacts[{i}].path", f"must be under /tmp/outputs/ (got {a['path']})", name))
+            out.append(
+                P(f"outputs.artifacts[{i}].path", f"must be under /tmp/outputs/ (got {a['path']})", name)
+            )
     retry = t.get("retryStrategy")
     if retry is not None:
         policy = retry.get("retryPolicy")
@@ -284,8 +340,13 @@ def _step_structure(s: dict[str, Any], template: str, where: str) -> list[schema
     if ("template" in s) == ("templateRef" in s):
         out.append(P(at, "needs exactly one of template or templateRef", template))
     if (s.get("templateRef") or {}).get("clusterScope"):
-        out.append(P(f"{at}.templateRef.clusterScope", "ClusterWorkflowTemplates are not supported locally",
-                     template))
+        out.append(
+            P(
+                f"{at}.templateRef.clusterScope",
+                "ClusterWorkflowTemplates are not supported locally",
+                template,
+            )
+        )
     loops = [k for k in ("withItems", "withParam", "withSequence") if k in s]
     if len(loops) > 1:
         out.append(P(at, f"has more than one of {', '.join(loops)}", template))

@@ -1,8 +1,8 @@
 """`rpops local`: run rendered Argo YAML here, and read the records of past runs.
 
-    rpops local run <template-name | file.yaml> [-p key=value ...] [--output json]
-    rpops local list | get NAME | logs NAME [--node X] | resume NAME | stop NAME | lint
-    rpops local platform up|down|status   (the local platform; rpops.local.platform_cmd)
+rpops local run <template-name | file.yaml> [-p key=value ...] [--output json]
+rpops local list | get NAME | logs NAME [--node X] | resume NAME | stop NAME | lint
+rpops local platform up|down|status   (the local platform; rpops.local.platform_cmd)
 """
 
 from __future__ import annotations
@@ -42,19 +42,42 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("run", help=SUBCOMMANDS["run"], description=SUBCOMMANDS["run"])
     p.add_argument("target", help="a template name from --manifests, or a YAML file")
-    p.add_argument("-p", "--parameter", action="append", default=[], metavar="KEY=VALUE",
-                   help="a workflow parameter (repeat for several)")
-    p.add_argument("--output", choices=("text", "json"), default="text",
-                   help="text: a live tree (plain lines when not a terminal); json: the final status document")
-    p.add_argument("--manifests", default=None, metavar="DIR",
-                   help=f"directory (or file) of templates for names and templateRef (default: {DEFAULT_MANIFESTS})")
+    p.add_argument(
+        "-p",
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a workflow parameter (repeat for several)",
+    )
+    p.add_argument(
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="text: a live tree (plain lines when not a terminal); json: the final status document",
+    )
+    p.add_argument(
+        "--manifests",
+        default=None,
+        metavar="DIR",
+        help=f"directory (or file) of templates for names and templateRef (default: {DEFAULT_MANIFESTS})",
+    )
     p.add_argument("--runs-dir", default=DEFAULT_RUNS, metavar="DIR", help=runs_help)
-    p.add_argument("--secrets", default=DEFAULT_SECRETS, metavar="FILE",
-                   help=f"secrets for secretKeyRef, as {{name: {{key: value}}}} (default: {DEFAULT_SECRETS}); "
-                        "RPOPS_SECRET_<NAME>_<KEY> variables win")
+    p.add_argument(
+        "--secrets",
+        default=DEFAULT_SECRETS,
+        metavar="FILE",
+        help=f"secrets for secretKeyRef, as {{name: {{key: value}}}} (default: {DEFAULT_SECRETS}); "
+        "RPOPS_SECRET_<NAME>_<KEY> variables win",
+    )
     p.add_argument("--name", default=None, help="the run's name (default: <template>-<5 random characters>)")
-    p.add_argument("--kill-grace", type=float, default=3.0, metavar="SECONDS",
-                   help="seconds between SIGTERM and SIGKILL when a step is stopped (default: 3)")
+    p.add_argument(
+        "--kill-grace",
+        type=float,
+        default=3.0,
+        metavar="SECONDS",
+        help="seconds between SIGTERM and SIGKILL when a step is stopped (default: 3)",
+    )
 
     p = sub.add_parser("list", help=SUBCOMMANDS["list"], description=SUBCOMMANDS["list"])
     p.add_argument("--runs-dir", default=DEFAULT_RUNS, metavar="DIR", help=runs_help)
@@ -88,8 +111,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int | None:
     handlers: dict[str, Callable[[argparse.Namespace], int | None]] = {
-        "run": _run, "list": _list, "get": _get, "logs": _logs, "resume": _resume, "stop": _stop,
-        "lint": _lint, "platform": _platform,
+        "run": _run,
+        "list": _list,
+        "get": _get,
+        "logs": _logs,
+        "resume": _resume,
+        "stop": _stop,
+        "lint": _lint,
+        "platform": _platform,
     }
     return handlers[args.local_command](args)
 
@@ -128,8 +157,10 @@ def _catalog_and_target(target: str, manifests: str | None) -> tuple[Any, Any]:
     catalog = load_documents([manifests_dir]) if manifests_dir.exists() else Catalog()
     if not is_file:
         if not manifests_dir.exists():
-            raise UsageError(f"'{target}' is not a file, and there is no {manifests_dir} to find a template of that "
-                             "name in; pass a YAML file or --manifests DIR")
+            raise UsageError(
+                f"'{target}' is not a file, and there is no {manifests_dir} to find a template of that "
+                "name in; pass a YAML file or --manifests DIR"
+            )
         return catalog, target
     own = load_documents([path])
     for doc in own.documents:
@@ -139,8 +170,10 @@ def _catalog_and_target(target: str, manifests: str | None) -> tuple[Any, Any]:
         raise UsageError(f"{path} holds no WorkflowTemplate, Workflow or CronWorkflow")
     if len(runnable) > 1:
         names = ", ".join(d.name for d in runnable)
-        raise UsageError(f"{path} holds several runnable documents ({names}); run one by name: "
-                         f"rpops local run NAME --manifests {path}")
+        raise UsageError(
+            f"{path} holds several runnable documents ({names}); run one by name: "
+            f"rpops local run NAME --manifests {path}"
+        )
     return catalog, runnable[0]
 
 
@@ -151,8 +184,12 @@ def _run(args: argparse.Namespace) -> int:
 
     params = parse_parameters(args.parameter)
     catalog, target = _catalog_and_target(args.target, args.manifests)
-    options = Options(runs_dir=Path(args.runs_dir), secrets_file=Path(args.secrets), name=args.name,
-                      kill_grace_s=args.kill_grace)
+    options = Options(
+        runs_dir=Path(args.runs_dir),
+        secrets_file=Path(args.secrets),
+        name=args.name,
+        kill_grace_s=args.kill_grace,
+    )
     live = None
     node_listeners: list[Any] = []
     workflow_listeners: list[Any] = []
@@ -160,8 +197,14 @@ def _run(args: argparse.Namespace) -> int:
         plain = display.PlainLines(sys.stdout)
         node_listeners.append(plain.node)
         workflow_listeners.append(plain.workflow)
-    handle = start(catalog, target, params, options=options, node_listeners=node_listeners,
-                   workflow_listeners=workflow_listeners)
+    handle = start(
+        catalog,
+        target,
+        params,
+        options=options,
+        node_listeners=node_listeners,
+        workflow_listeners=workflow_listeners,
+    )
     if args.output == "text" and display.is_terminal(sys.stdout):
         live = display.LiveTree(handle.run, sys.stdout)
         live.start()
@@ -200,9 +243,21 @@ def _list(args: argparse.Namespace) -> None:
 
     docs = list_runs(Path(args.runs_dir))
     if args.output == "json":
-        print(json.dumps([{"name": d["metadata"]["name"], "phase": d["status"].get("phase"),
-                           "startedAt": d["status"].get("startedAt"), "finishedAt": d["status"].get("finishedAt"),
-                           "message": d["status"].get("message", "")} for d in docs], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": d["metadata"]["name"],
+                        "phase": d["status"].get("phase"),
+                        "startedAt": d["status"].get("startedAt"),
+                        "finishedAt": d["status"].get("finishedAt"),
+                        "message": d["status"].get("message", ""),
+                    }
+                    for d in docs
+                ],
+                indent=2,
+            )
+        )
         return
     if not docs:
         print(f"no runs in {args.runs_dir}")
@@ -214,8 +269,10 @@ def _list(args: argparse.Namespace) -> None:
     now = time.time()
     for d in docs:
         s = d["status"]
-        print(f"{d['metadata']['name']:<{width}}{s.get('phase', ''):<11}{(s.get('startedAt') or '')[:19]:<22}"
-              f"{duration(s.get('startedAt'), s.get('finishedAt'), now):<10}{s.get('message', '')}".rstrip())
+        print(
+            f"{d['metadata']['name']:<{width}}{s.get('phase', ''):<11}{(s.get('startedAt') or '')[:19]:<22}"
+            f"{duration(s.get('startedAt'), s.get('finishedAt'), now):<10}{s.get('message', '')}".rstrip()
+        )
 
 
 def _get(args: argparse.Namespace) -> None:
@@ -298,6 +355,9 @@ def _lint_one(catalog: Any, doc: Any, prepare: Any) -> None:
     if spec.template_ref and (base := catalog.find("WorkflowTemplate", spec.template_ref)) is not None:
         declared += catalog.spec(base).arguments
     given = {p.name for p in spec.arguments if p.value is not None}
-    params = {p.name: (p.enum[0] if p.enum else "x") for p in declared
-              if p.value is None and p.default is None and p.name not in given}
+    params = {
+        p.name: (p.enum[0] if p.enum else "x")
+        for p in declared
+        if p.value is None and p.default is None and p.name not in given
+    }
     prepare(catalog, doc, params)

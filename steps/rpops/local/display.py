@@ -3,6 +3,7 @@ plain line per node change when stdout is not a terminal."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import threading
@@ -15,10 +16,24 @@ from rpops.local.nodes import Node
 if TYPE_CHECKING:
     from rpops.local.executor import Run
 
-ICONS = {"Succeeded": "✔", "Failed": "✖", "Error": "⚠", "Skipped": "○", "Omitted": "○", "Running": "●",
-         "Pending": "◷"}
-COLORS = {"Succeeded": "32", "Failed": "31", "Error": "31", "Skipped": "90", "Omitted": "90", "Running": "36",
-          "Pending": "33"}
+ICONS = {
+    "Succeeded": "✔",
+    "Failed": "✖",
+    "Error": "⚠",
+    "Skipped": "○",
+    "Omitted": "○",
+    "Running": "●",
+    "Pending": "◷",
+}
+COLORS = {
+    "Succeeded": "32",
+    "Failed": "31",
+    "Error": "31",
+    "Skipped": "90",
+    "Omitted": "90",
+    "Running": "36",
+    "Pending": "33",
+}
 REDRAW_S = 0.25
 
 
@@ -78,8 +93,14 @@ def tree_rows(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return rows
 
 
-def render(doc: dict[str, Any], *, color: bool = False, now: float | None = None, max_rows: int | None = None,
-           header: bool = True) -> list[str]:
+def render(
+    doc: dict[str, Any],
+    *,
+    color: bool = False,
+    now: float | None = None,
+    max_rows: int | None = None,
+    header: bool = True,
+) -> list[str]:
     now = time.time() if now is None else now
     meta, status = doc["metadata"], doc["status"]
     lines: list[str] = []
@@ -107,7 +128,7 @@ def render(doc: dict[str, Any], *, color: bool = False, now: float | None = None
         padded = f"{name:<{width}}"
         if color:
             icon_at = len(prefix)
-            padded = padded[:icon_at] + _paint(padded[icon_at], n["phase"], True) + padded[icon_at + 1:]
+            padded = padded[:icon_at] + _paint(padded[icon_at], n["phase"], True) + padded[icon_at + 1 :]
         dur = duration(n.get("startedAt"), n.get("finishedAt"), now) if n["type"] not in ("Skipped",) else ""
         progress = n.get("progress", "") if n["type"] == "Pod" else ""
         lines.append(f"{padded}{template:<{twidth}}{dur:<10}{progress:<10}{n.get('message', '')}".rstrip())
@@ -123,6 +144,7 @@ class PlainLines:
         self.out = out
         self._lock = threading.Lock()
         self._last: tuple[str, str] | None = None
+        self._seen: dict[str, tuple[str, str]] = {}
         self._t0 = time.monotonic()
 
     def _emit(self, text: str) -> None:
@@ -131,11 +153,15 @@ class PlainLines:
             self.out.flush()
 
     def node(self, node: Node, before: str | None) -> None:
-        if node.type == "StepGroup" or (before == node.phase and not node.message):
-            return
-        if before == node.phase and before is not None and node.type == "Pod" and node.progress and \
-                not node.message:
-            return
+        if node.type == "StepGroup":
+            return  # implied by the steps
+        if before is None and node.phase == "Pending" and node.type != "Pod":
+            return  # a steps or DAG node starts running at once
+        key = (node.phase, node.message)
+        with self._lock:
+            if self._seen.get(node.id) == key:
+                return  # a progress update alone is not worth a line
+            self._seen[node.id] = key
         message = f"  {node.message}" if node.message else ""
         template = f" ({node.template_name})" if node.template_name and node.type == "Pod" else ""
         self._emit(f"{node.phase:<9} {node.name}{template}{message}")
@@ -167,8 +193,11 @@ class LiveTree:
     def draw(self) -> None:
         from rpops.local.runs import status_doc
 
-        rows = shutil.get_terminal_size((100, 40)).lines - 1
-        lines = render(status_doc(self.run), color=True, max_rows=max(5, rows - 9))
+        size = shutil.get_terminal_size((100, 40))
+        lines = [
+            _fit(line, size.columns)
+            for line in render(status_doc(self.run), color=True, max_rows=max(5, size.lines - 10))
+        ]
         buf = []
         if self._lines:
             buf.append(f"\x1b[{self._lines}F\x1b[J")
@@ -180,6 +209,22 @@ class LiveTree:
     def finish(self) -> None:
         self._thread.join(timeout=1)
         self.draw()
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _fit(line: str, width: int) -> str:
+    """Cut a line to `width` visible characters (a wrapped line would break the redraw)."""
+    out, seen, pos = [], 0, 0
+    for m in _ANSI.finditer(line):
+        text = line[pos : m.start()]
+        out.append(text[: max(0, width - 1 - seen)])
+        seen += len(text)
+        out.append(m.group(0))
+        pos = m.end()
+    out.append(line[pos:][: max(0, width - 1 - seen)])
+    return "".join(out)
 
 
 def is_terminal(out: IO[str] = sys.stdout) -> bool:

@@ -11,6 +11,8 @@ _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 def parse_duration(text: str) -> float:
     """Seconds from an Argo duration: a bare integer means seconds, else Go's time.ParseDuration."""
     s = text.strip()
+    if not s:
+        raise ValueError(f"invalid duration {text!r} (use e.g. 30, 30s, 1m30s, 500ms)")
     if re.fullmatch(r"\d+", s):
         return float(s)
     sign = 1.0

@@ -25,13 +25,23 @@ from pathlib import Path
 from typing import Any
 
 from rpops.errors import UsageError
-from rpops.local import exprlang, flow, locks
+from rpops.local import exprlang, flow, locks, metrics
 from rpops.local.catalog import Scope
 from rpops.local.durations import parse_duration, parse_int
 from rpops.local.expressions import ExpressionError
 from rpops.local.model import Parameter, Template
 from rpops.local.nodes import (
-    ERROR, FAILED, FAILED_OR_ERROR, OMITTED, PENDING, RUNNING, SKIPPED, SUCCEEDED, Node, NodeStore, timestamp,
+    ERROR,
+    FAILED,
+    FAILED_OR_ERROR,
+    OMITTED,
+    PENDING,
+    RUNNING,
+    SKIPPED,
+    SUCCEEDED,
+    Node,
+    NodeStore,
+    timestamp,
 )
 from rpops.local.plan import Plan
 from rpops.local.process import LocalProcess, resolve_command
@@ -69,8 +79,14 @@ class Call:
     template_ref: dict[str, str] | None = None
     on_create: Callable[[Node], None] | None = field(default=None, compare=False)
 
-    def child(self, name: str, display: str, boundary: str | None, parent: str | None,
-              on_create: Callable[[Node], None] | None = None) -> Call:
+    def child(
+        self,
+        name: str,
+        display: str,
+        boundary: str | None,
+        parent: str | None,
+        on_create: Callable[[Node], None] | None = None,
+    ) -> Call:
         return Call(name, display, boundary, parent, self.exit_handler, None, on_create)
 
 
@@ -102,6 +118,7 @@ class Run:
         self.phase = PENDING
         self.message = ""
         self.outputs: dict[str, Any] | None = None
+        self.metrics: list[dict[str, Any]] = []
         self.cancel = threading.Event()  # stop or deadline: the main templates end
         self.kill_all = threading.Event()  # terminate: the exit handler ends too
         self.cancel_reason = ""
@@ -121,10 +138,14 @@ class Run:
 
     def _globals(self) -> dict[str, str]:
         plan = self.plan
-        g = {"workflow.name": self.name, "workflow.namespace": plan.namespace, "workflow.uid": self.uid,
-             "workflow.mainEntrypoint": plan.spec.entrypoint or "",
-             "workflow.serviceAccountName": plan.spec.service_account or "",
-             "workflow.creationTimestamp": (timestamp(self.created_at) or "")[:19] + "Z"}
+        g = {
+            "workflow.name": self.name,
+            "workflow.namespace": plan.namespace,
+            "workflow.uid": self.uid,
+            "workflow.mainEntrypoint": plan.spec.entrypoint or "",
+            "workflow.serviceAccountName": plan.spec.service_account or "",
+            "workflow.creationTimestamp": (timestamp(self.created_at) or "")[:19] + "Z",
+        }
         params = {k: render(v, g, strict=False) for k, v in plan.parameters.items()}
         g["workflow.parameters"] = json.dumps([{"name": k, "value": v} for k, v in params.items()])
         g["workflow.parameters.json"] = g["workflow.parameters"]
@@ -163,8 +184,11 @@ class Run:
         self.set_workflow(PENDING if spec.mutexes else RUNNING)
         timer = None
         if spec.active_deadline:
-            seconds = float(parse_int(render(spec.active_deadline, self.globals, strict=False),
-                                      "spec.activeDeadlineSeconds"))
+            seconds = float(
+                parse_int(
+                    render(spec.active_deadline, self.globals, strict=False), "spec.activeDeadlineSeconds"
+                )
+            )
             timer = threading.Timer(seconds, self._deadline)
             timer.daemon = True
             timer.start()
@@ -176,7 +200,9 @@ class Run:
                 def waiting(owner: str, name: str = name) -> None:
                     self.set_workflow(message=self.lock_message(name, owner))
 
-                mutex = locks.acquire(self.locks_dir, name, f"{self.name}", on_wait=waiting, cancelled=self.cancel)
+                mutex = locks.acquire(
+                    self.locks_dir, name, f"{self.name}", on_wait=waiting, cancelled=self.cancel
+                )
                 if mutex is None:
                     self.set_workflow(FAILED, self.cancel_reason)
                     return
@@ -196,15 +222,30 @@ class Run:
         status = WORKFLOW_STATUS.get(root.phase, FAILED) if root is not None else FAILED
         if root is not None and root.phase == SUCCEEDED:
             self.outputs = root.outputs
-        failures = [{"displayName": n.display_name, "message": n.message, "templateName": n.template_name or "",
-                     "phase": n.phase, "podName": n.id, "finishedAt": timestamp(n.finished_at)}
-                    for n in self.store.values() if n.phase in FAILED_OR_ERROR]
-        self.exit_globals = {**self.globals, "workflow.status": status, "workflow.failures": json.dumps(failures),
-                             "workflow.duration": f"{time.time() - (self.started_at or time.time()):.6f}"}
+        failures = [
+            {
+                "displayName": n.display_name,
+                "message": n.message,
+                "templateName": n.template_name or "",
+                "phase": n.phase,
+                "podName": n.id,
+                "finishedAt": timestamp(n.finished_at),
+            }
+            for n in self.store.values()
+            if n.phase in FAILED_OR_ERROR
+        ]
+        self.exit_globals = {
+            **self.globals,
+            "workflow.status": status,
+            "workflow.failures": json.dumps(failures),
+            "workflow.duration": f"{time.time() - (self.started_at or time.time()):.6f}",
+        }
         exit_node = None
         if spec.on_exit and not self.kill_all.is_set():
             call = Call(f"{self.name}.onExit", "onExit", None, None, exit_handler=True)
-            exit_node = self.execute_template(call, self.plan.root.templates[spec.on_exit], self.plan.root, ())
+            exit_node = self.execute_template(
+                call, self.plan.root.templates[spec.on_exit], self.plan.root, ()
+            )
         if status == SUCCEEDED:
             if exit_node is not None and exit_node.phase in FAILED_OR_ERROR:
                 self.set_workflow(exit_node.phase, exit_node.message)
@@ -260,15 +301,23 @@ class Run:
 
     # -- templates -------------------------------------------------------------------------------
 
-    def execute_template(self, call: Call, template: Template, scope: Scope,
-                         arguments: tuple[Parameter, ...]) -> Node | None:
+    def execute_template(
+        self, call: Call, template: Template, scope: Scope, arguments: tuple[Parameter, ...]
+    ) -> Node | None:
         """Run `template` as node `call.name`; None when the run was cancelled before it started."""
         if self.cancelled(call):
             return None
         kind_type = NODE_TYPES[template.kind]
-        node = self.store.create(call.name, call.display, "Retry" if template.retry else kind_type, template.name,
-                                 boundary=call.boundary, parent=call.parent, exit_handler=call.exit_handler,
-                                 template_ref=call.template_ref)
+        node = self.store.create(
+            call.name,
+            call.display,
+            "Retry" if template.retry else kind_type,
+            template.name,
+            boundary=call.boundary,
+            parent=call.parent,
+            exit_handler=call.exit_handler,
+            template_ref=call.template_ref,
+        )
         self.node_templates[node.id] = template
         if call.on_create is not None:
             call.on_create(node)
@@ -278,17 +327,27 @@ class Run:
         if problem:
             self.store.set_phase(node, ERROR, problem)
             return node
-        values = {**self.globals_for(call), **{f"inputs.parameters.{k}": v for k, v in inputs.items()},
-                  "node.name": node.name, "pod.name": node.id}
+        values = {
+            **self.globals_for(call),
+            **{f"inputs.parameters.{k}": v for k, v in inputs.items()},
+            "node.name": node.name,
+            "pod.name": node.id,
+        }
         t = deep_map(template, lambda s: render(s, values, strict=False))
         held: list[locks.Mutex] = []
         try:
             for name in t.mutexes:
+
                 def waiting(owner: str, name: str = name) -> None:
                     self.store.set_message(node, self.lock_message(name, owner))
 
-                mutex = locks.acquire(self.locks_dir, name, f"{self.name}/{node.name}", on_wait=waiting,
-                                      cancelled=self.cancel_event(call))
+                mutex = locks.acquire(
+                    self.locks_dir,
+                    name,
+                    f"{self.name}/{node.name}",
+                    on_wait=waiting,
+                    cancelled=self.cancel_event(call),
+                )
                 if mutex is None:
                     self.store.set_phase(node, FAILED, self.cancel_reason)
                     return node
@@ -302,6 +361,12 @@ class Run:
         finally:
             for mutex in held:
                 mutex.release()
+        if template.metrics:
+            recorded = metrics.evaluate(
+                template, node, metrics.node_scope(node, inputs, self.globals_for(call))
+            )
+            with self._lock:
+                self.metrics.extend(recorded)
         return node
 
     def body(self, node: Node, call: Call, t: Template, scope: Scope) -> None:
@@ -322,7 +387,9 @@ class Run:
             limit = parse_int(strategy.limit, "retryStrategy.limit") if strategy.limit else None
             backoff = strategy.backoff
             base = parse_duration(backoff.duration) if backoff and backoff.duration else 0.0
-            factor = parse_int(backoff.factor, "retryStrategy.backoff.factor") if backoff and backoff.factor else 0
+            factor = (
+                parse_int(backoff.factor, "retryStrategy.backoff.factor") if backoff and backoff.factor else 0
+            )
             cap = parse_duration(backoff.cap) if backoff and backoff.cap else None
             max_duration = parse_duration(backoff.max_duration) if backoff and backoff.max_duration else None
         except ValueError as exc:
@@ -330,11 +397,20 @@ class Run:
             return
         attempt, first_start = 0, None
         while True:
-            attempt_t = deep_map(t, lambda s: render(s, {"retries": str(attempt)}, strict=False))
-            child_call = call.child(f"{call.name}({attempt})", f"{call.display}({attempt})", call.boundary, node.id)
-            child = self.store.create(child_call.name, child_call.display, NODE_TYPES[t.kind], t.name,
-                                      boundary=call.boundary, parent=node.id, exit_handler=call.exit_handler,
-                                      template_ref=call.template_ref)
+            attempt_t = deep_map(t, _renderer({"retries": str(attempt)}))
+            child_call = call.child(
+                f"{call.name}({attempt})", f"{call.display}({attempt})", call.boundary, node.id
+            )
+            child = self.store.create(
+                child_call.name,
+                child_call.display,
+                NODE_TYPES[t.kind],
+                t.name,
+                boundary=call.boundary,
+                parent=node.id,
+                exit_handler=call.exit_handler,
+                template_ref=call.template_ref,
+            )
             self.node_templates[child.id] = t
             self.store.add_child(node.id, child.id)
             if node.inputs:
@@ -353,7 +429,7 @@ class Run:
             if stop is not None:
                 self.store.set_phase(node, child.phase, stop)
                 return
-            wait = base * (factor ** attempt if factor > 0 else 1)
+            wait = base * (factor**attempt if factor > 0 else 1)
             wait = min(wait, cap) if cap is not None else wait
             if max_duration is not None:
                 end = first_start + max_duration
@@ -365,26 +441,36 @@ class Run:
                     return
             if wait > 0:
                 self.store.set_message(node, f"Backoff for {_human(wait)}")
-                if self.cancel_event(call).wait(max(0.0, (child.finished_at or time.time()) + wait - time.time())):
+                if self.cancel_event(call).wait(
+                    max(0.0, (child.finished_at or time.time()) + wait - time.time())
+                ):
                     self.store.set_phase(node, child.phase, self.cancel_reason)
                     return
                 self.store.set_message(node, "")
             attempt += 1
 
-    def _retry_verdict(self, policy: str, expression: str | None, child: Node, attempt: int,
-                       limit: int | None) -> str | None:
+    def _retry_verdict(
+        self, policy: str, expression: str | None, child: Node, attempt: int, limit: int | None
+    ) -> str | None:
         """None to retry, else the message the retry node ends with."""
-        retry = (policy == "Always" or (policy == "OnFailure" and child.phase == FAILED)
-                 or (policy == "OnError" and child.phase == ERROR))  # OnTransientError: nothing is transient here
+        retry = (
+            policy == "Always"
+            or (policy == "OnFailure" and child.phase == FAILED)
+            or (policy == "OnError" and child.phase == ERROR)
+        )  # OnTransientError: nothing is transient here
         if not retry:
             return child.message
         if limit is not None and attempt + 1 > limit:
             return "No more retries left"
         if expression:
             outs = child.outputs or {}
-            names = {"lastRetry.exitCode": str(outs.get("exitCode", "-1")), "lastRetry.status": child.phase,
-                     "lastRetry.duration": f"{(child.finished_at or 0) - (child.started_at or 0):g}",
-                     "lastRetry.message": child.message, "retries": str(attempt)}
+            names = {
+                "lastRetry.exitCode": str(outs.get("exitCode", "-1")),
+                "lastRetry.status": child.phase,
+                "lastRetry.duration": f"{(child.finished_at or 0) - (child.started_at or 0):g}",
+                "lastRetry.message": child.message,
+                "retries": str(attempt),
+            }
             try:
                 if not exprlang.evaluate_bool(expression, names):
                     return "retryStrategy.expression evaluated to false"
@@ -459,7 +545,7 @@ class Run:
             with self._lock:
                 self._procs.pop(proc, None)
         self.read_progress(node, final=True)
-        outputs: dict[str, Any] = {"exitCode": str(outcome.exit_code)}
+        outputs: dict[str, Any] = {} if outcome.exit_code is None else {"exitCode": str(outcome.exit_code)}
         if outcome.stdout:
             outputs["result"] = outcome.stdout
         if outcome.killed:
@@ -524,6 +610,13 @@ class Run:
                 return
 
 
+def _renderer(values: dict[str, str]) -> Callable[[str], str]:
+    def fn(text: str) -> str:
+        return render(text, values, strict=False)
+
+    return fn
+
+
 def _inputs(template: Template, arguments: tuple[Parameter, ...]) -> tuple[dict[str, str], str | None]:
     given = {p.name: p.value for p in arguments}
     values: dict[str, str] = {}
@@ -554,7 +647,7 @@ def _collect(t: Template, out_dir: Path, art_dir: Path, outputs: dict[str, Any])
     params = []
     for o in t.outputs:
         assert o.path is not None
-        path = out_dir / o.path[len("/tmp/outputs/"):]  # noqa: S108 - Argo's path, mapped per node
+        path = out_dir / o.path[len("/tmp/outputs/") :]  # noqa: S108 - Argo's path, mapped per node
         try:
             value = path.read_text(encoding="utf-8", errors="replace")
             value = value[:-1] if value.endswith("\n") else value
@@ -568,7 +661,7 @@ def _collect(t: Template, out_dir: Path, art_dir: Path, outputs: dict[str, Any])
         outputs["parameters"] = params
     arts = []
     for a in t.artifacts:
-        src = out_dir / a.path[len("/tmp/outputs/"):]  # noqa: S108
+        src = out_dir / a.path[len("/tmp/outputs/") :]  # noqa: S108
         if not src.exists():
             if not a.optional:
                 problem = problem or f"path {a.path} does not exist"

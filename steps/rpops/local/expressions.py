@@ -235,14 +235,18 @@ def _evaluate(node: Node) -> Any:
     if op in ("and", "or"):
         left = _evaluate(node.args[0])
         if not isinstance(left, bool):
-            raise ExpressionError(f"value '{_show(left)}' cannot be used with '{'&&' if op == 'and' else '||'}', "
-                                  "it is not a bool")
+            raise ExpressionError(
+                f"value '{_show(left)}' cannot be used with '{'&&' if op == 'and' else '||'}', "
+                "it is not a bool"
+            )
         if (op == "and" and not left) or (op == "or" and left):
             return left
         right = _evaluate(node.args[1])
         if not isinstance(right, bool):
-            raise ExpressionError(f"value '{_show(right)}' cannot be used with '{'&&' if op == 'and' else '||'}', "
-                                  "it is not a bool")
+            raise ExpressionError(
+                f"value '{_show(right)}' cannot be used with '{'&&' if op == 'and' else '||'}', "
+                "it is not a bool"
+            )
         return right
     if op == "not":
         value = _evaluate(node.args[0])
@@ -269,8 +273,10 @@ def _evaluate(node: Node) -> Any:
     both_num = isinstance(left, float) and isinstance(right, float)
     both_str = isinstance(left, str) and isinstance(right, str)
     if isinstance(left, bool) or isinstance(right, bool) or not (both_num or both_str):
-        raise ExpressionError(f"values '{_show(left)}' and '{_show(right)}' cannot be compared with '{op}' "
-                              "(both must be numbers or both strings)")
+        raise ExpressionError(
+            f"values '{_show(left)}' and '{_show(right)}' cannot be compared with '{op}' "
+            "(both must be numbers or both strings)"
+        )
     if op == "<":
         return left < right
     if op == "<=":
@@ -295,7 +301,16 @@ def evaluate_when(text: str) -> bool:
 # depends
 
 
-TASK_RESULTS = ("Succeeded", "Failed", "Errored", "Skipped", "Omitted", "Daemoned", "AnySucceeded", "AllFailed")
+TASK_RESULTS = (
+    "Succeeded",
+    "Failed",
+    "Errored",
+    "Skipped",
+    "Omitted",
+    "Daemoned",
+    "AnySucceeded",
+    "AllFailed",
+)
 _DEP_TOKEN = re.compile(r"\s*(?:(\|\||&&|!|\(|\))|([a-zA-Z0-9][-a-zA-Z0-9]*)(?:\.([A-Za-z]+))?)")
 
 
@@ -332,15 +347,21 @@ def parse_depends(text: str, continue_on: Callable[[str], tuple[bool, bool]]) ->
             break
         m = _DEP_TOKEN.match(text, pos)
         if not m or m.end() == pos:
-            raise ExpressionError(f"invalid depends '{text}' at position {pos}: {text[pos:pos + 10]!r}")
+            raise ExpressionError(f"invalid depends '{text}' at position {pos}: {text[pos : pos + 10]!r}")
         if m.group(1):
             tokens.append(("op", m.group(1), m.start(1)))
         else:
             result = m.group(3)
             if result is not None and result not in TASK_RESULTS:
-                hint = " (Argo has no .Completed; use (x.Succeeded || x.Failed))" if result == "Completed" else ""
-                raise ExpressionError(f"task result '{result}' for task '{m.group(2)}' is invalid; "
-                                      f"use one of {', '.join(TASK_RESULTS)}{hint}")
+                hint = (
+                    " (Argo has no .Completed; use (x.Succeeded || x.Failed))"
+                    if result == "Completed"
+                    else ""
+                )
+                raise ExpressionError(
+                    f"task result '{result}' for task '{m.group(2)}' is invalid; "
+                    f"use one of {', '.join(TASK_RESULTS)}{hint}"
+                )
             tokens.append(("task", (m.group(2), result), m.start(2)))
         pos = m.end()
     tasks: list[str] = []
@@ -351,7 +372,11 @@ def parse_depends(text: str, continue_on: Callable[[str], tuple[bool, bool]]) ->
         if result is not None:
             return Node("lit", (task, result))
         failed, error = continue_on(task)
-        names = ["Succeeded", "Skipped", "Daemoned"] + (["Errored"] if error else []) + (["Failed"] if failed else [])
+        names = (
+            ["Succeeded", "Skipped", "Daemoned"]
+            + (["Errored"] if error else [])
+            + (["Failed"] if failed else [])
+        )
         node = Node("lit", (task, names[0]))
         for name in names[1:]:
             node = Node("or", (node, Node("lit", (task, name))))
@@ -401,11 +426,22 @@ def parse_depends(text: str, continue_on: Callable[[str], tuple[bool, bool]]) ->
         raise ExpressionError("depends is empty")
     tree = or_()
     if i != len(tokens):
-        raise ExpressionError(f"invalid depends '{text}': unexpected '{tokens[i][1]}' at position {tokens[i][2]}")
+        raise ExpressionError(
+            f"invalid depends '{text}': unexpected '{_dep_text(tokens[i])}' at position {tokens[i][2]}"
+        )
     return DependsExpr(tree=tree, tasks=tuple(tasks), text=text)
 
 
-def dependencies_expr(deps: tuple[str, ...], continue_on: Callable[[str], tuple[bool, bool]]) -> DependsExpr | None:
+def _dep_text(token: tuple[str, Any, int]) -> str:
+    if token[0] == "task":
+        task, result = token[1]
+        return f"{task}.{result}" if result else task
+    return str(token[1])
+
+
+def dependencies_expr(
+    deps: tuple[str, ...], continue_on: Callable[[str], tuple[bool, bool]]
+) -> DependsExpr | None:
     """`dependencies: [a, b]` is `depends: a && b` (each expanded as a bare name)."""
     if not deps:
         return None

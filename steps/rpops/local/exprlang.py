@@ -141,7 +141,9 @@ class _Parser:
                     self.expect(",")
             self.i += 1
             return items
-        raise ExpressionError(f"invalid expression '{self.text}': unexpected '{tok.value}' at position {tok.pos}")
+        raise ExpressionError(
+            f"invalid expression '{self.text}': unexpected '{tok.value}' at position {tok.pos}"
+        )
 
 
 def _truth(value: Any) -> bool:

@@ -17,13 +17,26 @@ from rpops.local.catalog import Scope
 from rpops.local.expressions import ExpressionError, evaluate_when
 from rpops.local.model import Step, Template
 from rpops.local.nodes import (
-    COMPLETED, ERROR, FAILED, FAILED_OR_ERROR, OMITTED, RUNNING, SKIPPED, SUCCEEDED, Node,
+    COMPLETED,
+    ERROR,
+    FAILED,
+    FAILED_OR_ERROR,
+    OMITTED,
+    RUNNING,
+    SKIPPED,
+    SUCCEEDED,
+    Node,
 )
 from rpops.local.plan import resolve
 from rpops.local.refs import ancestors, dag_depends
 from rpops.local.substitute import Unresolved, deep_map, render, strings, tags
 from rpops.local.values import (
-    aggregate_values, expand_sequence, item_label, item_values, node_values, parse_with_param,
+    aggregate_values,
+    expand_sequence,
+    item_label,
+    item_values,
+    node_values,
+    parse_with_param,
 )
 
 if TYPE_CHECKING:
@@ -118,10 +131,28 @@ def template_outputs(t: Template, values: Mapping[str, str]) -> tuple[dict[str, 
     return ({"parameters": params} if params else None), None
 
 
-def _skip_node(run: Run, name: str, display: str, template: Template | None, boundary: str, parent: str,
-               phase: str, message: str, call: Call) -> Node:
-    node = run.store.create(name, display, "Skipped", template.name if template else None, boundary=boundary,
-                            parent=parent, phase=phase, message=message, exit_handler=call.exit_handler)
+def _skip_node(
+    run: Run,
+    name: str,
+    display: str,
+    template: Template | None,
+    boundary: str,
+    parent: str,
+    phase: str,
+    message: str,
+    call: Call,
+) -> Node:
+    node = run.store.create(
+        name,
+        display,
+        "Skipped",
+        template.name if template else None,
+        boundary=boundary,
+        parent=parent,
+        phase=phase,
+        message=message,
+        exit_handler=call.exit_handler,
+    )
     if template is not None:
         run.node_templates[node.id] = template
     return node
@@ -145,6 +176,7 @@ def _limited(sem: threading.Semaphore | None, job: Callable[[], None]) -> Callab
     def run() -> None:
         with sem:
             job()
+
     return run
 
 
@@ -163,8 +195,16 @@ def run_steps(run: Run, node: Node, call: Call, t: Template, scope: Scope) -> No
             node.outbound = previous if previous != [node.id] else []
             store.set_phase(node, FAILED, run.cancel_reason)
             return
-        sg = store.create(f"{node.name}[{i}]", f"[{i}]", "StepGroup", t.name, boundary=node.id, parent=node.id,
-                          phase=RUNNING, exit_handler=call.exit_handler)
+        sg = store.create(
+            f"{node.name}[{i}]",
+            f"[{i}]",
+            "StepGroup",
+            t.name,
+            boundary=node.id,
+            parent=node.id,
+            phase=RUNNING,
+            exit_handler=call.exit_handler,
+        )
         for p in previous:
             store.add_child(p, sg.id)
         members = _run_group(run, node, sg, call, scope, group, {**run.globals_for(call), **values}, sem)
@@ -191,8 +231,16 @@ def run_steps(run: Run, node: Node, call: Call, t: Template, scope: Scope) -> No
     store.set_phase(node, SUCCEEDED)
 
 
-def _run_group(run: Run, steps_node: Node, sg: Node, call: Call, scope: Scope, group: tuple[Step, ...],
-               values: dict[str, str], sem: threading.Semaphore | None) -> dict[str, list[str]]:
+def _run_group(
+    run: Run,
+    steps_node: Node,
+    sg: Node,
+    call: Call,
+    scope: Scope,
+    group: tuple[Step, ...],
+    values: dict[str, str],
+    sem: threading.Semaphore | None,
+) -> dict[str, list[str]]:
     """Run one step group; set its phase; return each step's node names (several when it loops)."""
     store = run.store
     members: dict[str, list[str]] = {}
@@ -213,8 +261,9 @@ def _run_group(run: Run, steps_node: Node, sg: Node, call: Call, scope: Scope, g
         except StepProblem as exc:
             return fail(name, step.name, callee, str(exc))
         if expanded is not None and not expanded:
-            skip = _skip_node(run, name, step.name, callee, steps_node.id, sg.id, SKIPPED, "Skipped, empty params",
-                              call)
+            skip = _skip_node(
+                run, name, step.name, callee, steps_node.id, sg.id, SKIPPED, "Skipped, empty params", call
+            )
             store.add_child(sg.id, skip.id)
             members[step.name] = [name]
             continue
@@ -227,8 +276,17 @@ def _run_group(run: Run, steps_node: Node, sg: Node, call: Call, scope: Scope, g
             except StepProblem as exc:
                 return fail(child_name, display, callee, str(exc))
             if not go:
-                skip = _skip_node(run, child_name, display, callee, steps_node.id, sg.id, SKIPPED,
-                                  f"when '{s.when}' evaluated false", call)
+                skip = _skip_node(
+                    run,
+                    child_name,
+                    display,
+                    callee,
+                    steps_node.id,
+                    sg.id,
+                    SKIPPED,
+                    f"when '{s.when}' evaluated false",
+                    call,
+                )
                 store.add_child(sg.id, skip.id)
                 continue
             ready.append((child_name, display, s, callee, cscope))
@@ -244,6 +302,7 @@ def _run_group(run: Run, steps_node: Node, sg: Node, call: Call, scope: Scope, g
             if s.template_ref is not None:
                 child_call = _with_ref(child_call, s)
             run.execute_template(child_call, callee, cscope, s.arguments)
+
         return _limited(sem, run_one)
 
     _in_threads([job(item) for item in ready])
@@ -251,8 +310,8 @@ def _run_group(run: Run, steps_node: Node, sg: Node, call: Call, scope: Scope, g
     for cid in sg.children:
         child = store.get(cid)
         assert child is not None
-        step = step_of.get(child.name)
-        if child.phase in FAILED_OR_ERROR and not (step and step.continues_on(child.phase)):
+        member = step_of.get(child.name)
+        if child.phase in FAILED_OR_ERROR and not (member and member.continues_on(child.phase)):
             store.set_phase(sg, FAILED, f"child '{child.id}' failed")
             return members
     if any(item[0] not in started for item in ready):
@@ -266,15 +325,22 @@ def _with_ref(call: Call, step: Step) -> Call:
     from dataclasses import replace
 
     assert step.template_ref is not None
-    return replace(call, template_ref={"name": step.template_ref.name, "template": step.template_ref.template})
+    return replace(
+        call, template_ref={"name": step.template_ref.name, "template": step.template_ref.template}
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # dag
 
 
-def assess_dag_phase(nodes: Mapping[str, Node], boundary_id: str, targets: list[tuple[str, str]],
-                     fail_fast: bool, continues_on: Callable[[str, str], bool]) -> str:
+def assess_dag_phase(
+    nodes: Mapping[str, Node],
+    boundary_id: str,
+    targets: list[tuple[str, str]],
+    fail_fast: bool,
+    continues_on: Callable[[str, str], bool],
+) -> str:
     """Argo's assessDAGPhase: an omitted or skipped target inherits the phase of its branch.
 
     `targets` are (task name, node ID). Failed or Error wins over Succeeded when a target is
@@ -344,12 +410,19 @@ class _Dag:
     def result(self, dep: str, result: str) -> bool:
         n = self.created[dep]
         if result == "AnySucceeded" or result == "AllFailed":
-            kids = [c for cid in n.children if (c := self.run.store.get(cid))] if n.type == "TaskGroup" else []
+            kids = (
+                [c for cid in n.children if (c := self.run.store.get(cid))] if n.type == "TaskGroup" else []
+            )
             if result == "AnySucceeded":
                 return any(c.phase == SUCCEEDED for c in kids)
             return bool(kids) and all(c.phase == FAILED for c in kids)
-        phase = {"Succeeded": SUCCEEDED, "Failed": FAILED, "Errored": ERROR, "Skipped": SKIPPED,
-                 "Omitted": OMITTED}.get(result)
+        phase = {
+            "Succeeded": SUCCEEDED,
+            "Failed": FAILED,
+            "Errored": ERROR,
+            "Skipped": SKIPPED,
+            "Omitted": OMITTED,
+        }.get(result)
         return phase is not None and n.phase == phase
 
     def link(self, task: str, child: Node) -> None:
@@ -374,8 +447,11 @@ class _Dag:
             return {}
         if n.type == "TaskGroup":
             kids = [c for cname in self.groups.get(name, []) if (c := self.run.store.by_name(cname))]
-            return {**aggregate_values(f"tasks.{name}", kids), f"tasks.{name}.status": n.phase,
-                    f"tasks.{name}.id": n.id}
+            return {
+                **aggregate_values(f"tasks.{name}", kids),
+                f"tasks.{name}.status": n.phase,
+                f"tasks.{name}.id": n.id,
+            }
         return node_values(f"tasks.{name}", n, self.run.node_templates.get(n.id))
 
     def ready(self, name: str) -> bool:
@@ -389,35 +465,92 @@ class _Dag:
         callee, cscope = resolve(run.plan.catalog, self.scope, task)
         expr = self.exprs[name]
         if expr is not None and not expr.evaluate(self.result):
-            self._finished(name, _skip_node(run, node_name, name, callee, self.node.id, self.node.id, OMITTED,
-                                            "omitted: depends condition not met", self.call), link=True)
+            self._finished(
+                name,
+                _skip_node(
+                    run,
+                    node_name,
+                    name,
+                    callee,
+                    self.node.id,
+                    self.node.id,
+                    OMITTED,
+                    "omitted: depends condition not met",
+                    self.call,
+                ),
+                link=True,
+            )
             return
         try:
             expanded = expand(task, self.values(name))
         except StepProblem as exc:
-            self._finished(name, _skip_node(run, node_name, name, callee, self.node.id, self.node.id, ERROR,
-                                            str(exc), self.call), link=True)
+            self._finished(
+                name,
+                _skip_node(
+                    run, node_name, name, callee, self.node.id, self.node.id, ERROR, str(exc), self.call
+                ),
+                link=True,
+            )
             return
         if expanded is None:
             s = _subst(task, self.values(name))
             try:
                 go = when_holds(s)
             except StepProblem as exc:
-                self._finished(name, _skip_node(run, node_name, name, callee, self.node.id, self.node.id, ERROR,
-                                                str(exc), self.call), link=True)
+                self._finished(
+                    name,
+                    _skip_node(
+                        run, node_name, name, callee, self.node.id, self.node.id, ERROR, str(exc), self.call
+                    ),
+                    link=True,
+                )
                 return
             if not go:
-                self._finished(name, _skip_node(run, node_name, name, callee, self.node.id, self.node.id, SKIPPED,
-                                                f"when '{s.when}' evaluated false", self.call), link=True)
+                self._finished(
+                    name,
+                    _skip_node(
+                        run,
+                        node_name,
+                        name,
+                        callee,
+                        self.node.id,
+                        self.node.id,
+                        SKIPPED,
+                        f"when '{s.when}' evaluated false",
+                        self.call,
+                    ),
+                    link=True,
+                )
                 return
             self._start(name, node_name, name, s, callee, cscope, parent=self.node.id, group=None)
             return
         if not expanded:
-            self._finished(name, _skip_node(run, node_name, name, callee, self.node.id, self.node.id, SKIPPED,
-                                            "Skipped, empty params", self.call), link=True)
+            self._finished(
+                name,
+                _skip_node(
+                    run,
+                    node_name,
+                    name,
+                    callee,
+                    self.node.id,
+                    self.node.id,
+                    SKIPPED,
+                    "Skipped, empty params",
+                    self.call,
+                ),
+                link=True,
+            )
             return
-        group = store.create(node_name, name, "TaskGroup", callee.name, boundary=self.node.id, parent=self.node.id,
-                             phase=RUNNING, exit_handler=self.call.exit_handler)
+        group = store.create(
+            node_name,
+            name,
+            "TaskGroup",
+            callee.name,
+            boundary=self.node.id,
+            parent=self.node.id,
+            phase=RUNNING,
+            exit_handler=self.call.exit_handler,
+        )
         run.node_templates[group.id] = callee
         self.link(name, group)
         self.groups[name] = []
@@ -429,13 +562,23 @@ class _Dag:
             try:
                 go = when_holds(s)
             except StepProblem as exc:
-                skip = _skip_node(run, child_name, name + suffix, callee, self.node.id, group.id, ERROR, str(exc),
-                                  self.call)
+                skip = _skip_node(
+                    run, child_name, name + suffix, callee, self.node.id, group.id, ERROR, str(exc), self.call
+                )
                 store.add_child(group.id, skip.id)
                 continue
             if not go:
-                skip = _skip_node(run, child_name, name + suffix, callee, self.node.id, group.id, SKIPPED,
-                                  f"when '{s.when}' evaluated false", self.call)
+                skip = _skip_node(
+                    run,
+                    child_name,
+                    name + suffix,
+                    callee,
+                    self.node.id,
+                    group.id,
+                    SKIPPED,
+                    f"when '{s.when}' evaluated false",
+                    self.call,
+                )
                 store.add_child(group.id, skip.id)
                 continue
             self.remaining[name] += 1
@@ -457,8 +600,17 @@ class _Dag:
                 phase = child.phase
         self.run.store.set_phase(group, phase)
 
-    def _start(self, task: str, name: str, display: str, s: Step, callee: Template, cscope: Scope, parent: str,
-               group: Node | None) -> None:
+    def _start(
+        self,
+        task: str,
+        name: str,
+        display: str,
+        s: Step,
+        callee: Template,
+        cscope: Scope,
+        parent: str,
+        group: Node | None,
+    ) -> None:
         run = self.run
         self.running += 1
 
@@ -514,18 +666,27 @@ def run_dag(run: Run, node: Node, call: Call, t: Template, scope: Scope) -> None
     dag.execute()
     assert t.dag is not None
     targets = [(name, dag.created[name].id) for name in dag.targets if name in dag.created]
-    node.outbound = [o for name in dag.targets if name in dag.created for o in outbound(run, dag.created[name])]
+    node.outbound = [
+        o for name in dag.targets if name in dag.created for o in outbound(run, dag.created[name])
+    ]
     if len(targets) < len(dag.targets):
         store.set_phase(node, FAILED, run.cancel_reason or "not every target task ran")
         return
     with store.lock:
-        phase = assess_dag_phase(store.nodes, node.id, targets, t.dag.fail_fast,
-                                 lambda task, p: dag.tasks[task].continues_on(p))
+        phase = assess_dag_phase(
+            store.nodes, node.id, targets, t.dag.fail_fast, lambda task, p: dag.tasks[task].continues_on(p)
+        )
     if phase == RUNNING:  # cannot happen once every task has finished; be explicit rather than hang
         phase = FAILED
     if phase in FAILED_OR_ERROR:
-        failed = next((n for n in store.values() if n.boundary_id == node.id and n.phase in FAILED_OR_ERROR
-                       and n.type != "TaskGroup"), None)
+        failed = next(
+            (
+                n
+                for n in store.values()
+                if n.boundary_id == node.id and n.phase in FAILED_OR_ERROR and n.type != "TaskGroup"
+            ),
+            None,
+        )
         store.set_phase(node, phase, f"child '{failed.id}' failed" if failed else "")
         return
     values = dict(run.globals_for(call))

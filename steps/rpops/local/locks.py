@@ -49,8 +49,14 @@ def holder(locks_dir: Path, name: str) -> str:
         return ""
 
 
-def acquire(locks_dir: Path, name: str, owner: str, *, on_wait: Callable[[str], None] | None = None,
-            cancelled: threading.Event | None = None) -> Mutex | None:
+def acquire(
+    locks_dir: Path,
+    name: str,
+    owner: str,
+    *,
+    on_wait: Callable[[str], None] | None = None,
+    cancelled: threading.Event | None = None,
+) -> Mutex | None:
     """Block until `name` is ours; None when `cancelled` is set first."""
     locks_dir.mkdir(parents=True, exist_ok=True)
     path = lock_path(locks_dir, name)

@@ -132,7 +132,9 @@ class Step:
         return self.with_items is not None or self.with_param is not None or self.with_sequence is not None
 
     def continues_on(self, phase: str) -> bool:
-        return (phase == "Failed" and self.continue_on_failed) or (phase == "Error" and self.continue_on_error)
+        return (phase == "Failed" and self.continue_on_failed) or (
+            phase == "Error" and self.continue_on_error
+        )
 
 
 @dataclass(frozen=True)
@@ -186,8 +188,11 @@ class WorkflowSpec:
 
 def parse_parameter(d: dict[str, Any]) -> Parameter:
     return Parameter(
-        name=d["name"], value=_opt_str(d.get("value")), default=_opt_str(d.get("default")),
-        enum=tuple(scalar_str(v) for v in d.get("enum") or ()), description=d.get("description"),
+        name=d["name"],
+        value=_opt_str(d.get("value")),
+        default=_opt_str(d.get("default")),
+        enum=tuple(scalar_str(v) for v in d.get("enum") or ()),
+        description=d.get("description"),
     )
 
 
@@ -198,11 +203,16 @@ def _parameters(d: dict[str, Any] | None) -> tuple[Parameter, ...]:
 def _container(d: dict[str, Any]) -> Container:
     env = []
     for e in d.get("env") or ():
-        ref = ((e.get("valueFrom") or {}).get("secretKeyRef"))
+        ref = (e.get("valueFrom") or {}).get("secretKeyRef")
         secret = SecretRef(ref["name"], ref["key"], bool(ref.get("optional"))) if ref else None
         env.append(EnvVar(name=e["name"], value=e.get("value"), secret=secret))
-    return Container(command=tuple(d.get("command") or ()), args=tuple(d.get("args") or ()), env=tuple(env),
-                     working_dir=d.get("workingDir"), source=d.get("source"))
+    return Container(
+        command=tuple(d.get("command") or ()),
+        args=tuple(d.get("args") or ()),
+        env=tuple(env),
+        working_dir=d.get("workingDir"),
+        source=d.get("source"),
+    )
 
 
 def _step(d: dict[str, Any]) -> Step:
@@ -211,14 +221,25 @@ def _step(d: dict[str, Any]) -> Step:
     cont = d.get("continueOn") or {}
     items = d.get("withItems")
     return Step(
-        name=d["name"], template=d.get("template"),
+        name=d["name"],
+        template=d.get("template"),
         template_ref=TemplateRef(ref["name"], ref["template"]) if ref else None,
-        arguments=_parameters(d.get("arguments")), when=d.get("when"),
-        with_items=tuple(items) if items is not None else None, with_param=d.get("withParam"),
-        with_sequence=Sequence(*(_opt_str(seq.get(k)) for k in ("count", "start", "end")), seq.get("format"))
-        if seq is not None else None,
-        continue_on_failed=bool(cont.get("failed")), continue_on_error=bool(cont.get("error")),
-        depends=d.get("depends"), dependencies=tuple(d.get("dependencies") or ()),
+        arguments=_parameters(d.get("arguments")),
+        when=d.get("when"),
+        with_items=tuple(items) if items is not None else None,
+        with_param=d.get("withParam"),
+        with_sequence=Sequence(
+            count=_opt_str(seq.get("count")),
+            start=_opt_str(seq.get("start")),
+            end=_opt_str(seq.get("end")),
+            format=seq.get("format"),
+        )
+        if seq is not None
+        else None,
+        continue_on_failed=bool(cont.get("failed")),
+        continue_on_error=bool(cont.get("error")),
+        depends=d.get("depends"),
+        dependencies=tuple(d.get("dependencies") or ()),
     )
 
 
@@ -226,9 +247,15 @@ def _retry(d: dict[str, Any] | None) -> RetryStrategy | None:
     if d is None:
         return None
     b = d.get("backoff")
-    backoff = Backoff(*(_opt_str(b.get(k)) for k in ("duration", "factor", "maxDuration", "cap"))) if b else None
-    return RetryStrategy(limit=_opt_str(d.get("limit")), policy=d.get("retryPolicy"), backoff=backoff,
-                         expression=d.get("expression"))
+    backoff = (
+        Backoff(*(_opt_str(b.get(k)) for k in ("duration", "factor", "maxDuration", "cap"))) if b else None
+    )
+    return RetryStrategy(
+        limit=_opt_str(d.get("limit")),
+        policy=d.get("retryPolicy"),
+        backoff=backoff,
+        expression=d.get("expression"),
+    )
 
 
 def mutex_names(sync: dict[str, Any] | None) -> tuple[str, ...]:
@@ -246,19 +273,38 @@ def parse_template(d: dict[str, Any]) -> Template:
     outs = []
     for o in outputs.get("parameters") or ():
         vf = o.get("valueFrom") or {}
-        outs.append(OutputParameter(name=o["name"], path=vf.get("path"), parameter=vf.get("parameter"),
-                                    default=_opt_str(vf.get("default"))))
-    arts = tuple(OutputArtifact(a["name"], a["path"], bool(a.get("optional"))) for a in outputs.get("artifacts") or ())
+        outs.append(
+            OutputParameter(
+                name=o["name"],
+                path=vf.get("path"),
+                parameter=vf.get("parameter"),
+                default=_opt_str(vf.get("default")),
+            )
+        )
+    arts = tuple(
+        OutputArtifact(a["name"], a["path"], bool(a.get("optional"))) for a in outputs.get("artifacts") or ()
+    )
     dag = d.get("dag")
     return Template(
-        name=d["name"], kind=kind, inputs=_parameters(d.get("inputs")), outputs=tuple(outs), artifacts=arts,
+        name=d["name"],
+        kind=kind,
+        inputs=_parameters(d.get("inputs")),
+        outputs=tuple(outs),
+        artifacts=arts,
         container=_container(d[kind]) if kind in ("container", "script") else None,
         steps=tuple(tuple(_step(s) for s in group) for group in d.get("steps") or ()),
-        dag=Dag(tasks=tuple(_step(t) for t in dag["tasks"]), target=dag.get("target"),
-                fail_fast=dag.get("failFast", True)) if dag is not None else None,
+        dag=Dag(
+            tasks=tuple(_step(t) for t in dag["tasks"]),
+            target=dag.get("target"),
+            fail_fast=dag.get("failFast", True),
+        )
+        if dag is not None
+        else None,
         suspend_duration=_opt_str((d.get("suspend") or {}).get("duration")),
-        active_deadline=_opt_str(d.get("activeDeadlineSeconds")), timeout=d.get("timeout"),
-        parallelism=d.get("parallelism"), retry=_retry(d.get("retryStrategy")),
+        active_deadline=_opt_str(d.get("activeDeadlineSeconds")),
+        timeout=d.get("timeout"),
+        parallelism=d.get("parallelism"),
+        retry=_retry(d.get("retryStrategy")),
         mutexes=mutex_names(d.get("synchronization")),
         metrics=tuple((d.get("metrics") or {}).get("prometheus") or ()),
     )
@@ -268,8 +314,12 @@ def parse_spec(d: dict[str, Any]) -> WorkflowSpec:
     ref = d.get("workflowTemplateRef")
     return WorkflowSpec(
         templates=tuple(parse_template(t) for t in d.get("templates") or ()),
-        entrypoint=d.get("entrypoint"), arguments=_parameters(d.get("arguments")), on_exit=d.get("onExit"),
-        parallelism=d.get("parallelism"), active_deadline=_opt_str(d.get("activeDeadlineSeconds")),
-        mutexes=mutex_names(d.get("synchronization")), template_ref=ref["name"] if ref else None,
+        entrypoint=d.get("entrypoint"),
+        arguments=_parameters(d.get("arguments")),
+        on_exit=d.get("onExit"),
+        parallelism=d.get("parallelism"),
+        active_deadline=_opt_str(d.get("activeDeadlineSeconds")),
+        mutexes=mutex_names(d.get("synchronization")),
+        template_ref=ref["name"] if ref else None,
         service_account=d.get("serviceAccountName"),
     )

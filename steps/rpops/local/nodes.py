@@ -10,7 +10,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 PENDING, RUNNING, SUCCEEDED, FAILED, ERROR, SKIPPED, OMITTED = (
-    "Pending", "Running", "Succeeded", "Failed", "Error", "Skipped", "Omitted")
+    "Pending",
+    "Running",
+    "Succeeded",
+    "Failed",
+    "Error",
+    "Skipped",
+    "Omitted",
+)
 FULFILLED = frozenset({SUCCEEDED, FAILED, ERROR, SKIPPED, OMITTED})
 COMPLETED = frozenset({SUCCEEDED, FAILED, ERROR})
 FAILED_OR_ERROR = frozenset({FAILED, ERROR})
@@ -30,7 +37,9 @@ def timestamp(epoch: float | None) -> str | None:
     """RFC 3339 in UTC with milliseconds (Argo writes seconds; local steps are often faster)."""
     if epoch is None:
         return None
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(epoch * 1000) % 1000:03d}Z"
+    return (
+        datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(epoch * 1000) % 1000:03d}Z"
+    )
 
 
 @dataclass
@@ -60,7 +69,10 @@ class Node:
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
-            "id": self.id, "name": self.name, "displayName": self.display_name, "type": self.type,
+            "id": self.id,
+            "name": self.name,
+            "displayName": self.display_name,
+            "type": self.type,
             "phase": self.phase,
         }
         if self.template_name:
@@ -98,15 +110,37 @@ class NodeStore:
         self.nodes: dict[str, Node] = {}
         self.listeners: list[Listener] = []
 
-    def create(self, name: str, display: str, type_: str, template: str | None, *, boundary: str | None,
-               parent: str | None, phase: str = PENDING, message: str = "", exit_handler: bool = False,
-               template_ref: dict[str, str] | None = None) -> Node:
+    def create(
+        self,
+        name: str,
+        display: str,
+        type_: str,
+        template: str | None,
+        *,
+        boundary: str | None,
+        parent: str | None,
+        phase: str = PENDING,
+        message: str = "",
+        exit_handler: bool = False,
+        template_ref: dict[str, str] | None = None,
+    ) -> Node:
         with self.lock:
             nid = node_id(self.workflow, name)
             now = time.time()
-            node = Node(id=nid, name=name, display_name=display, type=type_, template_name=template, phase=phase,
-                        boundary_id=boundary, parent=parent, message=message, started_at=now,
-                        exit_handler=exit_handler, template_ref=template_ref)
+            node = Node(
+                id=nid,
+                name=name,
+                display_name=display,
+                type=type_,
+                template_name=template,
+                phase=phase,
+                boundary_id=boundary,
+                parent=parent,
+                message=message,
+                started_at=now,
+                exit_handler=exit_handler,
+                template_ref=template_ref,
+            )
             if phase in FULFILLED:
                 node.finished_at = now
             self.nodes[nid] = node

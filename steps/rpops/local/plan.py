@@ -40,15 +40,19 @@ def resolve(catalog: Catalog, scope: Scope, step: Step) -> tuple[Template, Scope
         target = catalog.template_scope(step.template_ref.name)
         template = target.templates.get(step.template_ref.template)
         if template is None:
-            raise UsageError(f"step '{step.name}': templateRef names template '{step.template_ref.template}', "
-                             f"which WorkflowTemplate '{step.template_ref.name}' does not define "
-                             f"(templates: {', '.join(sorted(target.templates))})")
+            raise UsageError(
+                f"step '{step.name}': templateRef names template '{step.template_ref.template}', "
+                f"which WorkflowTemplate '{step.template_ref.name}' does not define "
+                f"(templates: {', '.join(sorted(target.templates))})"
+            )
         return template, target
     assert step.template is not None
     template = scope.templates.get(step.template)
     if template is None:
-        raise UsageError(f"step '{step.name}' calls template '{step.template}', which is not defined in "
-                         f"{scope.name} (templates: {', '.join(sorted(scope.templates))})")
+        raise UsageError(
+            f"step '{step.name}' calls template '{step.template}', which is not defined in "
+            f"{scope.name} (templates: {', '.join(sorted(scope.templates))})"
+        )
     return template, scope
 
 
@@ -65,9 +69,13 @@ def prepare(catalog: Catalog, target: str | Document, parameters: Mapping[str, s
     if spec.template_ref is not None:
         base_doc = catalog.find("WorkflowTemplate", spec.template_ref)
         if base_doc is None:
-            known = ", ".join(sorted(d.name for d in catalog.documents if d.kind == "WorkflowTemplate")) or "none"
-            raise UsageError(f"{doc.label}: workflowTemplateRef names '{spec.template_ref}', which is not loaded "
-                             f"(known: {known})")
+            known = (
+                ", ".join(sorted(d.name for d in catalog.documents if d.kind == "WorkflowTemplate")) or "none"
+            )
+            raise UsageError(
+                f"{doc.label}: workflowTemplateRef names '{spec.template_ref}', which is not loaded "
+                f"(known: {known})"
+            )
         spec = _merge(catalog.spec(base_doc), spec)
         wf_template = spec.template_ref
         wf_meta = {**_workflow_metadata(base_doc), **wf_meta}
@@ -78,11 +86,18 @@ def prepare(catalog: Catalog, target: str | Document, parameters: Mapping[str, s
     name_base = (meta.get("generateName") or "").rstrip("-") or doc.name
     if doc.kind == "WorkflowTemplate":
         name_base = doc.name
-    plan = Plan(catalog=catalog, doc=doc, spec=spec, root=Scope(doc.name, {t.name: t for t in spec.templates}),
-                parameters=values, name_base=name_base, namespace=str(meta.get("namespace") or "default"),
-                labels={str(k): str(v) for k, v in labels.items()},
-                annotations={str(k): str(v) for k, v in (meta.get("annotations") or {}).items()},
-                workflow_template=wf_template)
+    plan = Plan(
+        catalog=catalog,
+        doc=doc,
+        spec=spec,
+        root=Scope(doc.name, {t.name: t for t in spec.templates}),
+        parameters=values,
+        name_base=name_base,
+        namespace=str(meta.get("namespace") or "default"),
+        labels={str(k): str(v) for k, v in labels.items()},
+        annotations={str(k): str(v) for k, v in (meta.get("annotations") or {}).items()},
+        workflow_template=wf_template,
+    )
     validate(plan)
     return plan
 
@@ -99,15 +114,20 @@ def _merge(base: WorkflowSpec, over: WorkflowSpec) -> WorkflowSpec:
     args = {p.name: p for p in base.arguments}
     for p in over.arguments:
         old = args.get(p.name)
-        args[p.name] = dataclasses.replace(old, value=p.value if p.value is not None else old.value) if old else p
+        args[p.name] = (
+            dataclasses.replace(old, value=p.value if p.value is not None else old.value) if old else p
+        )
     templates = {t.name: t for t in base.templates}
     templates.update({t.name: t for t in over.templates})
     return WorkflowSpec(
-        templates=tuple(templates.values()), entrypoint=over.entrypoint or base.entrypoint,
-        arguments=tuple(args.values()), on_exit=over.on_exit or base.on_exit,
+        templates=tuple(templates.values()),
+        entrypoint=over.entrypoint or base.entrypoint,
+        arguments=tuple(args.values()),
+        on_exit=over.on_exit or base.on_exit,
         parallelism=over.parallelism if over.parallelism is not None else base.parallelism,
         active_deadline=over.active_deadline or base.active_deadline,
-        mutexes=over.mutexes or base.mutexes, template_ref=over.template_ref,
+        mutexes=over.mutexes or base.mutexes,
+        template_ref=over.template_ref,
         service_account=over.service_account or base.service_account,
     )
 
@@ -116,17 +136,21 @@ def _parameters(doc: Document, declared: tuple[Parameter, ...], given: dict[str,
     names = [p.name for p in declared]
     unknown = [k for k in given if k not in names]
     if unknown:
-        raise UsageError(f"{doc.label}: unknown parameter '{unknown[0]}' "
-                         f"(parameters: {', '.join(names) if names else 'none'})")
+        raise UsageError(
+            f"{doc.label}: unknown parameter '{unknown[0]}' "
+            f"(parameters: {', '.join(names) if names else 'none'})"
+        )
     values: dict[str, str] = {}
     for p in declared:
         value = given.get(p.name, p.value if p.value is not None else p.default)
         if value is None:
             about = f" ({p.description})" if p.description else ""
-            raise UsageError(f"{doc.label}: missing required parameter '{p.name}'{about}; "
-                             f"pass -p {p.name}=VALUE")
+            raise UsageError(
+                f"{doc.label}: missing required parameter '{p.name}'{about}; pass -p {p.name}=VALUE"
+            )
         if p.enum and value not in p.enum:
-            raise UsageError(f"{doc.label}: parameter '{p.name}' value '{value}' is not one of: "
-                             f"{', '.join(p.enum)}")
+            raise UsageError(
+                f"{doc.label}: parameter '{p.name}' value '{value}' is not one of: {', '.join(p.enum)}"
+            )
         values[p.name] = value
     return values

@@ -26,27 +26,51 @@ def configure(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="platform_action", metavar="ACTION", required=True)
 
     def common(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--root", default=None,
-                         help="State directory (default: $RPOPS_PLATFORM_DIR or ./.rpops/platform).")
+        sub.add_argument(
+            "--root",
+            default=None,
+            help="State directory (default: $RPOPS_PLATFORM_DIR or ./.rpops/platform).",
+        )
 
-    up = actions.add_parser("up", help="Start a service: proxy plus workload processes, routed.",
-                            description="Start (or converge) a service of the local platform and print its URLs.")
-    up.add_argument("--service", default="research-platform", help="Service name (default: research-platform).")
+    up = actions.add_parser(
+        "up",
+        help="Start a service: proxy plus workload processes, routed.",
+        description="Start (or converge) a service of the local platform and print its URLs.",
+    )
+    up.add_argument(
+        "--service", default="research-platform", help="Service name (default: research-platform)."
+    )
     up.add_argument("--version", default="v1", help="Version to run and route (default: v1).")
-    up.add_argument("--replicas", type=int, default=2, help="Workload processes for the version (default: 2).")
-    up.add_argument("--port", type=int, default=8080,
-                    help="Port of the service's proxy on 127.0.0.1; 0 picks a free one (default: 8080).")
-    up.add_argument("--preview-port", type=int, default=0,
-                    help="Port of the preview route (blue-green); 0 picks a free one (default: 0).")
+    up.add_argument(
+        "--replicas", type=int, default=2, help="Workload processes for the version (default: 2)."
+    )
+    up.add_argument(
+        "--port",
+        type=int,
+        default=8080,
+        help="Port of the service's proxy on 127.0.0.1; 0 picks a free one (default: 8080).",
+    )
+    up.add_argument(
+        "--preview-port",
+        type=int,
+        default=0,
+        help="Port of the preview route (blue-green); 0 picks a free one (default: 0).",
+    )
     common(up)
 
-    down = actions.add_parser("down", help="Stop every process of the local platform by PID.",
-                              description="Stop the service's (or every service's) proxy and workload processes.")
+    down = actions.add_parser(
+        "down",
+        help="Stop every process of the local platform by PID.",
+        description="Stop the service's (or every service's) proxy and workload processes.",
+    )
     down.add_argument("--service", default=None, help="Only this service (default: all).")
     common(down)
 
-    status = actions.add_parser("status", help="Show services, versions, instances, PIDs, readiness, routes.",
-                                description="Show the local platform: versions, instances, PIDs, ready, routes.")
+    status = actions.add_parser(
+        "status",
+        help="Show services, versions, instances, PIDs, readiness, routes.",
+        description="Show the local platform: versions, instances, PIDs, ready, routes.",
+    )
     status.add_argument("--service", default=None, help="Only this service (default: all).")
     status.add_argument("--output", choices=("table", "json"), default="table", help="Output format.")
     common(status)
@@ -68,14 +92,18 @@ def _print_status(statuses: list[ServiceStatus]) -> None:
     for st in statuses:
         proxy = f"pid {st.proxy_pid}" + ("" if st.proxy_alive else " (dead)")
         print(f"service {st.service}: {st.url}  (proxy {proxy})")
-        print(f"  routes: active={st.active or '-'} preview={st.preview or '-'}  preview url: {st.preview_url}")
+        print(
+            f"  routes: active={st.active or '-'} preview={st.preview or '-'}  preview url: {st.preview_url}"
+        )
         if st.autoscaling:
             print(f"  autoscaling: {st.autoscaling['min_replicas']}..{st.autoscaling['max_replicas']}")
         for ver in st.versions:
             marks = ",".join(m for m, on in (("active", ver.active), ("preview", ver.preview)) if on)
             ready = sum(1 for i in ver.instances if i.ready)
-            print(f"  version {ver.version}{f' [{marks}]' if marks else ''}: {ready}/{ver.replicas} ready, "
-                  f"image {ver.image}")
+            print(
+                f"  version {ver.version}{f' [{marks}]' if marks else ''}: {ready}/{ver.replicas} ready, "
+                f"image {ver.image}"
+            )
             for inst in ver.instances:
                 state = "ready" if inst.ready else ("not ready" if inst.alive else "dead")
                 print(f"    {inst.name:<32} pid {inst.pid:<8} {inst.url:<24} {state}")
@@ -85,8 +113,11 @@ def run(args: argparse.Namespace) -> int:
     action = args.platform_action
     driver = _driver(args)
     if action == "up":
-        status = driver.up(args.service, args.version, replicas=args.replicas, port=args.port,
-                           preview_port=args.preview_port)
+        if not 0 <= args.replicas <= 1000:
+            raise UsageError(f"--replicas {args.replicas} is invalid: use a whole number from 0 to 1000")
+        status = driver.up(
+            args.service, args.version, replicas=args.replicas, port=args.port, preview_port=args.preview_port
+        )
         print(f"{status.service}: {status.url}")
         print(f"{status.service} preview: {status.preview_url}")
         for ver in status.versions:

@@ -43,8 +43,9 @@ class Outcome:
 
 
 class LocalProcess:
-    def __init__(self, argv: list[str], env: dict[str, str], cwd: str | None, log_path: Path,
-                 kill_grace_s: float = 3.0) -> None:
+    def __init__(
+        self, argv: list[str], env: dict[str, str], cwd: str | None, log_path: Path, kill_grace_s: float = 3.0
+    ) -> None:
         self.argv, self.env, self.cwd, self.log_path = argv, env, cwd, log_path
         self.kill_grace_s = kill_grace_s
         self.proc: subprocess.Popen[bytes] | None = None
@@ -62,8 +63,15 @@ class LocalProcess:
                 if self.killed:
                     return None
                 self.proc = subprocess.Popen(  # noqa: S603 - argv from the template, never a shell
-                    self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, cwd=self.cwd,
-                    env=self.env, start_new_session=True, close_fds=True)
+                    self.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    cwd=self.cwd,
+                    env=self.env,
+                    start_new_session=True,
+                    close_fds=True,
+                )
         except OSError as exc:
             os.write(log, f"failed to start {self.argv[0]}: {exc.strerror or exc}\n".encode())
             os.close(log)
@@ -83,7 +91,9 @@ class LocalProcess:
         finally:
             os.close(log)
 
-    def wait(self, deadline: float | None = None, deadline_message: str = "Step exceeded its deadline") -> Outcome:
+    def wait(
+        self, deadline: float | None = None, deadline_message: str = "Step exceeded its deadline"
+    ) -> Outcome:
         """Wait for the exit; `deadline` is a time.monotonic() value after which the group is killed."""
         proc = self.proc
         if proc is None:

@@ -19,14 +19,34 @@ from rpops.local.model import Step, Template
 from rpops.local.plan import Plan, resolve
 from rpops.local.substitute import strings, tags
 
-WORKFLOW_VARS = ("name", "namespace", "uid", "mainEntrypoint", "serviceAccountName", "creationTimestamp",
-                 "duration", "parameters")
-EXIT_VARS = ("status", "failures")
-NODE_FIELDS = ("id", "status", "startedAt", "finishedAt", "exitCode", "outputs.result", "outputs.exitCode",
-               "outputs.parameters")
+WORKFLOW_VARS = (
+    "name",
+    "namespace",
+    "uid",
+    "mainEntrypoint",
+    "serviceAccountName",
+    "creationTimestamp",
+    "parameters",
+)
+EXIT_VARS = ("status", "failures", "duration")
+NODE_FIELDS = (
+    "id",
+    "status",
+    "startedAt",
+    "finishedAt",
+    "exitCode",
+    "outputs.result",
+    "outputs.exitCode",
+    "outputs.parameters",
+)
 SEQUENCE_FORMAT = re.compile(r"[^%]*(%[-+ 0#]*\d*[dxXo])?[^%]*")
-RETRY_SAMPLE = {"lastRetry.exitCode": "1", "lastRetry.status": "Failed", "lastRetry.duration": "1",
-                "lastRetry.message": "", "retries": "0"}
+RETRY_SAMPLE = {
+    "lastRetry.exitCode": "1",
+    "lastRetry.status": "Failed",
+    "lastRetry.duration": "1",
+    "lastRetry.message": "",
+    "retries": "0",
+}
 
 
 @dataclass(frozen=True)
@@ -81,8 +101,10 @@ class _Checker:
             if len(parts) == 3 and parts[1] == "parameters":
                 if parts[2] in rs.inputs:
                     return None
-                return f"the template declares no input parameter '{parts[2]}' " \
-                       f"(inputs: {', '.join(sorted(rs.inputs)) or 'none'})"
+                return (
+                    f"the template declares no input parameter '{parts[2]}' "
+                    f"(inputs: {', '.join(sorted(rs.inputs)) or 'none'})"
+                )
             return "only inputs.parameters.NAME is supported"
         if head == "workflow":
             return self.workflow_problem(parts[1:], rs)
@@ -102,11 +124,12 @@ class _Checker:
             name = ".".join(rest[1:])
             if name in self.plan.parameters:
                 return None
-            return f"'{name}' is not a workflow parameter (parameters: {', '.join(self.plan.parameters) or 'none'})"
+            known = ", ".join(self.plan.parameters) or "none"
+            return f"'{name}' is not a workflow parameter (parameters: {known})"
         if key in ("labels", "annotations") and len(rest) >= 2:
-            known = self.labels if key == "labels" else self.annotations
+            keys = self.labels if key == "labels" else self.annotations
             name = ".".join(rest[1:])
-            return None if name in known else f"the workflow has no {key[:-1]} '{name}'"
+            return None if name in keys else f"the workflow has no {key[:-1]} '{name}'"
         if key in WORKFLOW_VARS and len(rest) == 1:
             return None
         return "unknown workflow variable"
@@ -138,15 +161,21 @@ class _Checker:
             if seen.template.output(rest[3]) is not None:
                 return None
             declared = ", ".join(o.name for o in seen.template.outputs) or "none"
-            return f"template '{seen.template.name}' declares no output parameter '{rest[3]}' (outputs: {declared})"
+            tname = seen.template.name
+            return f"template '{tname}' declares no output parameter '{rest[3]}' (outputs: {declared})"
         return f"unknown field '{field_}' (use one of {', '.join(NODE_FIELDS)})"
 
     def check_strings(self, scope: Scope, t: Template, where: str, obj: Any, rs: RefScope, path: str) -> None:
-        for fpath, text in strings(obj, path):
+        for fpath, text in ((argo_path(p), s) for p, s in strings(obj, path)):
             for tag in tags(text):
                 problem = self.tag_problem(tag, rs)
                 if problem:
-                    self.add(scope, t.name, f"{where}, field '{fpath}'", f"unknown reference {{{{{tag}}}}}: {problem}")
+                    self.add(
+                        scope,
+                        t.name,
+                        f"{where}, field '{fpath}'",
+                        f"unknown reference {{{{{tag}}}}}: {problem}",
+                    )
 
     # -- templates -------------------------------------------------------------------------------
 
@@ -157,8 +186,10 @@ class _Checker:
         self.visited.add(key)
         base = RefScope(exit=exit_, inputs=frozenset(p.name for p in t.inputs))
         self.check_strings(scope, t, "", t.inputs, base, "inputs")
-        self.check_strings(scope, t, "", (t.mutexes, t.active_deadline, t.timeout, t.suspend_duration),
-                           base, "")
+        self.check_strings(scope, t, "", t.mutexes, base, "synchronization.mutexes")
+        self.check_strings(scope, t, "", t.active_deadline, base, "activeDeadlineSeconds")
+        self.check_strings(scope, t, "", t.timeout, base, "timeout")
+        self.check_strings(scope, t, "", t.suspend_duration, base, "suspend.duration")
         if t.kind in ("container", "script"):
             leaf = replace(base, retries=t.retry is not None, leaf=True)
             self.check_strings(scope, t, "", t.container, leaf, t.kind)
@@ -191,8 +222,13 @@ class _Checker:
 
     def check_step(self, scope: Scope, t: Template, step: Step, rs: RefScope, where: str, kind: str) -> None:
         rs = replace(rs, item=_item_keys(step))
-        fields = (step.arguments, step.when, step.with_param, step.with_items)
-        self.check_strings(scope, t, where, fields, rs, "")
+        for path, value in (
+            ("arguments", step.arguments),
+            ("when", step.when),
+            ("withParam", step.with_param),
+            ("withItems", step.with_items),
+        ):
+            self.check_strings(scope, t, where, value, rs, path)
         if step.when:
             try:
                 parse_when(re.sub(r"\{\{.*?\}\}", "x", step.when))
@@ -203,8 +239,13 @@ class _Checker:
             if seq.count is None and seq.end is None:
                 self.add(scope, t.name, where, "withSequence needs count or end")
             if seq.format and not SEQUENCE_FORMAT.fullmatch(seq.format):
-                self.add(scope, t.name, where, f"withSequence.format {seq.format!r} must hold one printf "
-                                               "integer verb such as %d or %02d")
+                self.add(
+                    scope,
+                    t.name,
+                    where,
+                    f"withSequence.format {seq.format!r} must hold one printf "
+                    "integer verb such as %d or %02d",
+                )
         found = self.callee(scope, t, step, where)
         if found is None:
             return
@@ -213,17 +254,30 @@ class _Checker:
         declared = {p.name: p for p in callee.inputs}
         for name, p in given.items():
             if name not in declared:
-                self.add(scope, t.name, where, f"passes parameter '{name}' that template '{callee.name}' does not "
-                                               f"declare (inputs: {', '.join(declared) or 'none'})")
+                self.add(
+                    scope,
+                    t.name,
+                    where,
+                    f"passes parameter '{name}' that template '{callee.name}' does not "
+                    f"declare (inputs: {', '.join(declared) or 'none'})",
+                )
             elif p.value is None:
                 self.add(scope, t.name, where, f"argument '{name}' has no value")
             elif declared[name].enum and "{{" not in p.value and p.value not in declared[name].enum:
-                self.add(scope, t.name, where, f"argument '{name}' value '{p.value}' is not one of: "
-                                               f"{', '.join(declared[name].enum)}")
+                self.add(
+                    scope,
+                    t.name,
+                    where,
+                    f"argument '{name}' value '{p.value}' is not one of: {', '.join(declared[name].enum)}",
+                )
         for name, p in declared.items():
             if name not in given and p.value is None and p.default is None:
-                self.add(scope, t.name, where, f"does not pass input parameter '{name}' that template "
-                                               f"'{callee.name}' requires")
+                self.add(
+                    scope,
+                    t.name,
+                    where,
+                    f"does not pass input parameter '{name}' that template '{callee.name}' requires",
+                )
         self.visit(cscope, callee, rs.exit)
 
     def visit_steps(self, scope: Scope, t: Template, base: RefScope) -> None:
@@ -258,12 +312,16 @@ class _Checker:
                 continue
             missing = [d for d in (expr.tasks if expr else ()) if d not in tasks]
             for d in missing:
-                self.add(scope, t.name, where, f"depends on task '{d}', which this dag does not define "
-                                               f"(tasks: {', '.join(tasks)})")
+                self.add(
+                    scope,
+                    t.name,
+                    where,
+                    f"depends on task '{d}', which this dag does not define (tasks: {', '.join(tasks)})",
+                )
             deps[task.name] = tuple(d for d in (expr.tasks if expr else ()) if d in tasks)
         cycle = find_cycle(deps)
         if cycle:
-            self.add(scope, t.name, "", f"the dag is cyclic: {' -> '.join(cycle)}")
+            self.add(scope, t.name, "", f"the dag is cyclic: {' -> '.join(cycle)} (each depends on the next)")
             return
         for name in (t.dag.target or "").split():
             if name not in tasks:
@@ -278,6 +336,23 @@ class _Checker:
             rs = replace(base, prefix="tasks", visible=visible)
             self.check_step(scope, t, task, rs, f" (task '{task.name}')", "dag")
         self.check_strings(scope, t, "", t.outputs, replace(base, prefix="tasks", visible=callees), "outputs")
+
+
+_ARGO_PATHS = (
+    (re.compile(r"^(inputs|arguments)\["), r"\1.parameters["),
+    (re.compile(r"^outputs\[(\d+)\]\.(path|default|parameter)"), r"outputs.parameters[\1].valueFrom.\2"),
+    (re.compile(r"working_dir"), "workingDir"),
+    (re.compile(r"^container\.source"), "script.source"),
+    (re.compile(r"\.max_duration"), ".maxDuration"),
+    (re.compile(r"^retryStrategy\.policy"), "retryStrategy.retryPolicy"),
+)
+
+
+def argo_path(path: str) -> str:
+    """A model field path as the field is spelt in the YAML."""
+    for pattern, repl in _ARGO_PATHS:
+        path = pattern.sub(repl, path)
+    return path
 
 
 def dag_depends(task: Step, tasks: dict[str, Step]) -> Any:
@@ -310,7 +385,7 @@ def find_cycle(deps: dict[str, tuple[str, ...]]) -> list[str] | None:
         path.append(n)
         for d in deps.get(n, ()):
             if state.get(d) == 1:
-                return path[path.index(d):] + [d]
+                return path[path.index(d) :] + [d]
             if state.get(d) is None and (found := dfs(d)):
                 return found
         path.pop()
@@ -349,22 +424,30 @@ def validate(plan: Plan) -> None:
             continue
         template = plan.root.templates.get(name)
         if template is None:
-            checker.problems.append(f"{plan.doc.label}: {role} '{name}' is not a template "
-                                    f"(templates: {', '.join(sorted(plan.root.templates))})")
+            checker.problems.append(
+                f"{plan.doc.label}: {role} '{name}' is not a template "
+                f"(templates: {', '.join(sorted(plan.root.templates))})"
+            )
             continue
         missing = [p.name for p in template.inputs if p.value is None and p.default is None]
         if missing:
-            checker.problems.append(f"{plan.doc.label}: {role} template '{name}' needs input parameter "
-                                    f"'{missing[0]}', which nothing passes; give it a default")
+            checker.problems.append(
+                f"{plan.doc.label}: {role} template '{name}' needs input parameter "
+                f"'{missing[0]}', which nothing passes; give it a default"
+            )
         checker.visit(plan.root, template, role == "onExit")
     fields = (spec.mutexes, spec.active_deadline, tuple(spec.arguments))
     for fpath, text in strings(fields):
         for tag in tags(text):
-            problem = checker.workflow_problem(tag.split(".")[1:], RefScope(exit=False, inputs=frozenset())) \
-                if tag.startswith("workflow.") else "only workflow variables are set here"
+            problem = (
+                checker.workflow_problem(tag.split(".")[1:], RefScope(exit=False, inputs=frozenset()))
+                if tag.startswith("workflow.")
+                else "only workflow variables are set here"
+            )
             if problem:
-                checker.problems.append(f"{plan.doc.label}: spec field '{fpath}': unknown reference "
-                                        f"{{{{{tag}}}}}: {problem}")
+                checker.problems.append(
+                    f"{plan.doc.label}: spec field '{fpath}': unknown reference {{{{{tag}}}}}: {problem}"
+                )
     if checker.problems:
         lines = "\n".join(f"  - {p}" for p in checker.problems[:50])
         raise UsageError(f"{plan.doc.label} cannot run; nothing was started:\n{lines}")

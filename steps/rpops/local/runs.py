@@ -48,19 +48,31 @@ def status_doc(run: Run) -> dict[str, Any]:
     if plan.spec.on_exit:
         spec["onExit"] = plan.spec.on_exit
     status: dict[str, Any] = {
-        "phase": run.phase, "startedAt": timestamp(run.started_at), "finishedAt": timestamp(run.finished_at),
-        "progress": f"{done}/{total}", "nodes": nodes,
+        "phase": run.phase,
+        "startedAt": timestamp(run.started_at),
+        "finishedAt": timestamp(run.finished_at),
+        "progress": f"{done}/{total}",
+        "nodes": nodes,
     }
     if run.message:
         status["message"] = run.message
     if run.outputs:
         status["outputs"] = run.outputs
+    if run.metrics:
+        status["metrics"] = list(run.metrics)  # what Argo would export for the templates' metrics
     return {
-        "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
-        "metadata": {"name": run.name, "namespace": plan.namespace, "uid": run.uid,
-                     "creationTimestamp": timestamp(run.created_at), "labels": labels,
-                     "annotations": {**plan.annotations, "rpops.local/source": plan.doc.source}},
-        "spec": spec, "status": status,
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {
+            "name": run.name,
+            "namespace": plan.namespace,
+            "uid": run.uid,
+            "creationTimestamp": timestamp(run.created_at),
+            "labels": labels,
+            "annotations": {**plan.annotations, "rpops.local/source": plan.doc.source},
+        },
+        "spec": spec,
+        "status": status,
     }
 
 
@@ -136,18 +148,28 @@ def find_node(doc: dict[str, Any], key: str) -> dict[str, Any]:
         return matches[0]
     names = sorted({n["displayName"] for n in nodes.values() if n["type"] == "Pod"})
     if matches:
-        raise UsageError(f"node '{key}' is ambiguous; use its full name: {', '.join(n['name'] for n in matches)}")
-    raise UsageError(f"run {doc['metadata']['name']} has no node '{key}' (steps: {', '.join(names) or 'none'})")
+        raise UsageError(
+            f"node '{key}' is ambiguous; use its full name: {', '.join(n['name'] for n in matches)}"
+        )
+    raise UsageError(
+        f"run {doc['metadata']['name']} has no node '{key}' (steps: {', '.join(names) or 'none'})"
+    )
 
 
-def log_files(runs_dir: Path, doc: dict[str, Any], node: str | None = None) -> list[tuple[dict[str, Any], Path]]:
+def log_files(
+    runs_dir: Path, doc: dict[str, Any], node: str | None = None
+) -> list[tuple[dict[str, Any], Path]]:
     """(node, log path) for one node, or for every container node in start order."""
     base = runs_dir / doc["metadata"]["name"] / "logs"
     if node is not None:
         n = find_node(doc, node)
         if n["type"] == "Pod":
             return [(n, base / f"{n['id']}.log")]
-        pods = [m for m in doc["status"]["nodes"].values() if m["type"] == "Pod" and m["name"].startswith(n["name"])]
+        pods = [
+            m
+            for m in doc["status"]["nodes"].values()
+            if m["type"] == "Pod" and m["name"].startswith(n["name"])
+        ]
     else:
         pods = [m for m in doc["status"]["nodes"].values() if m["type"] == "Pod"]
     pods.sort(key=lambda m: m.get("startedAt") or "")

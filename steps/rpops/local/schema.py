@@ -19,34 +19,82 @@ OK, IGNORE, REFUSE = "ok", "ignore", "refuse"
 Rule = tuple[str, Any]
 
 _POD_ONLY: Rule = (IGNORE, None)
-_NO_VOLUMES = (REFUSE, "volumes are not mounted locally; pass values as parameters and files under "
-                       "/tmp/outputs")
+_NO_VOLUMES = (
+    REFUSE,
+    "volumes are not mounted locally; pass values as parameters and files under /tmp/outputs",
+)
 
 SPEC: dict[str, dict[str, Rule]] = {
     "Document": {
-        "apiVersion": (OK, "str"), "kind": (OK, "str"), "metadata": (OK, "obj:ObjectMeta"),
+        "apiVersion": (OK, "str"),
+        "kind": (OK, "str"),
+        "metadata": (OK, "obj:ObjectMeta"),
         "spec": (OK, "any"),  # checked per kind
         "status": (IGNORE, None),
     },
     "ObjectMeta": {
-        "name": (OK, "str"), "generateName": (OK, "str"), "namespace": (OK, "str"),
-        "labels": (OK, "strmap"), "annotations": (OK, "strmap"),
-        **{k: _POD_ONLY for k in ("uid", "resourceVersion", "creationTimestamp", "generation",
-                                  "managedFields", "finalizers", "ownerReferences", "selfLink",
-                                  "deletionTimestamp", "deletionGracePeriodSeconds")},
+        "name": (OK, "str"),
+        "generateName": (OK, "str"),
+        "namespace": (OK, "str"),
+        "labels": (OK, "strmap"),
+        "annotations": (OK, "strmap"),
+        **{
+            k: _POD_ONLY
+            for k in (
+                "uid",
+                "resourceVersion",
+                "creationTimestamp",
+                "generation",
+                "managedFields",
+                "finalizers",
+                "ownerReferences",
+                "selfLink",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+            )
+        },
     },
     "WorkflowSpec": {
-        "activeDeadlineSeconds": (OK, "intstr"), "arguments": (OK, "obj:Arguments"),
-        "entrypoint": (OK, "str"), "onExit": (OK, "str"), "parallelism": (OK, "int"),
-        "synchronization": (OK, "obj:Synchronization"), "templates": (OK, "list:Template"),
-        "workflowTemplateRef": (OK, "obj:WorkflowTemplateRef"), "metrics": (OK, "any"),
-        **{k: _POD_ONLY for k in ("affinity", "archiveLogs", "artifactGC", "artifactRepositoryRef",
-                                  "automountServiceAccountToken", "dnsConfig", "dnsPolicy", "executor",
-                                  "hostAliases", "hostNetwork", "imagePullSecrets", "nodeSelector",
-                                  "podDisruptionBudget", "podGC", "podMetadata", "podPriorityClassName",
-                                  "podResources", "priority", "resourceClaims", "schedulerName",
-                                  "securityContext", "serviceAccountName", "tolerations", "ttlStrategy",
-                                  "volumeClaimGC", "workflowMetadata")},
+        "activeDeadlineSeconds": (OK, "intstr"),
+        "arguments": (OK, "obj:Arguments"),
+        "entrypoint": (OK, "str"),
+        "onExit": (OK, "str"),
+        "parallelism": (OK, "int"),
+        "synchronization": (OK, "obj:Synchronization"),
+        "templates": (OK, "list:Template"),
+        "workflowTemplateRef": (OK, "obj:WorkflowTemplateRef"),
+        "metrics": (OK, "any"),
+        **{
+            k: _POD_ONLY
+            for k in (
+                "affinity",
+                "archiveLogs",
+                "artifactGC",
+                "artifactRepositoryRef",
+                "automountServiceAccountToken",
+                "dnsConfig",
+                "dnsPolicy",
+                "executor",
+                "hostAliases",
+                "hostNetwork",
+                "imagePullSecrets",
+                "nodeSelector",
+                "podDisruptionBudget",
+                "podGC",
+                "podMetadata",
+                "podPriorityClassName",
+                "podResources",
+                "priority",
+                "resourceClaims",
+                "schedulerName",
+                "securityContext",
+                "serviceAccountName",
+                "tolerations",
+                "ttlStrategy",
+                "volumeClaimGC",
+                "workflowMetadata",
+            )
+        },
         "executorPlugins": (REFUSE, "executor plugins need a cluster"),
         "hooks": (REFUSE, "lifecycle hooks are not supported locally; use onExit"),
         "podSpecPatch": (REFUSE, "a pod spec patch cannot be applied to a local process"),
@@ -54,13 +102,20 @@ SPEC: dict[str, dict[str, Rule]] = {
         "shutdown": (REFUSE, "a shutdown strategy is set by `argo stop`; use `rpops local stop`"),
         "suspend": (REFUSE, "a workflow cannot start suspended locally; use a suspend template"),
         "templateDefaults": (REFUSE, "write the defaults into each template"),
-        "volumeClaimTemplates": _NO_VOLUMES, "volumes": _NO_VOLUMES,
+        "volumeClaimTemplates": _NO_VOLUMES,
+        "volumes": _NO_VOLUMES,
     },
     "CronWorkflowSpec": {
-        "workflowSpec": (OK, "obj:WorkflowSpec"), "schedules": (OK, "list:str"),
-        "timezone": (OK, "str"), "concurrencyPolicy": (OK, "str"), "startingDeadlineSeconds": (OK, "int"),
-        "suspend": (OK, "bool"), "when": (OK, "str"), "stopStrategy": (OK, "any"),
-        "successfulJobsHistoryLimit": _POD_ONLY, "failedJobsHistoryLimit": _POD_ONLY,
+        "workflowSpec": (OK, "obj:WorkflowSpec"),
+        "schedules": (OK, "list:str"),
+        "timezone": (OK, "str"),
+        "concurrencyPolicy": (OK, "str"),
+        "startingDeadlineSeconds": (OK, "int"),
+        "suspend": (OK, "bool"),
+        "when": (OK, "str"),
+        "stopStrategy": (OK, "any"),
+        "successfulJobsHistoryLimit": _POD_ONLY,
+        "failedJobsHistoryLimit": _POD_ONLY,
         "workflowMetadata": _POD_ONLY,
     },
     "WorkflowTemplateRef": {
@@ -76,25 +131,33 @@ SPEC: dict[str, dict[str, Rule]] = {
         "artifacts": (REFUSE, "input artifacts are not passed locally; pass values as parameters"),
     },
     "Parameter": {
-        "name": (OK, "str"), "value": (OK, "scalar"), "default": (OK, "scalar"),
-        "enum": (OK, "list:scalar"), "description": (OK, "str"),
+        "name": (OK, "str"),
+        "value": (OK, "scalar"),
+        "default": (OK, "scalar"),
+        "enum": (OK, "list:scalar"),
+        "description": (OK, "str"),
         "valueFrom": (REFUSE, "input parameters take a value, a default or an argument locally"),
         "globalName": (REFUSE, "global output parameters are not supported locally"),
     },
     "Outputs": {
-        "parameters": (OK, "list:OutputParameter"), "artifacts": (OK, "list:OutputArtifact"),
+        "parameters": (OK, "list:OutputParameter"),
+        "artifacts": (OK, "list:OutputArtifact"),
         "result": (REFUSE, "outputs.result is set by the executor, not declared"),
         "exitCode": (REFUSE, "outputs.exitCode is set by the executor, not declared"),
     },
     "OutputParameter": {
-        "name": (OK, "str"), "valueFrom": (OK, "obj:OutputValueFrom"), "description": (OK, "str"),
+        "name": (OK, "str"),
+        "valueFrom": (OK, "obj:OutputValueFrom"),
+        "description": (OK, "str"),
         "default": (REFUSE, "an output's default belongs in valueFrom.default (Argo ignores it here)"),
         "value": (REFUSE, "an output takes its value from valueFrom"),
         "enum": (REFUSE, "enums apply to inputs"),
         "globalName": (REFUSE, "global output parameters are not supported locally"),
     },
     "OutputValueFrom": {
-        "path": (OK, "str"), "default": (OK, "scalar"), "parameter": (OK, "str"),
+        "path": (OK, "str"),
+        "default": (OK, "scalar"),
+        "parameter": (OK, "str"),
         "supplied": (REFUSE, "supplied values (argo resume --parameter) are not supported locally"),
         "expression": (REFUSE, "expression outputs are not supported locally; use parameter"),
         "jsonPath": (REFUSE, "resource templates are not supported locally"),
@@ -103,25 +166,71 @@ SPEC: dict[str, dict[str, Rule]] = {
         "event": (REFUSE, "event values are not supported locally"),
     },
     "OutputArtifact": {
-        "name": (OK, "str"), "path": (OK, "str"), "optional": (OK, "bool"),
-        **{k: _POD_ONLY for k in ("archive", "archiveLogs", "artifactGC", "artifactory", "azure", "gcs",
-                                  "hdfs", "http", "oss", "s3", "mode", "recurseMode", "deleted", "git",
-                                  "raw", "plugin", "subPath")},
+        "name": (OK, "str"),
+        "path": (OK, "str"),
+        "optional": (OK, "bool"),
+        **{
+            k: _POD_ONLY
+            for k in (
+                "archive",
+                "archiveLogs",
+                "artifactGC",
+                "artifactory",
+                "azure",
+                "gcs",
+                "hdfs",
+                "http",
+                "oss",
+                "s3",
+                "mode",
+                "recurseMode",
+                "deleted",
+                "git",
+                "raw",
+                "plugin",
+                "subPath",
+            )
+        },
         "from": (REFUSE, "artifacts are copied only from a container's own files locally"),
         "fromExpression": (REFUSE, "artifacts are copied only from a container's own files locally"),
         "globalName": (REFUSE, "global output artifacts are not supported locally"),
     },
     "Template": {
-        "name": (OK, "str"), "inputs": (OK, "obj:Inputs"), "outputs": (OK, "obj:Outputs"),
-        "container": (OK, "obj:Container"), "script": (OK, "obj:Script"), "steps": (OK, "steps"),
-        "dag": (OK, "obj:DAG"), "suspend": (OK, "obj:Suspend"),
-        "activeDeadlineSeconds": (OK, "intstr"), "timeout": (OK, "str"), "parallelism": (OK, "int"),
-        "retryStrategy": (OK, "obj:RetryStrategy"), "synchronization": (OK, "obj:Synchronization"),
+        "name": (OK, "str"),
+        "inputs": (OK, "obj:Inputs"),
+        "outputs": (OK, "obj:Outputs"),
+        "container": (OK, "obj:Container"),
+        "script": (OK, "obj:Script"),
+        "steps": (OK, "steps"),
+        "dag": (OK, "obj:DAG"),
+        "suspend": (OK, "obj:Suspend"),
+        "activeDeadlineSeconds": (OK, "intstr"),
+        "timeout": (OK, "str"),
+        "parallelism": (OK, "int"),
+        "retryStrategy": (OK, "obj:RetryStrategy"),
+        "synchronization": (OK, "obj:Synchronization"),
         "metrics": (OK, "any"),
-        **{k: _POD_ONLY for k in ("affinity", "annotations", "archiveLocation", "automountServiceAccountToken",
-                                  "executor", "hostAliases", "metadata", "nodeSelector", "pendingTimeout",
-                                  "podResources", "priorityClassName", "resourceClaims", "schedulerName",
-                                  "securityContext", "serviceAccountName", "tolerations")},
+        **{
+            k: _POD_ONLY
+            for k in (
+                "affinity",
+                "annotations",
+                "archiveLocation",
+                "automountServiceAccountToken",
+                "executor",
+                "hostAliases",
+                "metadata",
+                "nodeSelector",
+                "pendingTimeout",
+                "podResources",
+                "priorityClassName",
+                "resourceClaims",
+                "schedulerName",
+                "securityContext",
+                "serviceAccountName",
+                "tolerations",
+            )
+        },
         "containerSet": (REFUSE, "container sets are not supported locally; use steps"),
         "daemon": (REFUSE, "daemoned steps are not supported locally"),
         "data": (REFUSE, "data templates are not supported locally"),
@@ -136,17 +245,36 @@ SPEC: dict[str, dict[str, Rule]] = {
         "volumes": _NO_VOLUMES,
     },
     "Container": {
-        "command": (OK, "list:str"), "args": (OK, "list:str"), "env": (OK, "list:EnvVar"),
+        "command": (OK, "list:str"),
+        "args": (OK, "list:str"),
+        "env": (OK, "list:EnvVar"),
         "workingDir": (OK, "str"),
-        **{k: _POD_ONLY for k in ("image", "imagePullPolicy", "livenessProbe", "name", "ports", "readinessProbe",
-                                  "resizePolicy", "resources", "restartPolicy", "restartPolicyRules",
-                                  "securityContext", "startupProbe", "terminationMessagePath",
-                                  "terminationMessagePolicy")},
+        **{
+            k: _POD_ONLY
+            for k in (
+                "image",
+                "imagePullPolicy",
+                "livenessProbe",
+                "name",
+                "ports",
+                "readinessProbe",
+                "resizePolicy",
+                "resources",
+                "restartPolicy",
+                "restartPolicyRules",
+                "securityContext",
+                "startupProbe",
+                "terminationMessagePath",
+                "terminationMessagePolicy",
+            )
+        },
         "envFrom": (REFUSE, "envFrom is not supported locally; list each variable under env"),
         "lifecycle": (REFUSE, "container lifecycle hooks are not supported locally"),
-        "stdin": (REFUSE, "steps get no stdin locally"), "stdinOnce": (REFUSE, "steps get no stdin locally"),
+        "stdin": (REFUSE, "steps get no stdin locally"),
+        "stdinOnce": (REFUSE, "steps get no stdin locally"),
         "tty": (REFUSE, "steps get no terminal locally"),
-        "volumeDevices": _NO_VOLUMES, "volumeMounts": _NO_VOLUMES,
+        "volumeDevices": _NO_VOLUMES,
+        "volumeMounts": _NO_VOLUMES,
     },
     "EnvVar": {"name": (OK, "str"), "value": (OK, "str"), "valueFrom": (OK, "obj:EnvVarSource")},
     "EnvVarSource": {
@@ -160,40 +288,74 @@ SPEC: dict[str, dict[str, Rule]] = {
     "Suspend": {"duration": (OK, "intstr")},
     "DAG": {"tasks": (OK, "list:DAGTask"), "target": (OK, "str"), "failFast": (OK, "bool")},
     "WorkflowStep": {
-        "name": (OK, "str"), "template": (OK, "str"), "templateRef": (OK, "obj:TemplateRef"),
-        "arguments": (OK, "obj:Arguments"), "when": (OK, "str"), "withItems": (OK, "items"),
-        "withParam": (OK, "str"), "withSequence": (OK, "obj:Sequence"), "continueOn": (OK, "obj:ContinueOn"),
+        "name": (OK, "str"),
+        "template": (OK, "str"),
+        "templateRef": (OK, "obj:TemplateRef"),
+        "arguments": (OK, "obj:Arguments"),
+        "when": (OK, "str"),
+        "withItems": (OK, "items"),
+        "withParam": (OK, "str"),
+        "withSequence": (OK, "obj:Sequence"),
+        "continueOn": (OK, "obj:ContinueOn"),
         "hooks": (REFUSE, "lifecycle hooks are not supported locally"),
         "inline": (REFUSE, "inline templates are not supported locally; name a template"),
         "onExit": (REFUSE, "step-level onExit is not supported locally; use the workflow's onExit"),
     },
     "TemplateRef": {"name": (OK, "str"), "template": (OK, "str"), "clusterScope": (OK, "bool")},
     "ContinueOn": {"failed": (OK, "bool"), "error": (OK, "bool")},
-    "Sequence": {"count": (OK, "intstr"), "start": (OK, "intstr"), "end": (OK, "intstr"), "format": (OK, "str")},
-    "RetryStrategy": {
-        "limit": (OK, "intstr"), "retryPolicy": (OK, "str"), "backoff": (OK, "obj:Backoff"),
-        "expression": (OK, "str"), "affinity": _POD_ONLY,
+    "Sequence": {
+        "count": (OK, "intstr"),
+        "start": (OK, "intstr"),
+        "end": (OK, "intstr"),
+        "format": (OK, "str"),
     },
-    "Backoff": {"duration": (OK, "intstr"), "factor": (OK, "intstr"), "maxDuration": (OK, "intstr"),
-                "cap": (OK, "intstr")},
+    "RetryStrategy": {
+        "limit": (OK, "intstr"),
+        "retryPolicy": (OK, "str"),
+        "backoff": (OK, "obj:Backoff"),
+        "expression": (OK, "str"),
+        "affinity": _POD_ONLY,
+    },
+    "Backoff": {
+        "duration": (OK, "intstr"),
+        "factor": (OK, "intstr"),
+        "maxDuration": (OK, "intstr"),
+        "cap": (OK, "intstr"),
+    },
     "Synchronization": {
         "mutexes": (OK, "list:Mutex"),
         "semaphores": (REFUSE, "semaphores need a ConfigMap; use mutexes"),
         "mutex": (REFUSE, "Argo v4 uses the plural list: synchronization.mutexes"),
         "semaphore": (REFUSE, "Argo v4 uses the plural list: synchronization.semaphores"),
     },
-    "Mutex": {"name": (OK, "str"), "namespace": (OK, "str"),
-              "database": (REFUSE, "database-backed locks are not supported locally")},
+    "Mutex": {
+        "name": (OK, "str"),
+        "namespace": (OK, "str"),
+        "database": (REFUSE, "database-backed locks are not supported locally"),
+    },
 }
 SPEC["Script"] = {**SPEC["Container"], "source": (OK, "str")}
-SPEC["DAGTask"] = {**SPEC["WorkflowStep"], "dependencies": (OK, "list:str"), "depends": (OK, "str"),
-                   "onExit": (REFUSE, "task-level onExit is not supported locally; use the workflow's onExit")}
+SPEC["DAGTask"] = {
+    **SPEC["WorkflowStep"],
+    "dependencies": (OK, "list:str"),
+    "depends": (OK, "str"),
+    "onExit": (REFUSE, "task-level onExit is not supported locally; use the workflow's onExit"),
+}
 
 REQUIRED: dict[str, tuple[str, ...]] = {
-    "Parameter": ("name",), "OutputParameter": ("name",), "OutputArtifact": ("name", "path"),
-    "Template": ("name",), "EnvVar": ("name",), "SecretKeySelector": ("name", "key"),
-    "DAG": ("tasks",), "WorkflowStep": ("name",), "DAGTask": ("name",), "TemplateRef": ("name", "template"),
-    "Mutex": ("name",), "WorkflowTemplateRef": ("name",), "CronWorkflowSpec": ("workflowSpec",),
+    "Parameter": ("name",),
+    "OutputParameter": ("name",),
+    "OutputArtifact": ("name", "path"),
+    "Template": ("name",),
+    "EnvVar": ("name",),
+    "SecretKeySelector": ("name", "key"),
+    "DAG": ("tasks",),
+    "WorkflowStep": ("name",),
+    "DAGTask": ("name",),
+    "TemplateRef": ("name", "template"),
+    "Mutex": ("name",),
+    "WorkflowTemplateRef": ("name",),
+    "CronWorkflowSpec": ("workflowSpec",),
 }
 
 
@@ -206,7 +368,9 @@ class Problem:
     template: str | None = None
 
     def render(self) -> str:
-        where = f"template '{self.template}', field '{self.path}'" if self.template else f"field '{self.path}'"
+        where = (
+            f"template '{self.template}', field '{self.path}'" if self.template else f"field '{self.path}'"
+        )
         return f"{where}: {self.message}"
 
 
@@ -296,8 +460,11 @@ def _check_object(value: Any, name: str, path: str, template: str | None, out: l
         if rule is None:
             near = _closest(str(key), fields)
             hint = f" (did you mean '{near}'?)" if near else ""
-            out.append(Problem(where, f"unknown field{hint}; rpops local refuses fields Argo does not define",
-                               template))
+            out.append(
+                Problem(
+                    where, f"unknown field{hint}; rpops local refuses fields Argo does not define", template
+                )
+            )
             continue
         verdict, arg = rule
         if verdict == REFUSE:

@@ -48,5 +48,7 @@ class SecretStore:
         if isinstance(entry, dict) and key in entry:
             return str(entry[key])
         where = f"{self.path}" if self.path is not None else "a secrets file"
-        raise SecretMissing(f"secret '{secret}' key '{key}' is not set locally: add it to {where} as "
-                            f"`{secret}: {{{key}: VALUE}}` or set {var}")
+        raise SecretMissing(
+            f"secret '{secret}' key '{key}' is not set locally: add it to {where} as "
+            f"`{secret}: {{{key}: VALUE}}` or set {var}"
+        )

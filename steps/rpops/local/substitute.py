@@ -44,7 +44,7 @@ def render(text: str, values: Mapping[str, str], *, strict: bool = True) -> str:
 
 def deep_map(obj: T, fn: Callable[[str], str], skip: frozenset[str] = frozenset({"metrics"})) -> T:
     """Apply `fn` to every string inside dataclasses, tuples, lists and dict values."""
-    return _map(obj, fn, skip)  # type: ignore[no-any-return]
+    return _map(obj, fn, skip)
 
 
 def _map(obj: Any, fn: Callable[[str], str], skip: frozenset[str]) -> Any:

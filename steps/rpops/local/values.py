@@ -52,8 +52,10 @@ def aggregate_values(prefix: str, children: list[Node]) -> dict[str, str]:
             param_maps.append(params)
         for name, value in params.items():
             per_name.setdefault(name, []).append(value)
-    v = {f"{prefix}.outputs.result": json.dumps(results, separators=(",", ":")),
-         f"{prefix}.outputs.parameters": json.dumps(param_maps, separators=(",", ":"))}
+    v = {
+        f"{prefix}.outputs.result": json.dumps(results, separators=(",", ":")),
+        f"{prefix}.outputs.parameters": json.dumps(param_maps, separators=(",", ":")),
+    }
     for name, values in per_name.items():
         v[f"{prefix}.outputs.parameters.{name}"] = json.dumps(values, separators=(",", ":"))
     return v
@@ -82,8 +84,11 @@ def item_values(item: Any) -> dict[str, str]:
     if isinstance(item, dict):
         v = {"item": json.dumps(item, separators=(",", ":"), sort_keys=True)}
         for k, val in item.items():
-            v[f"item.{k}"] = json.dumps(val, separators=(",", ":"), sort_keys=True) \
-                if isinstance(val, (dict, list)) else _go(val)
+            v[f"item.{k}"] = (
+                json.dumps(val, separators=(",", ":"), sort_keys=True)
+                if isinstance(val, (dict, list))
+                else _go(val)
+            )
         return v
     if isinstance(item, list):
         return {"item": json.dumps(item, separators=(",", ":"))}
@@ -94,7 +99,9 @@ def parse_with_param(text: str) -> list[Any]:
     try:
         items = json.loads(text)
     except ValueError as exc:
-        raise ValueError(f"withParam value could not be parsed as a JSON list: {text.strip()[:200]}: {exc}") from None
+        raise ValueError(
+            f"withParam value could not be parsed as a JSON list: {text.strip()[:200]}: {exc}"
+        ) from None
     if not isinstance(items, list):
         raise ValueError(f"withParam value could not be parsed as a JSON list: {text.strip()[:200]}")
     return items

@@ -29,9 +29,20 @@ from rpops.platform.base import (
 DRIVERS = ("local", "kubernetes")
 
 __all__ = [
-    "ANNOTATION_PREFIX", "DRIVERS", "AutoscalingBounds", "Conflict", "DeadlineExceeded", "Instance",
-    "NotFound", "PlatformDriver", "PlatformError", "PlatformUnavailable", "Resources", "Routes",
-    "Workload", "get_driver",
+    "ANNOTATION_PREFIX",
+    "DRIVERS",
+    "AutoscalingBounds",
+    "Conflict",
+    "DeadlineExceeded",
+    "Instance",
+    "NotFound",
+    "PlatformDriver",
+    "PlatformError",
+    "PlatformUnavailable",
+    "Resources",
+    "Routes",
+    "Workload",
+    "get_driver",
 ]
 
 

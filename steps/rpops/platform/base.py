@@ -27,8 +27,19 @@ _ANNOTATION_KEY_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _CPU_RE = re.compile(r"^(\d+(?:\.\d+)?)(m?)$")
 _MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
 _MEMORY_UNITS = {
-    None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+    None: 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "E": 10**18,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
 }
 
 
@@ -68,8 +79,9 @@ def cpu_cores(quantity: str) -> float:
     """A Kubernetes CPU quantity ("250m", "1", "0.5") in cores; UsageError when malformed."""
     match = _CPU_RE.match(quantity)
     if not match:
-        raise UsageError(f"CPU quantity {quantity!r} is malformed: use cores like '0.5' or '2', "
-                         "or millicores like '250m'")
+        raise UsageError(
+            f"CPU quantity {quantity!r} is malformed: use cores like '0.5' or '2', or millicores like '250m'"
+        )
     value = float(match.group(1))
     return value / 1000 if match.group(2) else value
 
@@ -78,8 +90,9 @@ def memory_bytes(quantity: str) -> int:
     """A Kubernetes memory quantity ("256Mi", "1G", "1048576") in bytes; UsageError when malformed."""
     match = _MEMORY_RE.match(quantity)
     if not match:
-        raise UsageError(f"memory quantity {quantity!r} is malformed: use bytes with a unit like "
-                         "'256Mi', '1Gi' or '500M'")
+        raise UsageError(
+            f"memory quantity {quantity!r} is malformed: use bytes with a unit like '256Mi', '1Gi' or '500M'"
+        )
     return int(float(match.group(1)) * _MEMORY_UNITS[match.group(2)])
 
 
@@ -102,12 +115,19 @@ class Resources:
             if value is not None:
                 memory_bytes(value)
         if self.cpu_request and self.cpu_limit and cpu_cores(self.cpu_request) > cpu_cores(self.cpu_limit):
-            raise UsageError(f"cpu request {self.cpu_request} is above the cpu limit {self.cpu_limit}: "
-                             "lower the request or raise the limit")
-        if (self.memory_request and self.memory_limit
-                and memory_bytes(self.memory_request) > memory_bytes(self.memory_limit)):
-            raise UsageError(f"memory request {self.memory_request} is above the memory limit "
-                             f"{self.memory_limit}: lower the request or raise the limit")
+            raise UsageError(
+                f"cpu request {self.cpu_request} is above the cpu limit {self.cpu_limit}: "
+                "lower the request or raise the limit"
+            )
+        if (
+            self.memory_request
+            and self.memory_limit
+            and memory_bytes(self.memory_request) > memory_bytes(self.memory_limit)
+        ):
+            raise UsageError(
+                f"memory request {self.memory_request} is above the memory limit "
+                f"{self.memory_limit}: lower the request or raise the limit"
+            )
 
     def to_k8s(self) -> dict[str, dict[str, str]]:
         """The container `resources` object: {"requests": {...}, "limits": {...}} (unset keys omitted)."""
@@ -125,8 +145,12 @@ class Resources:
         value = value or {}
         requests = value.get("requests") or {}
         limits = value.get("limits") or {}
-        return cls(cpu_request=requests.get("cpu"), cpu_limit=limits.get("cpu"),
-                   memory_request=requests.get("memory"), memory_limit=limits.get("memory"))
+        return cls(
+            cpu_request=requests.get("cpu"),
+            cpu_limit=limits.get("cpu"),
+            memory_request=requests.get("memory"),
+            memory_limit=limits.get("memory"),
+        )
 
 
 @dataclass(frozen=True)
@@ -140,8 +164,10 @@ class AutoscalingBounds:
         if not isinstance(self.min_replicas, int) or self.min_replicas < 1:
             raise UsageError(f"autoscaling min replicas {self.min_replicas!r} must be an integer >= 1")
         if not isinstance(self.max_replicas, int) or self.max_replicas < self.min_replicas:
-            raise UsageError(f"autoscaling max replicas {self.max_replicas!r} must be an integer >= the "
-                             f"min replicas ({self.min_replicas})")
+            raise UsageError(
+                f"autoscaling max replicas {self.max_replicas!r} must be an integer >= the "
+                f"min replicas ({self.min_replicas})"
+            )
 
 
 @dataclass(frozen=True)
@@ -150,15 +176,15 @@ class Workload:
 
     service: str
     version: str
-    image: str                       # container image (local: "rpops-workload:<version>")
-    replicas: int                    # desired
-    ready_replicas: int              # passing readiness now
-    available_replicas: int          # up (and ready long enough, on Kubernetes)
+    image: str  # container image (local: "rpops-workload:<version>")
+    replicas: int  # desired
+    ready_replicas: int  # passing readiness now
+    available_replicas: int  # up (and ready long enough, on Kubernetes)
     resources: Resources = field(default_factory=Resources)
-    autoscaling: AutoscalingBounds | None = None   # set when the service's HPA targets this version
+    autoscaling: AutoscalingBounds | None = None  # set when the service's HPA targets this version
     annotations: dict[str, str] = field(default_factory=dict)  # ours, prefix stripped
-    active: bool = False             # the service's active route points here
-    preview: bool = False            # the service's preview route points here
+    active: bool = False  # the service's active route points here
+    preview: bool = False  # the service's preview route points here
 
     @property
     def ready(self) -> bool:
@@ -182,9 +208,9 @@ class Instance:
     service: str
     version: str
     name: str
-    url: str                         # e.g. http://127.0.0.1:41234 or http://10.1.2.3:8080
+    url: str  # e.g. http://127.0.0.1:41234 or http://10.1.2.3:8080
     ready: bool
-    pid: int | None = None           # local only
+    pid: int | None = None  # local only
 
 
 @runtime_checkable
@@ -241,8 +267,9 @@ class PlatformDriver(Protocol):
         """Delete the version (or scale it to 0 when delete=False). Refuses the active version."""
         ...
 
-    def annotate(self, service: str, annotations: Mapping[str, str | None], *,
-                 version: str | None = None) -> None:
+    def annotate(
+        self, service: str, annotations: Mapping[str, str | None], *, version: str | None = None
+    ) -> None:
         """Record annotations on the version (or the service); a None value removes the key."""
         ...
 
@@ -257,15 +284,19 @@ class PlatformDriver(Protocol):
 
 def check_service(service: str) -> str:
     if not isinstance(service, str) or not _SERVICE_RE.match(service) or len(service) > 55:
-        raise UsageError(f"service name {service!r} is invalid: use lowercase letters, digits and '-', "
-                         "starting with a letter, at most 55 characters (e.g. research-platform)")
+        raise UsageError(
+            f"service name {service!r} is invalid: use lowercase letters, digits and '-', "
+            "starting with a letter, at most 55 characters (e.g. research-platform)"
+        )
     return service
 
 
 def check_version(service: str, version: str) -> str:
     if not isinstance(version, str) or not _VERSION_RE.match(version) or len(f"{service}-{version}") > 63:
-        raise UsageError(f"version {version!r} is invalid: use lowercase letters, digits, '-' and '.', "
-                         f"and keep '{service}-<version>' within 63 characters (e.g. v2 or 1.4.0)")
+        raise UsageError(
+            f"version {version!r} is invalid: use lowercase letters, digits, '-' and '.', "
+            f"and keep '{service}-<version>' within 63 characters (e.g. v2 or 1.4.0)"
+        )
     return version
 
 
@@ -287,17 +318,25 @@ def check_annotations(annotations: Mapping[str, str | None]) -> dict[str, str | 
         raise UsageError("annotations must be a non-empty mapping of key -> value (None removes a key)")
     out: dict[str, str | None] = {}
     for key, value in annotations.items():
-        bare = key[len(ANNOTATION_PREFIX):] if isinstance(key, str) and key.startswith(ANNOTATION_PREFIX) else key
+        bare = (
+            key[len(ANNOTATION_PREFIX) :]
+            if isinstance(key, str) and key.startswith(ANNOTATION_PREFIX)
+            else key
+        )
         if not isinstance(bare, str) or not _ANNOTATION_KEY_RE.match(bare) or len(bare) > 63:
-            raise UsageError(f"annotation key {key!r} is invalid: use letters, digits, '-', '_' and '.' "
-                             "(at most 63 characters); the prefix " + ANNOTATION_PREFIX + " is added for you")
+            raise UsageError(
+                f"annotation key {key!r} is invalid: use letters, digits, '-', '_' and '.' "
+                "(at most 63 characters); the prefix " + ANNOTATION_PREFIX + " is added for you"
+            )
         if value is not None and not isinstance(value, str):
-            raise UsageError(f"annotation {bare!r} has a non-string value {value!r}: pass a string "
-                             "(JSON-encode structured values) or None to remove it")
+            raise UsageError(
+                f"annotation {bare!r} has a non-string value {value!r}: pass a string "
+                "(JSON-encode structured values) or None to remove it"
+            )
         out[ANNOTATION_PREFIX + bare] = value
     return out
 
 
 def strip_annotations(raw: Mapping[str, str] | None) -> dict[str, str]:
     """Our annotations only, with the prefix removed."""
-    return {k[len(ANNOTATION_PREFIX):]: v for k, v in (raw or {}).items() if k.startswith(ANNOTATION_PREFIX)}
+    return {k[len(ANNOTATION_PREFIX) :]: v for k, v in (raw or {}).items() if k.startswith(ANNOTATION_PREFIX)}

@@ -87,8 +87,9 @@ def hpa_bounds(hpa: Mapping[str, Any] | None, deployment: str) -> AutoscalingBou
     target = spec.get("scaleTargetRef") or {}
     if target.get("kind", "Deployment") != "Deployment" or target.get("name") != deployment:
         return None
-    return AutoscalingBounds(min_replicas=int(spec.get("minReplicas") or 1),
-                             max_replicas=int(spec["maxReplicas"]))
+    return AutoscalingBounds(
+        min_replicas=int(spec.get("minReplicas") or 1), max_replicas=int(spec["maxReplicas"])
+    )
 
 
 def route_of(service_obj: Mapping[str, Any] | None) -> str | None:
@@ -99,10 +100,15 @@ def route_of(service_obj: Mapping[str, Any] | None) -> str | None:
     return str(value) if value else None
 
 
-def workload_from(deployment: Mapping[str, Any], service: str, hpa: Mapping[str, Any] | None,
-                  active: str | None, preview: str | None) -> Workload:
+def workload_from(
+    deployment: Mapping[str, Any],
+    service: str,
+    hpa: Mapping[str, Any] | None,
+    active: str | None,
+    preview: str | None,
+) -> Workload:
     labels = (deployment.get("metadata") or {}).get("labels") or {}
-    version = str(labels.get(VERSION_LABEL) or deployment["metadata"]["name"][len(service) + 1:])
+    version = str(labels.get(VERSION_LABEL) or deployment["metadata"]["name"][len(service) + 1 :])
     spec = deployment.get("spec") or {}
     status = deployment.get("status") or {}
     index = main_container_index(deployment, service)
@@ -174,8 +180,9 @@ def hpa_bounds_patch(hpa: Mapping[str, Any], bounds: AutoscalingBounds) -> Patch
     return {"spec": {"minReplicas": bounds.min_replicas, "maxReplicas": bounds.max_replicas}}
 
 
-def new_hpa(service: str, namespace: str, deployment: str, bounds: AutoscalingBounds,
-            cpu_utilization: int = 70) -> dict[str, Any]:
+def new_hpa(
+    service: str, namespace: str, deployment: str, bounds: AutoscalingBounds, cpu_utilization: int = 70
+) -> dict[str, Any]:
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
@@ -184,8 +191,15 @@ def new_hpa(service: str, namespace: str, deployment: str, bounds: AutoscalingBo
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
             "minReplicas": bounds.min_replicas,
             "maxReplicas": bounds.max_replicas,
-            "metrics": [{"type": "Resource", "resource": {
-                "name": "cpu", "target": {"type": "Utilization", "averageUtilization": cpu_utilization}}}],
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": cpu_utilization},
+                    },
+                }
+            ],
         },
     }
 
@@ -199,28 +213,37 @@ def resources_patch(deployment: Mapping[str, Any], service: str, resources: Reso
     container = deployment["spec"]["template"]["spec"]["containers"][index]
     current = copy.deepcopy(container.get("resources") or {})
     merged = copy.deepcopy(current)
-    for section, key, value in (("requests", "cpu", resources.cpu_request), ("limits", "cpu", resources.cpu_limit),
-                                ("requests", "memory", resources.memory_request),
-                                ("limits", "memory", resources.memory_limit)):
+    for section, key, value in (
+        ("requests", "cpu", resources.cpu_request),
+        ("limits", "cpu", resources.cpu_limit),
+        ("requests", "memory", resources.memory_request),
+        ("limits", "memory", resources.memory_limit),
+    ):
         if value is not None:
             merged.setdefault(section, {})[key] = value
     Resources.from_k8s(merged)  # the merged result must still be coherent (request <= limit)
     if merged == current:
         return None
     base = f"/spec/template/spec/containers/{index}"
-    return [{"op": "test", "path": f"{base}/name", "value": container.get("name")},
-            {"op": "add", "path": f"{base}/resources", "value": merged}]
+    return [
+        {"op": "test", "path": f"{base}/name", "value": container.get("name")},
+        {"op": "add", "path": f"{base}/resources", "value": merged},
+    ]
 
 
-def update_patch(deployment: Mapping[str, Any], service: str, replicas: int, image: str | None) -> Patch | None:
+def update_patch(
+    deployment: Mapping[str, Any], service: str, replicas: int, image: str | None
+) -> Patch | None:
     """Bring an existing version's deployment to `replicas` (and `image` when given)."""
     ops: JsonPatch = []
     index = main_container_index(deployment, service)
     container = deployment["spec"]["template"]["spec"]["containers"][index]
     base = f"/spec/template/spec/containers/{index}"
     if image is not None and container.get("image") != image:
-        ops += [{"op": "test", "path": f"{base}/name", "value": container.get("name")},
-                {"op": "replace", "path": f"{base}/image", "value": image}]
+        ops += [
+            {"op": "test", "path": f"{base}/name", "value": container.get("name")},
+            {"op": "replace", "path": f"{base}/image", "value": image},
+        ]
     if (deployment.get("spec") or {}).get("replicas") != replicas:
         ops.append({"op": "add", "path": "/spec/replicas", "value": replicas})
     return ops or None
@@ -238,16 +261,24 @@ def restart_patch(now_iso: str) -> Patch:
     return {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now_iso}}}}}
 
 
-def new_deployment(service: str, version: str, namespace: str, replicas: int, image: str | None,
-                   template: Mapping[str, Any] | None) -> dict[str, Any]:
+def new_deployment(
+    service: str,
+    version: str,
+    namespace: str,
+    replicas: int,
+    image: str | None,
+    template: Mapping[str, Any] | None,
+) -> dict[str, Any]:
     """A Deployment for a new version: a copy of `template` (another version's Deployment) with the
     version's name, labels and image; or a minimal one for the reference workload when there is none."""
     name = deployment_name(service, version)
     labels = {NAME_LABEL: service, VERSION_LABEL: version}
     if template is None:
         if not image:
-            raise UsageError(f"service {service} has no deployment to copy for version {version}: "
-                             "pass an image to create the first one")
+            raise UsageError(
+                f"service {service} has no deployment to copy for version {version}: "
+                "pass an image to create the first one"
+            )
         return {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
@@ -257,15 +288,23 @@ def new_deployment(service: str, version: str, namespace: str, replicas: int, im
                 "selector": {"matchLabels": dict(labels)},
                 "template": {
                     "metadata": {"labels": dict(labels)},
-                    "spec": {"containers": [{
-                        "name": service,
-                        "image": image,
-                        "ports": [{"name": "http", "containerPort": DEFAULT_PORT}],
-                        "readinessProbe": {"httpGet": {"path": "/ready", "port": DEFAULT_PORT},
-                                           "periodSeconds": 5},
-                        "livenessProbe": {"httpGet": {"path": "/health", "port": DEFAULT_PORT},
-                                          "periodSeconds": 10},
-                    }]},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": service,
+                                "image": image,
+                                "ports": [{"name": "http", "containerPort": DEFAULT_PORT}],
+                                "readinessProbe": {
+                                    "httpGet": {"path": "/ready", "port": DEFAULT_PORT},
+                                    "periodSeconds": 5,
+                                },
+                                "livenessProbe": {
+                                    "httpGet": {"path": "/health", "port": DEFAULT_PORT},
+                                    "periodSeconds": 10,
+                                },
+                            }
+                        ]
+                    },
                 },
             },
         }
@@ -275,9 +314,13 @@ def new_deployment(service: str, version: str, namespace: str, replicas: int, im
         "namespace": namespace,
         "labels": {**(src_meta.get("labels") or {}), **labels},
     }
-    foreign = {k: v for k, v in (src_meta.get("annotations") or {}).items()
-               if not k.startswith(ANNOTATION_PREFIX) and k != "deployment.kubernetes.io/revision"
-               and k != "kubectl.kubernetes.io/last-applied-configuration"}
+    foreign = {
+        k: v
+        for k, v in (src_meta.get("annotations") or {}).items()
+        if not k.startswith(ANNOTATION_PREFIX)
+        and k != "deployment.kubernetes.io/revision"
+        and k != "kubectl.kubernetes.io/last-applied-configuration"
+    }
     if foreign:
         meta["annotations"] = foreign
     spec = copy.deepcopy(dict(template["spec"]))
@@ -321,6 +364,8 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 def check_namespace(namespace: str) -> str:
     if not _DNS_LABEL.match(namespace or "") or len(namespace) > 63:
-        raise UsageError(f"namespace {namespace!r} is invalid: use a Kubernetes namespace name "
-                         "(lowercase letters, digits and '-'); set it with --namespace or RPOPS_NAMESPACE")
+        raise UsageError(
+            f"namespace {namespace!r} is invalid: use a Kubernetes namespace name "
+            "(lowercase letters, digits and '-'); set it with --namespace or RPOPS_NAMESPACE"
+        )
     return namespace

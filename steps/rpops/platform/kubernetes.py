@@ -60,24 +60,29 @@ CALL_LOG_ENV = "RPOPS_K8S_CALL_LOG"
 _RESOURCES: dict[str, tuple[str, str, str, str]] = {
     "deployments": ("apps", "AppsV1Api", "namespaced_deployment", "Deployment"),
     "services": ("", "CoreV1Api", "namespaced_service", "Service"),
-    "horizontalpodautoscalers": ("autoscaling", "AutoscalingV2Api", "namespaced_horizontal_pod_autoscaler",
-                                 "HorizontalPodAutoscaler"),
+    "horizontalpodautoscalers": (
+        "autoscaling",
+        "AutoscalingV2Api",
+        "namespaced_horizontal_pod_autoscaler",
+        "HorizontalPodAutoscaler",
+    ),
     "pods": ("", "CoreV1Api", "namespaced_pod", "Pod"),
 }
 _VERB_PREFIX = {"get": "read", "list": "list", "create": "create", "patch": "patch", "delete": "delete"}
-_CONTENT_TYPES = {dict: "application/merge-patch+json", list: "application/json-patch+json"}
+_MERGE_PATCH = "application/merge-patch+json"
+_JSON_PATCH = "application/json-patch+json"
 
 
 @dataclass(frozen=True)
 class ApiCall:
     """One request the driver made, in RBAC terms."""
 
-    verb: str          # get | list | create | patch | delete
-    group: str         # "" (core), "apps", "autoscaling"
-    resource: str      # plural: deployments, services, horizontalpodautoscalers, pods
+    verb: str  # get | list | create | patch | delete
+    group: str  # "" (core), "apps", "autoscaling"
+    resource: str  # plural: deployments, services, horizontalpodautoscalers, pods
     namespace: str
     name: str | None
-    status: int        # HTTP status, 0 when no answer came
+    status: int  # HTTP status, 0 when no answer came
 
 
 class _Transient(Exception):
@@ -89,9 +94,16 @@ class KubernetesDriver:
 
     name = "kubernetes"
 
-    def __init__(self, namespace: str | None = None, context: str | None = None, kubeconfig: str | None = None,
-                 request_timeout: float = 10.0, attempts: int = 5, backoff: float = 0.2,
-                 poll_interval: float = 2.0) -> None:
+    def __init__(
+        self,
+        namespace: str | None = None,
+        context: str | None = None,
+        kubeconfig: str | None = None,
+        request_timeout: float = 10.0,
+        attempts: int = 5,
+        backoff: float = 0.2,
+        poll_interval: float = 2.0,
+    ) -> None:
         if not isinstance(attempts, int) or attempts < 1:
             raise UsageError(f"attempts {attempts!r} is invalid: use a whole number >= 1")
         self.request_timeout = check_timeout(request_timeout)
@@ -114,9 +126,11 @@ class KubernetesDriver:
                 config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
                 kube_namespace = self._kubeconfig_namespace(config, kubeconfig, context)
         except (config.ConfigException, OSError) as exc:
-            raise UsageError(f"no Kubernetes configuration: not running in a pod, and kubeconfig "
-                             f"{kubeconfig or os.environ.get('KUBECONFIG') or '~/.kube/config'} could not be "
-                             f"loaded ({exc}); set KUBECONFIG or pass a kubeconfig/context") from exc
+            raise UsageError(
+                f"no Kubernetes configuration: not running in a pod, and kubeconfig "
+                f"{kubeconfig or os.environ.get('KUBECONFIG') or '~/.kube/config'} could not be "
+                f"loaded ({exc}); set KUBECONFIG or pass a kubeconfig/context"
+            ) from exc
         cfg.retries = False  # retries are ours: bounded, and aware of which failures are transient
         self._api_client = client.ApiClient(cfg)
         self._apis: dict[str, Any] = {}
@@ -161,8 +175,14 @@ class KubernetesDriver:
             except OSError:
                 log.warning("cannot append to the API call log %s", self._call_log)
 
-    def _api(self, verb: str, resource: str, name: str | None = None, body: Any = None,
-             label_selector: str | None = None) -> dict[str, Any]:
+    def _api(
+        self,
+        verb: str,
+        resource: str,
+        name: str | None = None,
+        body: Any = None,
+        label_selector: str | None = None,
+    ) -> dict[str, Any]:
         """One API call with timeout, call recording, bounded retries of transient failures, and
         errors mapped onto ours. Returns the response body as a dict."""
         group, api_class, suffix, kind = _RESOURCES[resource]
@@ -178,7 +198,8 @@ class KubernetesDriver:
         if body is not None:
             args.append(body)
         if verb == "patch":
-            kwargs["_content_type"] = _CONTENT_TYPES[type(body)]
+            # Explicit, always: the client would pick strategic merge for a dict body.
+            kwargs["_content_type"] = _JSON_PATCH if isinstance(body, list) else _MERGE_PATCH
         if label_selector:
             kwargs["label_selector"] = label_selector
         where = f"{kind} {self.namespace}/{name}" if name else f"{kind} list in {self.namespace}"
@@ -205,12 +226,19 @@ class KubernetesDriver:
                     self._record(ApiCall(verb, group, resource, self.namespace, name, status))
             except _Transient as exc:
                 last = exc
-                log.warning("kubernetes %s %s failed (attempt %d/%d): %s", verb, where, attempt + 1,
-                            self.attempts, exc)
+                log.warning(
+                    "kubernetes %s %s failed (attempt %d/%d): %s",
+                    verb,
+                    where,
+                    attempt + 1,
+                    self.attempts,
+                    exc,
+                )
                 if attempt + 1 < self.attempts:
                     time.sleep(self.backoff * (2**attempt))
-        raise PlatformUnavailable(f"Kubernetes API unreachable for {verb} {where} after {self.attempts} "
-                                  f"attempts: {last}")
+        raise PlatformUnavailable(
+            f"Kubernetes API unreachable for {verb} {where} after {self.attempts} attempts: {last}"
+        )
 
     @staticmethod
     def _map_error(exc: Any, kind: str, name: str | None, verb: str, where: str) -> PlatformError:
@@ -225,8 +253,10 @@ class KubernetesDriver:
         if status == 409:
             return Conflict(f"{verb} {where} conflicted: {message or 'the object changed'}")
         if status in (401, 403):
-            return PlatformError(f"{verb} {where} was refused (HTTP {status}): the service account needs "
-                                 f"RBAC '{verb}' on this resource. {message}".strip())
+            return PlatformError(
+                f"{verb} {where} was refused (HTTP {status}): the service account needs "
+                f"RBAC '{verb}' on this resource. {message}".strip()
+            )
         return PlatformError(f"{verb} {where} failed (HTTP {status}): {message or exc.reason}")
 
     # -- reads -------------------------------------------------------------------------------
@@ -277,8 +307,15 @@ class KubernetesDriver:
             url = m.pod_url(pod, service)
             if url is None or meta.get("deletionTimestamp"):
                 continue
-            out.append(Instance(service=service, version=version, name=str(meta.get("name")), url=url,
-                                ready=m.pod_ready(pod)))
+            out.append(
+                Instance(
+                    service=service,
+                    version=version,
+                    name=str(meta.get("name")),
+                    url=url,
+                    ready=m.pod_ready(pod),
+                )
+            )
         return sorted(out, key=lambda i: i.name)
 
     def annotations(self, service: str, version: str | None = None) -> dict[str, str]:
@@ -288,8 +325,9 @@ class KubernetesDriver:
 
     # -- writes ------------------------------------------------------------------------------
 
-    def _update(self, resource: str, name: str,
-                decide: Callable[[dict[str, Any]], m.Patch | None]) -> dict[str, Any]:
+    def _update(
+        self, resource: str, name: str, decide: Callable[[dict[str, Any]], m.Patch | None]
+    ) -> dict[str, Any]:
         """Read, decide a patch, write it conditionally; on 409 read again. Idempotent: no patch, no write."""
         for attempt in range(self.attempts):
             obj = self._get(resource, name)
@@ -299,12 +337,20 @@ class KubernetesDriver:
             try:
                 return self._api("patch", resource, name, body=m.with_resource_version(obj, patch))
             except Conflict:
-                log.info("conflict patching %s %s/%s (attempt %d/%d); re-reading", resource, self.namespace,
-                         name, attempt + 1, self.attempts)
+                log.info(
+                    "conflict patching %s %s/%s (attempt %d/%d); re-reading",
+                    resource,
+                    self.namespace,
+                    name,
+                    attempt + 1,
+                    self.attempts,
+                )
                 if attempt + 1 < self.attempts:
                     time.sleep(self.backoff * attempt)
-        raise Conflict(f"{_RESOURCES[resource][3]} {self.namespace}/{name} kept changing under us: "
-                       f"{self.attempts} conflicting writes in a row; retry later")
+        raise Conflict(
+            f"{_RESOURCES[resource][3]} {self.namespace}/{name} kept changing under us: "
+            f"{self.attempts} conflicting writes in a row; retry later"
+        )
 
     def scale(self, service: str, version: str, replicas: int) -> None:
         check_version(check_service(service), version)
@@ -325,8 +371,10 @@ class KubernetesDriver:
         if hpa is None:
             active = self._routes(service).active
             if active is None:
-                raise Conflict(f"service {service} has no active route, so an autoscaler has nothing to "
-                               "target: route a version first")
+                raise Conflict(
+                    f"service {service} has no active route, so an autoscaler has nothing to "
+                    "target: route a version first"
+                )
             body = m.new_hpa(service, self.namespace, m.deployment_name(service, active), bounds)
             try:
                 self._api("create", "horizontalpodautoscalers", body=body)
@@ -339,18 +387,25 @@ class KubernetesDriver:
         check_version(check_service(service), version)
         if not isinstance(resources, Resources):
             raise UsageError("resources must be a Resources(cpu_request=..., memory_limit=...) value")
-        self._update("deployments", m.deployment_name(service, version),
-                     lambda d: m.resources_patch(d, service, resources))
+        self._update(
+            "deployments",
+            m.deployment_name(service, version),
+            lambda d: m.resources_patch(d, service, resources),
+        )
 
     def deploy(self, service: str, version: str, *, replicas: int = 1, image: str | None = None) -> None:
         check_version(check_service(service), version)
         check_replicas(replicas)
         if image is not None and (not isinstance(image, str) or not image.strip() or " " in image):
-            raise UsageError(f"image {image!r} is invalid: pass a container image reference like "
-                             "registry.example/research-platform:v2")
+            raise UsageError(
+                f"image {image!r} is invalid: pass a container image reference like "
+                "registry.example/research-platform:v2"
+            )
         name = m.deployment_name(service, version)
         if self._get_or_none("deployments", name) is None:
-            body = m.new_deployment(service, version, self.namespace, replicas, image, self._template(service))
+            body = m.new_deployment(
+                service, version, self.namespace, replicas, image, self._template(service)
+            )
             try:
                 self._api("create", "deployments", body=body)
                 return
@@ -379,7 +434,9 @@ class KubernetesDriver:
             if complete:
                 return self.workload(service, version)
             if time.monotonic() >= deadline:
-                raise DeadlineExceeded(f"Deployment {self.namespace}/{name} not ready after {timeout:g}s: {detail}")
+                raise DeadlineExceeded(
+                    f"Deployment {self.namespace}/{name} not ready after {timeout:g}s: {detail}"
+                )
             time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
 
     def route(self, service: str, version: str, *, preview: bool = False) -> None:
@@ -395,8 +452,10 @@ class KubernetesDriver:
     def remove(self, service: str, version: str, *, delete: bool = True) -> None:
         check_version(check_service(service), version)
         if self._routes(service).active == version:
-            raise Conflict(f"version {version} of {service} takes the active route: route another version "
-                           "before removing it")
+            raise Conflict(
+                f"version {version} of {service} takes the active route: route another version "
+                "before removing it"
+            )
         name = m.deployment_name(service, version)
         try:
             if delete:
@@ -413,8 +472,9 @@ class KubernetesDriver:
         check_version(service, version)
         return "deployments", m.deployment_name(service, version)
 
-    def annotate(self, service: str, annotations: Mapping[str, str | None], *,
-                 version: str | None = None) -> None:
+    def annotate(
+        self, service: str, annotations: Mapping[str, str | None], *, version: str | None = None
+    ) -> None:
         resource, name = self._annotation_target(service, version)
         prefixed = check_annotations(annotations)
         self._update(resource, name, lambda o: m.annotations_patch(o, prefixed))

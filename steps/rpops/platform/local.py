@@ -109,8 +109,14 @@ class LocalDriver:
 
     name = "local"
 
-    def __init__(self, root: str | os.PathLike[str] | None = None, start_timeout: float = 30.0,
-                 drain_timeout: float = 10.0, ready_interval: float = 1.0, lock_timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        start_timeout: float = 30.0,
+        drain_timeout: float = 10.0,
+        ready_interval: float = 1.0,
+        lock_timeout: float = 120.0,
+    ) -> None:
         self.root = Path(root) if root is not None else default_root()
         self.start_timeout = check_timeout(start_timeout)
         self.drain_timeout = check_timeout(drain_timeout)
@@ -123,13 +129,15 @@ class LocalDriver:
     def _session(self, repair: bool = True) -> Iterator[PlatformState]:
         with self.store.locked():
             state = self.store.load()
+            loaded = state.to_json()
             if repair:
                 for svc in list(state.services.values()):
                     self._repair(state, svc)
             try:
                 yield state
             finally:
-                self.store.save(state)
+                if state.to_json() != loaded:  # reads that repaired nothing write nothing
+                    self.store.save(state)
 
     def _service(self, state: PlatformState, service: str) -> ServiceState:
         svc = state.services.get(check_service(service))
@@ -140,7 +148,9 @@ class LocalDriver:
     def _version(self, svc: ServiceState, version: str) -> VersionState:
         ver = svc.versions.get(check_version(svc.name, version))
         if ver is None:
-            raise NotFound("version", f"{svc.name}/{version}", f"versions: {', '.join(sorted(svc.versions)) or 'none'}")
+            raise NotFound(
+                "version", f"{svc.name}/{version}", f"versions: {', '.join(sorted(svc.versions)) or 'none'}"
+            )
         return ver
 
     def _repair(self, state: PlatformState, svc: ServiceState) -> None:
@@ -148,10 +158,15 @@ class LocalDriver:
         changed = False
         if svc.proxy is None or not proc.alive(svc.proxy.pid, svc.proxy.create_time):
             if svc.proxy is not None:
-                log.warning("proxy of %s (pid %d) is gone; restarting it on port %d", svc.name, svc.proxy.pid,
-                            svc.proxy.port)
-            self._start_proxy(svc, svc.proxy.port if svc.proxy else 0,
-                              svc.proxy.preview_port if svc.proxy else 0)
+                log.warning(
+                    "proxy of %s (pid %d) is gone; restarting it on port %d",
+                    svc.name,
+                    svc.proxy.pid,
+                    svc.proxy.port,
+                )
+            self._start_proxy(
+                svc, svc.proxy.port if svc.proxy else 0, svc.proxy.preview_port if svc.proxy else 0
+            )
             changed = True
         for vname, ver in svc.versions.items():
             live = [i for i in ver.instances if proc.alive(i.pid, i.create_time)]
@@ -176,21 +191,47 @@ class LocalDriver:
         token = svc.proxy.token if svc.proxy else secrets.token_urlsafe(24)
         info = self.root / "run" / f"{svc.name}.proxy.json"
         info.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "rpops.platform.proxy", "--host", HOST, "--port", str(port),
-                "--preview-port", str(preview_port), "--control-port", "0", "--info-file", str(info),
-                "--ready-interval", str(self.ready_interval)]
+        argv = [
+            sys.executable,
+            "-m",
+            "rpops.platform.proxy",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--preview-port",
+            str(preview_port),
+            "--control-port",
+            "0",
+            "--info-file",
+            str(info),
+            "--ready-interval",
+            str(self.ready_interval),
+        ]
         env = {**os.environ, PROXY_TOKEN_ENV: token}
         log_path = self.root / "logs" / f"{svc.name}.proxy.log"
         pid, created = proc.spawn(argv, env, log_path)
         data = json.loads(proc.wait_file(info, pid, created, time.monotonic() + self.start_timeout, log_path))
-        svc.proxy = ProxyState(pid=pid, create_time=created, port=int(data["port"]),
-                               preview_port=int(data["preview_port"]), control_port=int(data["control_port"]),
-                               token=token)
-        log.info("proxy of %s: pid %d, http://%s:%d (preview :%d)", svc.name, pid, HOST, svc.proxy.port,
-                 svc.proxy.preview_port)
+        svc.proxy = ProxyState(
+            pid=pid,
+            create_time=created,
+            port=int(data["port"]),
+            preview_port=int(data["preview_port"]),
+            control_port=int(data["control_port"]),
+            token=token,
+        )
+        log.info(
+            "proxy of %s: pid %d, http://%s:%d (preview :%d)",
+            svc.name,
+            pid,
+            HOST,
+            svc.proxy.port,
+            svc.proxy.preview_port,
+        )
 
-    def _start_instances(self, state: PlatformState, svc: ServiceState, version: str, ver: VersionState,
-                         count: int) -> list[InstanceState]:
+    def _start_instances(
+        self, state: PlatformState, svc: ServiceState, version: str, ver: VersionState, count: int
+    ) -> list[InstanceState]:
         """Start `count` workload processes and wait until each answers /ready; record them."""
         started: list[tuple[str, int, float, Path, Path]] = []
         env = {**os.environ, WORKLOAD_TOKEN_ENV: svc.admin_token}
@@ -200,8 +241,21 @@ class LocalDriver:
             port_file = self.root / "run" / f"{name}.port"
             port_file.unlink(missing_ok=True)
             log_path = self.root / "logs" / f"{name}.log"
-            argv = [sys.executable, "-m", "rpops.cli", "workload", "serve", "--host", HOST, "--port", "0",
-                    "--port-file", str(port_file), "--version", version]
+            argv = [
+                sys.executable,
+                "-m",
+                "rpops.cli",
+                "workload",
+                "serve",
+                "--host",
+                HOST,
+                "--port",
+                "0",
+                "--port-file",
+                str(port_file),
+                "--version",
+                version,
+            ]
             pid, created = proc.spawn(argv, env, log_path)
             started.append((name, pid, created, port_file, log_path))
         deadline = time.monotonic() + self.start_timeout
@@ -211,14 +265,19 @@ class LocalDriver:
                 port = int(proc.wait_file(port_file, pid, created, deadline, log_path).strip())
                 while not proc.probe_ready(port):
                     if not proc.alive(pid, created):
-                        raise PlatformError(f"instance {name} (pid {pid}) exited before it was ready; last log "
-                                            f"lines of {log_path}:\n{proc.log_tail(log_path)}")
+                        raise PlatformError(
+                            f"instance {name} (pid {pid}) exited before it was ready; last log "
+                            f"lines of {log_path}:\n{proc.log_tail(log_path)}"
+                        )
                     if time.monotonic() >= deadline:
-                        raise DeadlineExceeded(f"instance {name} (pid {pid}) not ready after "
-                                               f"{self.start_timeout:g}s; see {log_path}")
+                        raise DeadlineExceeded(
+                            f"instance {name} (pid {pid}) not ready after "
+                            f"{self.start_timeout:g}s; see {log_path}"
+                        )
                     time.sleep(0.02)
-                out.append(InstanceState(name=name, pid=pid, create_time=created, port=port,
-                                         started_at=time.time()))
+                out.append(
+                    InstanceState(name=name, pid=pid, create_time=created, port=port, started_at=time.time())
+                )
         except BaseException:
             for _, pid, created, _, _ in started:
                 proc.terminate(pid, created, timeout=2.0)
@@ -260,11 +319,13 @@ class LocalDriver:
         for inst in victims:
             proc.send_term(inst.pid, inst.create_time)  # the workload finishes open requests, then exits
         for inst in victims:
-            proc.terminate(inst.pid, inst.create_time, timeout=max(1.0, deadline - time.monotonic()),
-                           signalled=True)
+            proc.terminate(
+                inst.pid, inst.create_time, timeout=max(1.0, deadline - time.monotonic()), signalled=True
+            )
 
-    def _set_instances(self, state: PlatformState, svc: ServiceState, version: str, ver: VersionState,
-                       replicas: int) -> None:
+    def _set_instances(
+        self, state: PlatformState, svc: ServiceState, version: str, ver: VersionState, replicas: int
+    ) -> None:
         """Converge one version to `replicas` live instances (start, or drain and stop the newest)."""
         if replicas > len(ver.instances):
             self._start_instances(state, svc, version, ver, replicas - len(ver.instances))
@@ -290,11 +351,19 @@ class LocalDriver:
         bounds = None
         if svc.autoscaling and svc.active == version:
             bounds = AutoscalingBounds(svc.autoscaling["min_replicas"], svc.autoscaling["max_replicas"])
-        return Workload(service=svc.name, version=version, image=ver.image, replicas=ver.replicas,
-                        ready_replicas=ready, available_replicas=len(ver.instances),
-                        resources=Resources(**ver.resources), autoscaling=bounds,
-                        annotations=strip_annotations(ver.annotations),
-                        active=svc.active == version, preview=svc.preview == version)
+        return Workload(
+            service=svc.name,
+            version=version,
+            image=ver.image,
+            replicas=ver.replicas,
+            ready_replicas=ready,
+            available_replicas=len(ver.instances),
+            resources=Resources(**ver.resources),
+            autoscaling=bounds,
+            annotations=strip_annotations(ver.annotations),
+            active=svc.active == version,
+            preview=svc.preview == version,
+        )
 
     def workload(self, service: str, version: str) -> Workload:
         with self._session() as state:
@@ -315,8 +384,17 @@ class LocalDriver:
         with self._session() as state:
             svc = self._service(state, service)
             ver = self._version(svc, version)
-            return [Instance(service=svc.name, version=version, name=i.name, url=f"http://{HOST}:{i.port}",
-                             ready=proc.probe_ready(i.port), pid=i.pid) for i in ver.instances]
+            return [
+                Instance(
+                    service=svc.name,
+                    version=version,
+                    name=i.name,
+                    url=f"http://{HOST}:{i.port}",
+                    ready=proc.probe_ready(i.port),
+                    pid=i.pid,
+                )
+                for i in ver.instances
+            ]
 
     def annotations(self, service: str, version: str | None = None) -> dict[str, str]:
         with self._session() as state:
@@ -341,8 +419,10 @@ class LocalDriver:
         with self._session() as state:
             svc = self._service(state, service)
             if bounds is not None and svc.active is None:
-                raise Conflict(f"service {service} has no active route, so an autoscaler has nothing to target: "
-                               "route a version first")
+                raise Conflict(
+                    f"service {service} has no active route, so an autoscaler has nothing to target: "
+                    "route a version first"
+                )
             svc.autoscaling = asdict(bounds) if bounds else None
 
     def set_resources(self, service: str, version: str, resources: Resources) -> None:
@@ -363,8 +443,9 @@ class LocalDriver:
             svc = state.services.get(service) or self._new_service(state, service, 0, 0)
             ver = svc.versions.get(version)
             if ver is None:
-                ver = svc.versions[version] = VersionState(image=image or f"rpops-workload:{version}",
-                                                           replicas=replicas)
+                ver = svc.versions[version] = VersionState(
+                    image=image or f"rpops-workload:{version}", replicas=replicas
+                )
             else:
                 ver.image = image or ver.image
                 ver.replicas = replicas
@@ -378,8 +459,10 @@ class LocalDriver:
             if workload.ready:
                 return workload
             if time.monotonic() >= deadline:
-                raise DeadlineExceeded(f"{service}/{version} not ready after {timeout:g}s: "
-                                       f"{workload.ready_replicas}/{workload.replicas} ready")
+                raise DeadlineExceeded(
+                    f"{service}/{version} not ready after {timeout:g}s: "
+                    f"{workload.ready_replicas}/{workload.replicas} ready"
+                )
             time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
 
     def route(self, service: str, version: str, *, preview: bool = False) -> None:
@@ -397,8 +480,10 @@ class LocalDriver:
             svc = self._service(state, service)
             check_version(svc.name, version)
             if svc.active == version:
-                raise Conflict(f"version {version} of {service} takes the active route: route another version "
-                               "before removing it")
+                raise Conflict(
+                    f"version {version} of {service} takes the active route: route another version "
+                    "before removing it"
+                )
             ver = svc.versions.get(version)
             if ver is None:
                 return
@@ -407,8 +492,9 @@ class LocalDriver:
             if delete:
                 del svc.versions[version]
 
-    def annotate(self, service: str, annotations: Mapping[str, str | None], *,
-                 version: str | None = None) -> None:
+    def annotate(
+        self, service: str, annotations: Mapping[str, str | None], *, version: str | None = None
+    ) -> None:
         prefixed = check_annotations(annotations)
         with self._session() as state:
             svc = self._service(state, service)
@@ -434,8 +520,15 @@ class LocalDriver:
 
     # -- the local platform as a whole (rpops local platform up|down|status) ------------------
 
-    def up(self, service: str = "research-platform", version: str = "v1", *, replicas: int = 2,
-           port: int = 8080, preview_port: int = 0) -> ServiceStatus:
+    def up(
+        self,
+        service: str = "research-platform",
+        version: str = "v1",
+        *,
+        replicas: int = 2,
+        port: int = 8080,
+        preview_port: int = 0,
+    ) -> ServiceStatus:
         """Start (or converge) a service: proxy on `port`, `replicas` instances of `version`, routed."""
         check_version(check_service(service), version)
         check_replicas(replicas)
@@ -445,18 +538,23 @@ class LocalDriver:
         with self._session() as state:
             svc = state.services.get(service)
             if svc is not None and svc.proxy is not None and port and svc.proxy.port != port:
-                raise UsageError(f"service {service} is already up on port {svc.proxy.port}, not {port}: run "
-                                 "`rpops local platform down` first, or pass --port "
-                                 f"{svc.proxy.port}")
+                raise UsageError(
+                    f"service {service} is already up on port {svc.proxy.port}, not {port}: run "
+                    "`rpops local platform down` first, or pass --port "
+                    f"{svc.proxy.port}"
+                )
             if svc is None:
                 for flag, value in (("--port", port), ("--preview-port", preview_port)):
                     if value and not proc.port_free(value):
-                        raise UsageError(f"{flag} {value} is in use on {HOST}: pick another port "
-                                         "(0 picks a free one)")
+                        raise UsageError(
+                            f"{flag} {value} is in use on {HOST}: pick another port (0 picks a free one)"
+                        )
                 svc = self._new_service(state, service, port, preview_port)
             ver = svc.versions.get(version)
             if ver is None:
-                ver = svc.versions[version] = VersionState(image=f"rpops-workload:{version}", replicas=replicas)
+                ver = svc.versions[version] = VersionState(
+                    image=f"rpops-workload:{version}", replicas=replicas
+                )
             ver.replicas = replicas
             self.store.save(state)
             self._set_instances(state, svc, version, ver, replicas)
@@ -490,18 +588,38 @@ class LocalDriver:
         versions = []
         for vname in sorted(svc.versions):
             ver = svc.versions[vname]
-            instances = [InstanceStatus(name=i.name, pid=i.pid, port=i.port, url=f"http://{HOST}:{i.port}",
-                                        alive=proc.alive(i.pid, i.create_time), ready=proc.probe_ready(i.port))
-                         for i in ver.instances]
-            versions.append(VersionStatus(version=vname, image=ver.image, replicas=ver.replicas,
-                                          active=svc.active == vname, preview=svc.preview == vname,
-                                          instances=instances))
+            instances = [
+                InstanceStatus(
+                    name=i.name,
+                    pid=i.pid,
+                    port=i.port,
+                    url=f"http://{HOST}:{i.port}",
+                    alive=proc.alive(i.pid, i.create_time),
+                    ready=proc.probe_ready(i.port),
+                )
+                for i in ver.instances
+            ]
+            versions.append(
+                VersionStatus(
+                    version=vname,
+                    image=ver.image,
+                    replicas=ver.replicas,
+                    active=svc.active == vname,
+                    preview=svc.preview == vname,
+                    instances=instances,
+                )
+            )
         return ServiceStatus(
             service=svc.name,
             url=f"http://{HOST}:{svc.proxy.port}" if svc.proxy else None,
             preview_url=f"http://{HOST}:{svc.proxy.preview_port}" if svc.proxy else None,
-            proxy_pid=svc.proxy.pid if svc.proxy else None, proxy_alive=proxy_alive,
-            active=svc.active, preview=svc.preview, autoscaling=svc.autoscaling, versions=versions)
+            proxy_pid=svc.proxy.pid if svc.proxy else None,
+            proxy_alive=proxy_alive,
+            active=svc.active,
+            preview=svc.preview,
+            autoscaling=svc.autoscaling,
+            versions=versions,
+        )
 
     def status(self, service: str | None = None) -> list[ServiceStatus]:
         with self._session() as state:

@@ -26,8 +26,15 @@ def spawn(argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> tuple[
     """Start a process in its own session (it outlives the CLI); stdout and stderr go to `log_path`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                                   env=dict(env), start_new_session=True, close_fds=True)
+        process = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+            start_new_session=True,
+            close_fds=True,
+        )
     try:
         created = psutil.Process(process.pid).create_time()
     except psutil.NoSuchProcess:
@@ -65,8 +72,9 @@ def send_term(pid: int | None, create_time: float | None) -> None:
             os.kill(pid, signal.SIGTERM)
 
 
-def terminate(pid: int | None, create_time: float | None, timeout: float = 10.0, *,
-              signalled: bool = False) -> None:
+def terminate(
+    pid: int | None, create_time: float | None, timeout: float = 10.0, *, signalled: bool = False
+) -> None:
     """SIGTERM (unless `signalled` already), wait up to `timeout` seconds, then SIGKILL."""
     if not alive(pid, create_time):
         return
@@ -101,16 +109,19 @@ def wait_file(path: Path, pid: int, create_time: float, deadline: float, log_pat
             if text.strip():
                 return text
         if not alive(pid, create_time):
-            raise PlatformError(f"process {pid} exited during start; last log lines of {log_path}:\n"
-                                f"{log_tail(log_path)}")
+            raise PlatformError(
+                f"process {pid} exited during start; last log lines of {log_path}:\n{log_tail(log_path)}"
+            )
         if time.monotonic() >= deadline:
-            raise PlatformError(f"process {pid} did not start in time; last log lines of {log_path}:\n"
-                                f"{log_tail(log_path)}")
+            raise PlatformError(
+                f"process {pid} did not start in time; last log lines of {log_path}:\n{log_tail(log_path)}"
+            )
         time.sleep(0.01)
 
 
-def http_request(port: int, method: str, path: str, *, timeout: float = 1.0, body: Any = None,
-                 token: str | None = None) -> tuple[int, bytes]:
+def http_request(
+    port: int, method: str, path: str, *, timeout: float = 1.0, body: Any = None, token: str | None = None
+) -> tuple[int, bytes]:
     """One HTTP/1.1 request to 127.0.0.1:port; (status, body). OSError when nothing answers."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
@@ -160,7 +171,9 @@ class ProxyControl:
         self.timeout = timeout
 
     def _call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
-        status, data = http_request(self.port, method, path, timeout=self.timeout, body=body, token=self.token)
+        status, data = http_request(
+            self.port, method, path, timeout=self.timeout, body=body, token=self.token
+        )
         if status != 200:
             raise PlatformError(f"proxy control {method} {path} answered {status}: {data[:200]!r}")
         result: dict[str, Any] = json.loads(data)

@@ -43,8 +43,9 @@ TOKEN_ENV = "RPOPS_PROXY_TOKEN"  # noqa: S105 - a variable name, not a secret
 MAX_HEAD = 64 * 1024
 MAX_BODY = 16 * 1024 * 1024
 CONNECT_TIMEOUT = 2.0
-DOWN_FOR = 1.0            # seconds a backend that refused a connection is skipped
-IDLE_PER_BACKEND = 64     # pooled idle connections kept per backend
+DOWN_FOR = 1.0  # seconds a backend that refused a connection is skipped
+IDLE_PER_BACKEND = 64  # pooled idle connections kept per backend
+PIPELINE_LIMIT = 32  # queued requests per client connection before its reads pause
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 SETS = ("active", "preview")
 
@@ -71,7 +72,7 @@ def head_fields(head: bytes) -> tuple[bytes, int | None, bool, bool, bool, bool]
     if i != -1:
         j = low.find(b"\r\n", i + 17)
         try:
-            length = int(low[i + 17: j])
+            length = int(low[i + 17 : j])
         except ValueError:
             raise BadMessage("bad Content-Length") from None
         if length < 0 or low.find(b"\r\ncontent-length:", j) != -1:
@@ -79,17 +80,17 @@ def head_fields(head: bytes) -> tuple[bytes, int | None, bool, bool, bool, bool]
     chunked = close = keep_alive = expect = False
     if b"\r\ntransfer-encoding:" in low:
         i = low.find(b"\r\ntransfer-encoding:")
-        chunked = b"chunked" in low[i: low.find(b"\r\n", i + 20)]
+        chunked = b"chunked" in low[i : low.find(b"\r\n", i + 20)]
         if chunked and length is not None:
             raise BadMessage("both Content-Length and chunked")
     if b"\r\nconnection:" in low:
         i = low.find(b"\r\nconnection:")
-        value = low[i + 13: low.find(b"\r\n", i + 13)]
+        value = low[i + 13 : low.find(b"\r\n", i + 13)]
         close = b"close" in value
         keep_alive = b"keep-alive" in value
     if b"\r\nexpect:" in low:
         i = low.find(b"\r\nexpect:")
-        expect = b"100-continue" in low[i: low.find(b"\r\n", i + 9)]
+        expect = b"100-continue" in low[i : low.find(b"\r\n", i + 9)]
     return first, length, chunked, close, keep_alive, expect
 
 
@@ -124,14 +125,24 @@ class Request:
     def __init__(self, data: bytes, method: bytes, close: bool) -> None:
         self.data = data
         self.method = method
-        self.close = close            # the client wants the connection closed after this one
+        self.close = close  # the client wants the connection closed after this one
         self.tried: set[str] = set()  # backends that failed this request
-        self.fresh_retry = True       # one retry on a fresh connection after a stale pooled one
+        self.fresh_retry = True  # one retry on a fresh connection after a stale pooled one
 
 
 class Backend:
-    __slots__ = ("addr", "host", "port", "idle", "inflight", "served", "down_until", "retired", "ready",
-                 "fails")
+    __slots__ = (
+        "addr",
+        "host",
+        "port",
+        "idle",
+        "inflight",
+        "served",
+        "down_until",
+        "retired",
+        "ready",
+        "fails",
+    )
 
     def __init__(self, addr: str) -> None:
         host, _, port = addr.rpartition(":")
@@ -145,7 +156,7 @@ class Backend:
         self.served = 0
         self.down_until = 0.0
         self.retired = False  # in no set any more: finish what is in flight, pool nothing
-        self.ready = True     # added once ready; readiness probes may take it out of rotation
+        self.ready = True  # added once ready; readiness probes may take it out of rotation
         self.fails = 0
 
     def close_idle(self) -> None:
@@ -163,10 +174,10 @@ class Upstream(asyncio.Protocol):
         self.client: Client | None = None
         self.request: Request | None = None
         self.reused = False
-        self.forwarded = False     # a response byte reached the client: no retry possible now
-        self.buf = bytearray()     # response head being collected
+        self.forwarded = False  # a response byte reached the client: no retry possible now
+        self.buf = bytearray()  # response head being collected
         self.framing = _NONE
-        self.left = 0              # body bytes left (_LENGTH) or chunk bytes left (_CHUNKED/_DATA)
+        self.left = 0  # body bytes left (_LENGTH) or chunk bytes left (_CHUNKED/_DATA)
         self.cstate = _SIZE
         self.line = bytearray()
         self.keep = True
@@ -217,12 +228,13 @@ class Upstream(asyncio.Protocol):
                 if 100 <= code < 200 and code != 101:  # interim response: pass on, read the final one
                     self.forwarded = True
                     client.write(head)
-                    buf = buf[end + 4:]
+                    buf = buf[end + 4 :]
                     continue
                 break
             self.buf = bytearray()
             rest_len = len(buf) - end - 4
-            self.keep = not close and status_line.startswith(b"HTTP/1.1")
+            # 101 (an upgrade) is not supported: answer it, then retire the connection.
+            self.keep = not close and status_line.startswith(b"HTTP/1.1") and code != 101
             if self.request.method == b"HEAD" or code in (204, 304) or code == 101:
                 self.framing = _NONE
             elif chunked:
@@ -242,7 +254,7 @@ class Upstream(asyncio.Protocol):
                 return
             if not rest_len:
                 return
-            data = buf[end + 4:]
+            data = buf[end + 4 :]
         self._body(client, data)
 
     def _body(self, client: Client, data: bytes) -> None:
@@ -258,6 +270,8 @@ class Upstream(asyncio.Protocol):
                 self._done()
         elif self.framing == _CHUNKED:
             end = self._chunked(data)
+            if self.closed:
+                return  # cut: a malformed chunk
             client.write(data if end < 0 else data[:end])
             if end >= 0:
                 if end < len(data):
@@ -288,8 +302,8 @@ class Upstream(asyncio.Protocol):
                 try:
                     size = int(line.split(b";", 1)[0], 16)
                 except ValueError:
-                    self.keep = False
-                    return n
+                    self._cut()
+                    return -1
                 if size == 0:
                     self.cstate = _TRAILER
                 else:
@@ -308,6 +322,8 @@ class Upstream(asyncio.Protocol):
         client = self.client
         self.close()
         if client is not None:
+            if not self.forwarded:
+                client.write(_simple(502, b"bad gateway: malformed response"))
             self.client = None
             request = self.request
             self.request = None
@@ -346,6 +362,7 @@ class Client(asyncio.Protocol):
         self.closing = False
         self.upstream: Upstream | None = None
         self.continued = False
+        self.paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -368,6 +385,9 @@ class Client(asyncio.Protocol):
             rest = b""
             self.closing = True
         self.buf = bytearray(rest)
+        if len(self.pending) >= PIPELINE_LIMIT and self.transport is not None and not self.paused:
+            self.paused = True  # a client that pipelines without reading waits for us
+            self.transport.pause_reading()
         if not self.busy:
             self.next()
 
@@ -398,8 +418,9 @@ class Client(asyncio.Protocol):
                     self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 return buf
             if expect:  # already answered here; the backend must not wait for the body
-                head = b"\r\n".join(line for line in head.split(b"\r\n")
-                                    if not line.lower().startswith(b"expect:"))
+                head = b"\r\n".join(
+                    line for line in head.split(b"\r\n") if not line.lower().startswith(b"expect:")
+                )
                 data = head + buf[body_start:stop]
             else:
                 data = buf if stop == len(buf) else buf[:stop]
@@ -414,6 +435,9 @@ class Client(asyncio.Protocol):
         return buf
 
     def next(self) -> None:
+        if self.paused and len(self.pending) < PIPELINE_LIMIT // 2 and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
         if not self.pending:
             if self.closing and self.transport is not None:
                 self.transport.close()
@@ -520,8 +544,9 @@ class Proxy:
 
     # -- request flow ------------------------------------------------------------------------
 
-    def dispatch(self, client: Client, request: Request, backend: Backend | None = None,
-                 fresh: bool = False) -> None:
+    def dispatch(
+        self, client: Client, request: Request, backend: Backend | None = None, fresh: bool = False
+    ) -> None:
         if backend is None:
             backend = self._pick(client.set_name, request.tried)
         if backend is None:
@@ -547,7 +572,8 @@ class Proxy:
         try:
             _, upstream = await asyncio.wait_for(
                 self.loop.create_connection(lambda: Upstream(self, backend), backend.host, backend.port),
-                CONNECT_TIMEOUT)
+                CONNECT_TIMEOUT,
+            )
         except (OSError, TimeoutError) as exc:
             backend.down_until = time.monotonic() + DOWN_FOR
             backend.inflight -= 1
@@ -567,8 +593,14 @@ class Proxy:
             return
         self.dispatch(client, request, backend, fresh=backend is not None)
 
-    def finished(self, upstream: Upstream, client: Client | None, request: Request | None,
-                 keep_upstream: bool, cut: bool = False) -> None:
+    def finished(
+        self,
+        upstream: Upstream,
+        client: Client | None,
+        request: Request | None,
+        keep_upstream: bool,
+        cut: bool = False,
+    ) -> None:
         backend = upstream.backend
         backend.inflight -= 1
         backend.served += 1
@@ -613,7 +645,9 @@ class Proxy:
             ok = False
             writer = None
             try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(backend.host, backend.port), 1.0)
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(backend.host, backend.port), 1.0
+                )
                 writer.write(request)
                 line = await asyncio.wait_for(reader.readline(), 1.0)
                 ok = line[9:12] == b"200"
@@ -630,8 +664,9 @@ class Proxy:
             else:
                 backend.fails += 1
                 if backend.ready and backend.fails >= threshold:
-                    log.warning("backend %s failed %d readiness probes: out of rotation", backend.addr,
-                                backend.fails)
+                    log.warning(
+                        "backend %s failed %d readiness probes: out of rotation", backend.addr, backend.fails
+                    )
                     backend.ready = False
 
         while True:
@@ -664,7 +699,8 @@ class Proxy:
                 try:
                     wanted = json.loads(body)
                     if not isinstance(wanted, dict) or not all(
-                            isinstance(wanted.get(n, []), list) for n in SETS):
+                        isinstance(wanted.get(n, []), list) for n in SETS
+                    ):
                         raise ValueError('expected {"active": [...], "preview": [...]}')
                     self.set_backends({n: [str(a) for a in wanted.get(n, [])] for n in SETS})
                     writer.write(_json(200, self.status()))
@@ -682,14 +718,21 @@ class Proxy:
 def _simple(code: int, message: bytes, close: bool = True) -> bytes:
     reason = {400: b"Bad Request", 502: b"Bad Gateway", 503: b"Service Unavailable"}.get(code, b"Error")
     conn = b"Connection: close\r\n" if close else b""
-    return (b"HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n%s"
-            % (code, reason, len(message), conn, message))
+    return b"HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n%s" % (
+        code,
+        reason,
+        len(message),
+        conn,
+        message,
+    )
 
 
 def _json(code: int, value: Any) -> bytes:
     body = json.dumps(value).encode()
-    return (b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-            b"Connection: close\r\n\r\n%s" % (code, b"OK" if code == 200 else b"Error", len(body), body))
+    return (
+        b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+        b"Connection: close\r\n\r\n%s" % (code, b"OK" if code == 200 else b"Error", len(body), body)
+    )
 
 
 async def serve(args: argparse.Namespace, token: str) -> None:
@@ -700,22 +743,41 @@ async def serve(args: argparse.Namespace, token: str) -> None:
         wanted = json.loads(Path(args.backends).read_text())
         proxy.set_backends({n: list(wanted.get(n, [])) for n in SETS})
     servers = {
-        "active": await loop.create_server(lambda: Client(proxy, "active"), args.host, args.port, backlog=1024),
-        "preview": await loop.create_server(lambda: Client(proxy, "preview"), args.host, args.preview_port,
-                                            backlog=256),
-        "control": await asyncio.start_server(proxy.handle_control, args.host, args.control_port,
-                                              limit=MAX_HEAD),
+        "active": await loop.create_server(
+            lambda: Client(proxy, "active"), args.host, args.port, backlog=1024
+        ),
+        "preview": await loop.create_server(
+            lambda: Client(proxy, "preview"), args.host, args.preview_port, backlog=256
+        ),
+        "control": await asyncio.start_server(
+            proxy.handle_control, args.host, args.control_port, limit=MAX_HEAD
+        ),
     }
     ports = {name: srv.sockets[0].getsockname()[1] for name, srv in servers.items()}
-    probes = loop.create_task(proxy.probe_loop(args.ready_path, args.ready_interval)) if args.ready_path else None
+    probes = (
+        loop.create_task(proxy.probe_loop(args.ready_path, args.ready_interval)) if args.ready_path else None
+    )
     if args.info_file:
         info = Path(args.info_file)
         tmp = info.with_name(f".{info.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"pid": os.getpid(), "port": ports["active"],
-                                   "preview_port": ports["preview"], "control_port": ports["control"]}))
+        tmp.write_text(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "port": ports["active"],
+                    "preview_port": ports["preview"],
+                    "control_port": ports["control"],
+                }
+            )
+        )
         tmp.replace(info)  # readers never see a half-written file
-    log.info("proxy %d serving: active :%d, preview :%d, control :%d", os.getpid(), ports["active"],
-             ports["preview"], ports["control"])
+    log.info(
+        "proxy %d serving: active :%d, preview :%d, control :%d",
+        os.getpid(),
+        ports["active"],
+        ports["preview"],
+        ports["control"],
+    )
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(ValueError, NotImplementedError):  # not the main thread
@@ -736,26 +798,32 @@ async def serve(args: argparse.Namespace, token: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rpops.platform.proxy",
-                                     description="The local platform's service proxy.")
+    parser = argparse.ArgumentParser(
+        prog="python -m rpops.platform.proxy", description="The local platform's service proxy."
+    )
     parser.add_argument("--host", default="127.0.0.1", help="Address to listen on (default 127.0.0.1).")
     parser.add_argument("--port", type=int, default=0, help="Port for the active route (0: a free port).")
     parser.add_argument("--preview-port", type=int, default=0, help="Port for the preview route.")
     parser.add_argument("--control-port", type=int, default=0, help="Port for the control API.")
-    parser.add_argument("--info-file", help="Write {pid, port, preview_port, control_port} here once serving.")
+    parser.add_argument(
+        "--info-file", help="Write {pid, port, preview_port, control_port} here once serving."
+    )
     parser.add_argument("--backends", help='JSON file with the initial {"active": [...], "preview": [...]}.')
-    parser.add_argument("--ready-path", default="/ready",
-                        help="Readiness path probed on every backend ('' disables probing).")
+    parser.add_argument(
+        "--ready-path", default="/ready", help="Readiness path probed on every backend ('' disables probing)."
+    )
     parser.add_argument("--ready-interval", type=float, default=1.0, help="Seconds between readiness probes.")
-    parser.add_argument("--drain-timeout", type=float, default=5.0,
-                        help="Seconds to let open requests finish on SIGTERM.")
+    parser.add_argument(
+        "--drain-timeout", type=float, default=5.0, help="Seconds to let open requests finish on SIGTERM."
+    )
     args = parser.parse_args(argv)
     token = os.environ.get(TOKEN_ENV, "")
     if not token:
         print(f"error: set {TOKEN_ENV} to the control API's bearer token", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    )
     try:
         import uvloop  # optional: cuts the proxy's CPU per request
 

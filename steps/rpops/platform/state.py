@@ -128,8 +128,10 @@ class StateStore:
                     except BlockingIOError:
                         if time.monotonic() >= deadline:
                             os.close(fd)
-                            raise PlatformError(f"the local platform state {self.lock_path} stayed locked for "
-                                                f"{self.lock_timeout:g}s by another rpops process") from None
+                            raise PlatformError(
+                                f"the local platform state {self.lock_path} stayed locked for "
+                                f"{self.lock_timeout:g}s by another rpops process"
+                            ) from None
                         time.sleep(0.05)
                 self._fd = fd
             self._depth += 1
@@ -151,8 +153,10 @@ class StateStore:
             data = json.loads(text)
             return PlatformState.from_json(data)
         except (ValueError, TypeError, KeyError) as exc:
-            raise PlatformError(f"the local platform state {self.path} is unreadable ({exc}); stop the "
-                                f"processes it lists and remove the file to start over") from exc
+            raise PlatformError(
+                f"the local platform state {self.path} is unreadable ({exc}); stop the "
+                f"processes it lists and remove the file to start over"
+            ) from exc
 
     def save(self, state: PlatformState) -> None:
         self.ensure_dirs()

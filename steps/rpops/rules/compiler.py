@@ -8,15 +8,18 @@ then rewrites operations that can build large values or loop into calls of `rule
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import CodeType
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from RestrictedPython.transformer import FORBIDDEN_FUNC_NAMES, RestrictingNodeTransformer
 
 from rpops.rules.guards import DENIED_ATTRIBUTES, GUARDS
 from rpops.rules.limits import RULE_FILENAME, Budget, Limits, RuleError
 from rpops.rules.safe_builtins import BUILTINS
+
+_N = TypeVar("_N", bound=ast.AST)
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,6 @@ _EXPRESSIONS = (
     ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.JoinedStr, ast.FormattedValue, ast.Lambda,
     ast.comprehension, ast.keyword, ast.arguments, ast.arg,
 )
-_TOKENS = (ast.expr_context, ast.boolop, ast.operator, ast.unaryop, ast.cmpop)
 _REFUSED = {
     ast.NamedExpr: "assignment expressions (:=) are not allowed in rules",
     ast.Starred: "starred expressions (*x, **x) are not allowed in rules",
@@ -108,9 +110,40 @@ def _check_node(node: ast.AST) -> None:
                 raise RuleError("chained comparisons with 'in' are not supported; split them with 'and'")
 
 
-def validate(tree: ast.Expression, limits: Limits) -> None:
-    """Refuse anything outside the expression subset, too many nodes or too deep nesting."""
+_TOKEN_FIELDS = frozenset({"ctx", "op", "ops"})  # operator and context singletons, checked in place
+_EXPRESSION_SET = frozenset(_EXPRESSIONS)
+
+
+def _children(node: ast.AST) -> Iterator[ast.AST]:
+    """The child nodes of `node`, without the operator/context tokens (a lean ast.iter_child_nodes)."""
+    for field in node._fields:
+        if field in _TOKEN_FIELDS:
+            continue
+        value = getattr(node, field, None)
+        if isinstance(value, ast.AST):
+            yield value
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, ast.AST):
+                    yield item
+
+
+def _check_tokens(node: ast.AST) -> None:
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
+        raise RuleError(_REFUSED[ast.MatMult])
+    ctx = getattr(node, "ctx", None)
+    if ctx is not None and not isinstance(ctx, (ast.Load, ast.Store)):
+        raise RuleError(_REFUSED[ast.Del])
+
+
+def validate(tree: ast.Expression, limits: Limits) -> frozenset[str]:
+    """Refuse anything outside the expression subset, too many nodes or too deep nesting.
+
+    Returns the free names the rule reads (neither bound inside it nor builtins).
+    """
     count = 0
+    loaded: set[str] = set()
+    bound: set[str] = set()
     stack: list[tuple[ast.AST, int]] = [(tree.body, 1)]
     while stack:
         node, depth = stack.pop()
@@ -119,19 +152,21 @@ def validate(tree: ast.Expression, limits: Limits) -> None:
             raise RuleError(f"more than max_ast_nodes {limits.max_ast_nodes} syntax nodes; simplify the rule")
         if depth > limits.max_ast_depth:
             raise RuleError(f"nested deeper than max_ast_depth {limits.max_ast_depth}; simplify the rule")
-        refused = _REFUSED.get(type(node))
-        if refused:
-            raise RuleError(refused)
-        if not isinstance(node, _EXPRESSIONS):
-            raise RuleError(f"{type(node).__name__} is not allowed in rules")
-        _check_node(node)
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, _TOKENS):
-                refused = _REFUSED.get(type(child))
-                if refused:
-                    raise RuleError(refused)
-            else:
-                stack.append((child, depth + 1))
+        kind = type(node)
+        if kind not in _EXPRESSION_SET:
+            raise RuleError(_REFUSED.get(kind) or f"{kind.__name__} is not allowed in rules")
+        if kind is ast.Name:
+            name = node.id  # type: ignore[attr-defined]
+            _check_name(name, "name")
+            (loaded if isinstance(node.ctx, ast.Load) else bound).add(name)  # type: ignore[attr-defined]
+        elif kind is not ast.Constant:
+            _check_node(node)
+            _check_tokens(node)
+            if kind is ast.arg:
+                bound.add(node.arg)  # type: ignore[attr-defined]
+        for child in _children(node):
+            stack.append((child, depth + 1))
+    return frozenset(loaded - bound - BUILTINS.keys())
 
 
 # --- rewriting -------------------------------------------------------------------------------
@@ -143,6 +178,25 @@ _BINARY = {
 }
 _UNARY = {ast.USub: "_neg_", ast.Invert: "_invert_"}
 _NO_FOLD = object()
+_LOCATION = ("lineno", "col_offset", "end_lineno", "end_col_offset")
+
+
+def _located(node: _N, like: ast.AST) -> _N:
+    """Give a new node, and the new nodes under it, the location of `like` (ast.fix_missing_locations
+    limited to the nodes just made: existing subtrees keep theirs and are not walked)."""
+    stack: list[ast.AST] = [node]
+    while stack:
+        current = stack.pop()
+        if "lineno" in current._attributes and not hasattr(current, "lineno"):
+            for attribute in _LOCATION:
+                value = getattr(like, attribute, None)
+                if value is None:
+                    value = 1 if attribute.endswith("lineno") else 0
+                setattr(current, attribute, value)
+            stack.extend(_children(current))
+    return node
+
+
 _FOLD_MAX = 4096  # longest string/bytes a constant operation is folded into
 
 
@@ -186,7 +240,36 @@ class RuleTransformer(RestrictingNodeTransformer):
     def _guard(self, name: str, args: list[ast.expr], like: ast.AST) -> ast.Call:
         self.guards.add(name)
         call = ast.Call(func=ast.Name(id=name, ctx=ast.Load()), args=args, keywords=[])
-        return ast.copy_location(call, like)
+        return _located(call, like)
+
+    def node_contents_visit(self, node: Any) -> Any:
+        """NodeTransformer.generic_visit without descending into operator/context tokens.
+
+        The tokens are leaves that RestrictedPython only accepts; `validate` already checked them.
+        """
+        for field in node._fields:
+            if field in _TOKEN_FIELDS:
+                continue
+            old = getattr(node, field, None)
+            if isinstance(old, list):
+                new_values = []
+                for value in old:
+                    if isinstance(value, ast.AST):
+                        value = self.visit(value)
+                        if value is None:
+                            continue
+                        if not isinstance(value, ast.AST):
+                            new_values.extend(value)
+                            continue
+                    new_values.append(value)
+                old[:] = new_values
+            elif isinstance(old, ast.AST):
+                new_node = self.visit(old)
+                if new_node is None:
+                    delattr(node, field)
+                else:
+                    setattr(node, field, new_node)
+        return node
 
     def _fold(self, guard: str, *values: Any) -> Any:
         """Constant operations are done now, with the same checks (so `9**9**9` fails here)."""
@@ -305,17 +388,6 @@ def _statement_hint(text: str) -> str | None:
     return None
 
 
-def _free_names(tree: ast.AST) -> frozenset[str]:
-    loaded: set[str] = set()
-    bound: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name):
-            (loaded if isinstance(node.ctx, ast.Load) else bound).add(node.id)
-        elif isinstance(node, ast.arg):
-            bound.add(node.arg)
-    return frozenset(loaded - bound - BUILTINS.keys())
-
-
 def compile_source(source: str, limits: Limits) -> CompiledCode:
     """Compile one rule, or raise RuleError saying what was refused."""
     try:
@@ -339,12 +411,10 @@ def _compile(source: str, limits: Limits) -> CompiledCode:
         raise RuleError(hint or f"not a valid expression: {exc.msg} (column {exc.offset})") from None
     except (ValueError, RecursionError, MemoryError, OverflowError) as exc:
         raise RuleError(f"rule cannot be parsed: {type(exc).__name__}: {str(exc)[:200]}") from None
-    validate(tree, limits)
-    names = _free_names(tree)
+    names = validate(tree, limits)
     transformer = RuleTransformer(limits)
     try:
-        tree = transformer.visit(tree)
-        ast.fix_missing_locations(tree)
+        tree = transformer.visit(tree)  # new nodes get locations as they are made (_located)
     except RecursionError:
         raise RuleError("rule is nested too deeply") from None
     if transformer.errors:
@@ -352,7 +422,7 @@ def _compile(source: str, limits: Limits) -> CompiledCode:
         raise RuleError(reasons)
     try:
         code = compile(tree, RULE_FILENAME, "eval", dont_inherit=True)
-    except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
+    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError, OverflowError) as exc:
         raise RuleError(f"rule cannot be compiled: {type(exc).__name__}: {str(exc)[:200]}") from None
     guarded = bool(transformer.guards) or transformer.calls or transformer.nested
     return CompiledCode(code=code, names=names, guarded=guarded, nested=transformer.nested,

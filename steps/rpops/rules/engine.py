@@ -55,9 +55,11 @@ class CompiledRule:
         previous = state.budget
         state.budget = budget
         try:
-            if self._nested:
+            if self._nested or type(names) is not dict:
                 # Comprehensions and lambdas are functions whose free names are globals, which
                 # cannot see eval() locals: merge the names into a copy of the globals instead.
+                # Other mappings than dicts are merged too, so that one answering for any key
+                # cannot stand in for a guard.
                 scope = dict(names)
                 scope.update(_GLOBALS)
                 result = eval(self._code, scope)  # noqa: S307 - restricted code, see compiler
@@ -75,6 +77,7 @@ class CompiledRule:
             error = self._failure(exc, names)
         finally:
             state.budget = previous
+            budget.close()
         raise error
 
     def _failure(self, exc: BaseException, names: Any) -> RuleError:
@@ -120,9 +123,9 @@ def compile_rule(source: str, limits: Limits | None = None) -> CompiledRule:
     return _compile_with(source, limits)
 
 
-# Code of simple rules compiled with the default limits, by source: evaluate()'s fast path skips
-# the cache's bookkeeping and the CompiledRule call. Bounded by clearing it when full.
-_SIMPLE: dict[str, types.CodeType] = {}
+# Simple rules compiled with the default limits, by source: evaluate()'s fast path skips the
+# cache's bookkeeping and a method call. Bounded by clearing it when full.
+_SIMPLE: dict[str, CompiledRule] = {}
 
 
 def evaluate(source: str, names: Mapping[str, Any] | None = None, limits: Limits | None = None) -> Any:
@@ -130,17 +133,18 @@ def evaluate(source: str, names: Mapping[str, Any] | None = None, limits: Limits
     if names is None:
         names = _EMPTY
     if limits is None and type(source) is str:
-        code = _SIMPLE.get(source)
-        if code is not None:
+        simple = _SIMPLE.get(source)
+        if simple is not None:
             try:
-                return eval(code, _GLOBALS, names)  # noqa: S307 - restricted code, see compiler
-            except BaseException:  # noqa: S110 - rerun below to report it the one way
-                pass
+                return eval(simple._code, _GLOBALS, names)  # noqa: S307 - restricted code, see compiler
+            except BaseException as exc:  # every failure, even SystemExit, becomes RuleError
+                error = simple._failure(exc, names)
+            raise error
         rule = _compile_default(source)
-        if not rule._guarded and code is None:
+        if not rule._guarded:
             if len(_SIMPLE) >= CACHE_SIZE:
                 _SIMPLE.clear()
-            _SIMPLE[source] = rule._code
+            _SIMPLE[source] = rule
     else:
         rule = compile_rule(source, limits)
     return rule.evaluate(names)

@@ -5,9 +5,9 @@ with a computed index, `in` against a computed container, f-string fields, loops
 into calls of the functions here. Each checks sizes *before* building anything large and charges
 what it builds to the running evaluation's budget (`limits.active()`).
 
-Every guard takes an optional trailing `budget`; the compiler passes one when it folds constant
-operations at compile time. Rules cannot name these functions (names starting with `_` are
-refused), so they cannot pass it themselves.
+The operator guards take an optional trailing `budget`; the compiler passes one when it folds
+constant operations at compile time. Rules cannot name these functions (names starting with `_`
+are refused), so they cannot pass it themselves.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import math
 import operator
 import re
 import types
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES
@@ -258,7 +258,10 @@ def percent_format(budget: Budget, fmt: str, args: Any) -> str:
             raise RuleError(f"%-formatting would build about {number_text(total)} characters, over "
                             f"what max_size {budget.limits.max_size:,} leaves")
     budget.produce(total, "%-formatting")
-    return fmt % args
+    result = fmt % args
+    if len(result) > total:  # a caller's object whose str() is longer than its repr()
+        budget.produce(len(result) - total, "%-formatting")
+    return result
 
 
 _DIGITS = re.compile(r"\d+")
@@ -435,6 +438,7 @@ ATTRIBUTES: dict[type, dict[str, Getter]] = {
     set: _table(set, plain=_SET, charged="copy"),
     frozenset: _table(frozenset, plain=_SET),
     range: _table(range, plain="start stop step"),
+    types.MappingProxyType: _table(types.MappingProxyType, plain="get keys values items"),
     type(None): {},
 }
 _BASES = tuple((base, ATTRIBUTES[base]) for base in
@@ -444,11 +448,14 @@ _BASES = tuple((base, ATTRIBUTES[base]) for base in
 _OPAQUE = (
     type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
     types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType, types.FrameType,
-    types.TracebackType, types.CodeType, types.CellType, types.MappingProxyType,
+    types.TracebackType, types.CodeType, types.CellType,
     types.GetSetDescriptorType, types.MemberDescriptorType, types.MethodDescriptorType,
     types.WrapperDescriptorType, types.MethodWrapperType, types.ClassMethodDescriptorType,
     types.GenericAlias, BaseException, property, classmethod, staticmethod, super,
 )
+
+
+_MAPPING_READS = frozenset({"get", "keys", "values", "items"})
 
 
 def _getattr_(obj: Any, name: str) -> Any:
@@ -469,6 +476,8 @@ def _getattr_(obj: Any, name: str) -> Any:
             break  # e.g. a namedtuple field or an Enum's .name: read it as data below
     if isinstance(obj, _OPAQUE):
         raise RuleError(f"attributes of {kind.__name__} objects are not available in rules")
+    if name in _MAPPING_READS and isinstance(obj, Mapping):
+        return getattr(obj, name)  # a caller's read-only mapping: its lookups are data access
     value = getattr(obj, name)
     if callable(value):
         raise RuleError(f"{kind.__name__}.{name} is a method or class; rules may only read data "

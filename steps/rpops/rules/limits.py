@@ -78,7 +78,13 @@ class Budget:
             raise self.timed_out()
 
     def timed_out(self) -> RuleError:
+        if self.deadline < 0:
+            return RuleError("a generator made by a rule cannot run after its evaluation ended")
         return RuleError(f"evaluation took longer than timeout_s {self.limits.timeout_s:g} s")
+
+    def close(self) -> None:
+        """End the evaluation: generators it made that escaped stop at their next clock check."""
+        self.deadline = -1.0
 
     def room(self) -> int:
         """How much may still be produced."""

@@ -13,6 +13,8 @@ from rpops.rules.guards import _add_, consume, to_text
 from rpops.rules.limits import RuleError, active, metered, number_text
 
 _MISSING: Any = object()
+_SMALL = 1 << 63
+_INT_TEXT = 5000  # longest text int() converts (Python's own default limit is 4300 digits)
 
 
 def _named(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -92,14 +94,22 @@ def rule_dict(*args: Any, **kwargs: Any) -> dict[Any, Any]:
     return dict(consume(budget, source), **kwargs)
 
 
+def _small_int(value: Any, what: str) -> None:
+    """Bounds of ranges and enumerate() starts: every item built from them stays a small int."""
+    if isinstance(value, int) and not -_SMALL <= value < _SMALL:
+        raise RuleError(f"{what} must lie between -2**63 and 2**63")
+
+
 @_named("range")
 def rule_range(*args: Any) -> range:
     budget = active()
+    for value in args:
+        _small_int(value, "range() bounds")
     result = range(*args)
     try:
         length = len(result)
-    except OverflowError:
-        length = budget.limits.max_iterations + 1
+    except OverflowError:  # more items than fit in an index
+        length = abs((result.stop - result.start) // result.step)
     if length > budget.limits.max_iterations:
         raise RuleError(f"range() of {number_text(length)} items is over max_iterations "
                         f"{budget.limits.max_iterations:,}")
@@ -113,6 +123,7 @@ def rule_zip(*iterables: Any, strict: bool = False) -> Any:
 
 @_named("enumerate")
 def rule_enumerate(iterable: Iterable[Any], start: Any = 0) -> Any:
+    _small_int(start, "the start of enumerate()")
     return metered(enumerate(iterable, start), active(), 1)
 
 
@@ -132,10 +143,25 @@ def rule_str(*args: Any, **kwargs: Any) -> str:
 
 @_named("int")
 def rule_int(*args: Any, **kwargs: Any) -> int:
+    budget = active()
+    if args and isinstance(args[0], (str, bytes, bytearray)) and len(args[0]) > _INT_TEXT:
+        # Text-to-int conversion is quadratic when the host lifts Python's digit limit.
+        raise RuleError(f"int() of a text of {len(args[0]):,} characters is over {_INT_TEXT:,}")
     result = int(*args, **kwargs)
     if int.bit_length(result) > 64:
-        active().big_int(result, "int()")
+        budget.big_int(result, "int()")
     return result
+
+
+@_named("round")
+def rule_round(number: Any, ndigits: Any = None) -> Any:
+    if ndigits is None:
+        return round(number)
+    if isinstance(number, int) and isinstance(ndigits, int) and ndigits < 0:
+        # int.__round__ builds 10 ** -ndigits: past the number's own digits the answer is 0.
+        if -ndigits > int.bit_length(number) * 3 // 10 + 2:
+            return 0 * number
+    return round(number, ndigits)
 
 
 @_named("abs")
@@ -160,7 +186,7 @@ BUILTINS: dict[str, Any] = {
     "max": _extreme(max, "max"),
     "min": _extreme(min, "min"),
     "range": rule_range,
-    "round": round,
+    "round": rule_round,
     "set": _collection(set, "set"),
     "sorted": rule_sorted,
     "str": rule_str,

@@ -1,14 +1,15 @@
 """Forecast a request rate: trend + daily + weekly seasonality, fit robustly (pure Python).
 
-The model is additive, on a regular grid of `step` seconds:
+The model is multiplicative (additive in log space, where the relative noise of traffic is
+even), on a regular grid of `step` seconds:
 
-    y(t) = a + b * t + D[time of day] + W[day of week] + level + noise
+    log(1 + y(t)) = a + b * t + D[time of day] + W[day of week] + level + noise
 
 fit by backfitting (each part re-estimated on what the others leave, a few rounds):
 - D: the median, per time-of-day slot, over the days of history, lightly smoothed over
   neighbouring slots and centred;
-- W: the median per weekday, shrunk toward zero by k/(k+1) for k full weeks of history
-  (only with at least one week; one week gives one sample per weekday);
+- W: the median per weekday (only with a week of history: one week gives one day per weekday,
+  and a trend is told apart from a weekly pattern only over two weeks or more);
 - a + b t: a Huber-weighted least-squares line (only with at least two days: with less, a
   daily shape is indistinguishable from a trend);
 - level: the median residual over the last hour, so a recent shift of the whole curve is
@@ -38,13 +39,13 @@ class SeasonalModel:
     step: float
     t_ref: float  # time the trend is measured from (the last point)
     intercept: float
-    slope: float  # per second
+    slope: float  # log growth per second
     daily: tuple[float, ...]  # one value per time-of-day slot
     weekly: tuple[float, ...]  # seven values (empty: no weekly part)
     level: float
     span_s: float  # history covered
     points: int
-    residual_mad: float  # scale of the noise (median absolute deviation of the residuals)
+    residual_mad: float  # scale of the relative noise (median absolute deviation of log residuals)
     parts: tuple[str, ...]  # which parts were fit: trend, daily, weekly, level
 
     def _slot(self, t: float) -> int:
@@ -54,7 +55,7 @@ class SeasonalModel:
         value = self.intercept + self.slope * (t - self.t_ref) + self.daily[self._slot(t)] + self.level
         if self.weekly:
             value += self.weekly[_weekday(t)]
-        return max(0.0, value)
+        return max(0.0, math.expm1(value))
 
     def forecast(self, start: float, horizon_s: float) -> list[tuple[float, float]]:
         """Predictions at start + k*step for k = 1.. up to `horizon_s` ahead."""
@@ -68,7 +69,7 @@ class SeasonalModel:
             "step_s": self.step,
             "points": self.points,
             "history_hours": round(self.span_s / 3600, 2),
-            "slope_per_hour": round(self.slope * 3600, 6),
+            "growth_per_day": round(math.expm1(self.slope * DAY), 6),
             "level": round(self.level, 6),
             "residual_mad": round(self.residual_mad, 6),
         }
@@ -140,8 +141,14 @@ def _huber_line(ts: Sequence[float], ys: Sequence[float], rounds: int = 4) -> tu
     return intercept, slope
 
 
-def fit(points: Iterable[tuple[float, float]], step: float, *, min_span_s: float = DAY,
-        min_points: int = 12, rounds: int = 3) -> SeasonalModel:
+def fit(
+    points: Iterable[tuple[float, float]],
+    step: float,
+    *,
+    min_span_s: float = DAY,
+    min_points: int = 12,
+    rounds: int = 3,
+) -> SeasonalModel:
     """Fit the model to (unix time, value) points; NotEnoughHistory when too little is given."""
     if step <= 0 or step > 3600:
         raise ValueError("step must be in (0, 3600] seconds")
@@ -152,16 +159,14 @@ def fit(points: Iterable[tuple[float, float]], step: float, *, min_span_s: float
     if span < min_span_s:
         raise NotEnoughHistory(f"{span / 3600:.1f} h of history, at least {min_span_s / 3600:g} h needed")
     ts = [t for t, _ in grid]
-    ys = [v for _, v in grid]
+    ys = [math.log1p(max(0.0, v)) for _, v in grid]
     t_ref = ts[-1]
     rel = [t - t_ref for t in ts]
     n_slots = max(1, math.ceil(DAY / step - 1e-9))
     slots = [int((t % DAY) // step) % n_slots for t in ts]
     days = [_weekday(t) for t in ts]
     use_trend = span >= 2 * DAY
-    full_weeks = int(span // WEEK + 1e-9) if span >= WEEK - step else 0
-    use_weekly = full_weeks >= 1 or span >= WEEK - step
-    shrink = max(1, full_weeks) / (max(1, full_weeks) + 1)
+    use_weekly = span >= WEEK - step
 
     daily = [0.0] * n_slots
     weekly = [0.0] * 7
@@ -178,7 +183,7 @@ def fit(points: Iterable[tuple[float, float]], step: float, *, min_span_s: float
                 by_day[days[i]].append(y - intercept - slope * rel[i] - daily[slots[i]])
             present = [_median(v) for v in by_day if v]
             centre = sum(present) / len(present) if present else 0.0
-            weekly = [(_median(v) - centre) * shrink if v else 0.0 for v in by_day]
+            weekly = [(_median(v) - centre) if v else 0.0 for v in by_day]
         rest = [y - daily[slots[i]] - weekly[days[i]] for i, y in enumerate(ys)]
         if use_trend:
             intercept, slope = _huber_line(rel, rest)
@@ -191,12 +196,24 @@ def fit(points: Iterable[tuple[float, float]], step: float, *, min_span_s: float
     residuals = [y - base(i) for i, y in enumerate(ys)]
     recent = [r for t, r in zip(ts, residuals, strict=True) if t > t_ref - LEVEL_WINDOW]
     level = _median(recent)
-    mad = _median([abs(r - _median(residuals)) for r in residuals])
-    parts = tuple(p for p, on in (("trend", use_trend), ("daily", True), ("weekly", use_weekly), ("level", True))
-                  if on)
-    return SeasonalModel(step=step, t_ref=t_ref, intercept=intercept, slope=slope, daily=tuple(daily),
-                         weekly=tuple(weekly) if use_weekly else (), level=level, span_s=span, points=len(grid),
-                         residual_mad=mad, parts=parts)
+    middle = _median(residuals)
+    mad = _median([abs(r - middle) for r in residuals])
+    parts = tuple(
+        p for p, on in (("trend", use_trend), ("daily", True), ("weekly", use_weekly), ("level", True)) if on
+    )
+    return SeasonalModel(
+        step=step,
+        t_ref=t_ref,
+        intercept=intercept,
+        slope=slope,
+        daily=tuple(daily),
+        weekly=tuple(weekly) if use_weekly else (),
+        level=level,
+        span_s=span,
+        points=len(grid),
+        residual_mad=mad,
+        parts=parts,
+    )
 
 
 def mape(actual: Sequence[float], predicted: Sequence[float]) -> float:

@@ -18,8 +18,7 @@ from urllib.parse import urlsplit
 
 from rpops.errors import UsageError
 
-PLACEHOLDERS = ("$selector", "$window", "$service", "$version", "$namespace", "$instances",
-                "$rate_window")
+PLACEHOLDERS = ("$selector", "$window", "$service", "$version", "$namespace", "$instances", "$rate_window")
 DEFAULT_SELECTORS = {
     "kubernetes": 'namespace="$namespace",pod=~"$service-$version-.*"',
     "local": 'instance=~"$instances"',
@@ -41,16 +40,62 @@ def instances_regex(urls: Sequence[str]) -> str:
     return "|".join(sorted(parts))
 
 
-def render(template: str, *, label: str, selector: str, window: str, service: str, version: str,
-           namespace: str, instances: str) -> str:
+def render(
+    template: str,
+    *,
+    label: str,
+    selector: str,
+    window: str,
+    service: str,
+    version: str,
+    namespace: str,
+    instances: str,
+) -> str:
     """Substitute the placeholders (the selector first: it may hold placeholders itself)."""
     text = template.replace("$selector", selector)
-    values = {"$rate_window": window, "$window": window, "$service": service, "$version": version,
-              "$namespace": namespace, "$instances": instances}
+    values = {
+        "$rate_window": window,
+        "$window": window,
+        "$service": service,
+        "$version": version,
+        "$namespace": namespace,
+        "$instances": instances,
+    }
     for key in sorted(values, key=len, reverse=True):
         text = text.replace(key, values[key])
     unknown = sorted(set(_UNKNOWN.findall(text)))
     if unknown:
-        raise UsageError(f"{label}: unknown placeholder(s) {', '.join(unknown)} in {template!r}; use "
-                         f"{', '.join(PLACEHOLDERS)}")
+        raise UsageError(
+            f"{label}: unknown placeholder(s) {', '.join(unknown)} in {template!r}; use "
+            f"{', '.join(PLACEHOLDERS)}"
+        )
     return text.strip()
+
+
+def check_result(result: object, url: str, label: str) -> None:
+    """Map a failed Prometheus query onto the step contract: unreachable -> exit 3, a refused
+    query or a URL that is not Prometheus -> exit 2. Empty and NaN results pass (no data)."""
+    from rpops.errors import Unreachable
+    from rpops.prometheus import Outcome, QueryResult
+
+    assert isinstance(result, QueryResult)
+    if result.outcome in (Outcome.UNREACHABLE, Outcome.TIMEOUT):
+        raise Unreachable(
+            f"--prometheus {url}: {result.outcome.value} after {result.attempts} attempt(s) "
+            f"({result.error}); check the URL and that Prometheus runs"
+        )
+    if result.outcome is Outcome.ERROR and result.error_type in ("timeout", "unavailable", "canceled"):
+        raise Unreachable(
+            f"--prometheus {url}: {label} failed on the server ({result.error_type}: "
+            f"{result.error}); retry later or query less history"
+        )
+    if result.outcome is Outcome.ERROR:
+        raise UsageError(
+            f"{label}: Prometheus refused {result.query!r} ({result.error_type}: {result.error}); "
+            "fix the PromQL"
+        )
+    if result.outcome in (Outcome.HTTP_ERROR, Outcome.INVALID):
+        raise UsageError(
+            f"--prometheus {url}: the answer to {label} is not Prometheus' API ({result.error}); "
+            "pass the base URL of a Prometheus server, e.g. http://prometheus:9090"
+        )

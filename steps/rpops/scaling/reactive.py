@@ -120,10 +120,20 @@ def _ceil(value: float) -> int:
 
 def evaluate(reading: Reading | None, rp: ResourcePolicy, current: int, tolerance: float) -> ResourceResult:
     """One resource's recommendation (pure)."""
+
     def empty(note: str) -> ResourceResult:
-        return ResourceResult(rp.name, None if reading is None else reading.value,
-                              reading.capacity if reading else rp.capacity, None, rp.scale_up, rp.scale_down,
-                              None, None, "no data", f"{rp.name}: no data ({note})")
+        return ResourceResult(
+            rp.name,
+            None if reading is None else reading.value,
+            reading.capacity if reading else rp.capacity,
+            None,
+            rp.scale_up,
+            rp.scale_down,
+            None,
+            None,
+            "no data",
+            f"{rp.name}: no data ({note})",
+        )
 
     if reading is None:
         return empty("not observed")
@@ -150,16 +160,29 @@ def evaluate(reading: Reading | None, rp: ResourcePolicy, current: int, toleranc
     if verdict in ("up", "down"):
         formula = f"{rp.name}: ceil({current} x {utilisation:.3f} / {rp.scale_up:g}) = {raw}"
     elif verdict == "tolerance":
-        formula = (f"{rp.name}: utilisation {utilisation:.3f}, |{utilisation:.3f}/{rp.scale_up:g} - 1| <= "
-                   f"{tolerance:g} (tolerance): {current}")
+        formula = (
+            f"{rp.name}: utilisation {utilisation:.3f}, |{utilisation:.3f}/{rp.scale_up:g} - 1| <= "
+            f"{tolerance:g} (tolerance): {current}"
+        )
     else:
-        formula = (f"{rp.name}: utilisation {utilisation:.3f} within [{rp.scale_down:g}, {rp.scale_up:g}]: "
-                   f"{current}")
+        formula = (
+            f"{rp.name}: utilisation {utilisation:.3f} within [{rp.scale_down:g}, {rp.scale_up:g}]: {current}"
+        )
     if replicas != raw:
         formula += f", bounded to {replicas} by {rp.name} min/max [{rp.min_replicas}, {rp.max_replicas}]"
     formula += f" (utilisation {shown})"
-    return ResourceResult(rp.name, value, reading.capacity, utilisation, rp.scale_up, rp.scale_down, raw,
-                          replicas, verdict, formula)
+    return ResourceResult(
+        rp.name,
+        value,
+        reading.capacity,
+        utilisation,
+        rp.scale_up,
+        rp.scale_down,
+        raw,
+        replicas,
+        verdict,
+        formula,
+    )
 
 
 def prune(history: Sequence[tuple[float, int]], now: float, window: float) -> tuple[tuple[float, int], ...]:
@@ -183,11 +206,28 @@ def stabilised(history: Sequence[tuple[float, int]], now: float, window: float) 
     return max(r for _, r in prune(history, now, window)), covered
 
 
-def no_decision(mode: str, current: int, reason: str, *, hpa: AutoscalingBounds | None = None,
-                resources: tuple[ResourceResult, ...] = (), details: Mapping[str, Any] | None = None) -> Decision:
-    return Decision(mode=mode, decision=NO_DECISION, action=NONE, current=current, recommendation=None,
-                    target=None, reason=f"no decision: {reason}", formula="", hpa=hpa, resources=resources,
-                    details=dict(details or {}))
+def no_decision(
+    mode: str,
+    current: int,
+    reason: str,
+    *,
+    hpa: AutoscalingBounds | None = None,
+    resources: tuple[ResourceResult, ...] = (),
+    details: Mapping[str, Any] | None = None,
+) -> Decision:
+    return Decision(
+        mode=mode,
+        decision=NO_DECISION,
+        action=NONE,
+        current=current,
+        recommendation=None,
+        target=None,
+        reason=f"no decision: {reason}",
+        formula="",
+        hpa=hpa,
+        resources=resources,
+        details=dict(details or {}),
+    )
 
 
 def effective_bounds(bounds: Bounds, hpa: AutoscalingBounds | None) -> Bounds:
@@ -196,13 +236,25 @@ def effective_bounds(bounds: Bounds, hpa: AutoscalingBounds | None) -> Bounds:
     return Bounds(bounds.min_replicas, max(bounds.min_replicas, min(bounds.max_replicas, hpa.max_replicas)))
 
 
-def decide_reactive(*, current: int, readings: Mapping[str, Reading], policy: Policy, bounds: Bounds,
-                    state: ScaleState, hpa: AutoscalingBounds | None, now: float) -> Decision:
+def decide_reactive(
+    *,
+    current: int,
+    readings: Mapping[str, Reading],
+    policy: Policy,
+    bounds: Bounds,
+    state: ScaleState,
+    hpa: AutoscalingBounds | None,
+    now: float,
+) -> Decision:
     """The reactive decision for one version (pure)."""
     mode = "reactive"
     if current <= 0:
-        return no_decision(mode, current, "the version runs 0 replicas, so there is nothing to measure; "
-                                          "scale it up first", hpa=hpa)
+        return no_decision(
+            mode,
+            current,
+            "the version runs 0 replicas, so there is nothing to measure; scale it up first",
+            hpa=hpa,
+        )
     results = tuple(evaluate(readings.get(rp.name), rp, current, policy.tolerance) for rp in policy.resources)
     valid = [r for r in results if r.replicas is not None]
     if not valid:
@@ -217,9 +269,17 @@ def decide_reactive(*, current: int, readings: Mapping[str, Reading], policy: Po
     formula += f"; max -> {top.replicas}"
     if recommendation != top.replicas:
         formula += f", bounded to {recommendation} by [{limits.min_replicas}, {limits.max_replicas}]"
-    common: dict[str, Any] = dict(mode=mode, current=current, recommendation=recommendation, formula=formula,
-                                  resource=top.resource, hpa=hpa, resources=results, history=history,
-                                  record_history=True)
+    common: dict[str, Any] = dict(
+        mode=mode,
+        current=current,
+        recommendation=recommendation,
+        formula=formula,
+        resource=top.resource,
+        hpa=hpa,
+        resources=results,
+        history=history,
+        record_history=True,
+    )
 
     def hold(reason: str) -> Decision:
         return Decision(decision=HOLD, action=NONE, target=None, reason=reason, **common)
@@ -235,40 +295,61 @@ def decide_reactive(*, current: int, readings: Mapping[str, Reading], policy: Po
         why = f"{current} replicas is below min-replicas {bounds.min_replicas}"
     elif recommendation > current:
         target = recommendation
-        why = f"{top.resource} utilisation {top.utilisation:.2f} > {top.scale_up:g}: {top.formula.split(' (')[0]}"
+        driving = top.formula.split(" (")[0]
+        why = f"{top.resource} utilisation {top.utilisation:.2f} > {top.scale_up:g}: {driving}"
     elif recommendation < current:
         highest, covered = stabilised(history, now, window)
         if highest is None:
-            return hold(f"scale-down to {recommendation} waits for the {window:g}s stabilisation window "
-                        f"(recommendations seen for {covered:.0f}s)")
+            return hold(
+                f"scale-down to {recommendation} waits for the {window:g}s stabilisation window "
+                f"(recommendations seen for {covered:.0f}s)"
+            )
         if highest >= current:
-            return hold(f"stabilising: the highest recommendation over the last {window:g}s is {highest}, "
-                        f"not below {current}")
+            return hold(
+                f"stabilising: the highest recommendation over the last {window:g}s is {highest}, "
+                f"not below {current}"
+            )
         target = highest
-        why = (f"every recommendation over the last {window:g}s is at most {highest} "
-               f"(now {recommendation}: {top.resource} utilisation {top.utilisation:.2f})")
+        why = (
+            f"every recommendation over the last {window:g}s is at most {highest} "
+            f"(now {recommendation}: {top.resource} utilisation {top.utilisation:.2f})"
+        )
     else:
-        return hold(f"{current} replicas match the recommendation ({top.formula.split(' (')[0]})")
+        return hold(
+            f"{current} replicas match the recommendation (highest: {top.resource}, utilisation "
+            f"{top.utilisation:.2f}, {top.verdict})"
+        )
 
     # 2. Cooldown of the driving resource since the last change.
     if state.last_scale_time is not None and not immediate:
         cooldown = policy.resource(top.resource).cooldown_seconds
         elapsed = max(0.0, now - state.last_scale_time)
         if elapsed < cooldown:
-            last = f"{iso(state.last_scale_time)}" + (f": {state.last_scale_reason}" if state.last_scale_reason
-                                                       else "")
-            return hold(f"cooldown: {cooldown - elapsed:.0f}s of the {top.resource} cooldown ({cooldown:g}s) "
-                        f"left since the last scaling at {last}; wanted {target}")
+            last = f"{iso(state.last_scale_time)}" + (
+                f": {state.last_scale_reason}" if state.last_scale_reason else ""
+            )
+            return hold(
+                f"cooldown: {cooldown - elapsed:.0f}s of the {top.resource} cooldown ({cooldown:g}s) "
+                f"left since the last scaling at {last}; wanted {target}"
+            )
 
     decision = SCALE_UP if target > current else SCALE_DOWN
     if hpa is None:
-        return Decision(decision=decision, action=SCALE, target=target, reason=f"{decision} to {target}: {why}",
-                        **common)
+        return Decision(
+            decision=decision, action=SCALE, target=target, reason=f"{decision} to {target}: {why}", **common
+        )
     return _via_hpa(decision, target, why, hpa, bounds, state, common)
 
 
-def _via_hpa(decision: str, target: int, why: str, hpa: AutoscalingBounds, bounds: Bounds, state: ScaleState,
-             common: dict[str, Any]) -> Decision:
+def _via_hpa(
+    decision: str,
+    target: int,
+    why: str,
+    hpa: AutoscalingBounds,
+    bounds: Bounds,
+    state: ScaleState,
+    common: dict[str, Any],
+) -> Decision:
     """Translate a target into the HPA's minReplicas, never fighting the autoscaler."""
     base = state.hpa_base_min if state.hpa_base_min is not None else hpa.min_replicas
     floor = max(bounds.min_replicas, base)
@@ -276,11 +357,25 @@ def _via_hpa(decision: str, target: int, why: str, hpa: AutoscalingBounds, bound
     if decision == SCALE_UP and new_min > hpa.min_replicas:
         reason = f"scale-up: raise the HPA's minReplicas {hpa.min_replicas} -> {new_min}: {why}"
     elif decision == SCALE_DOWN and new_min < hpa.min_replicas:
-        reason = f"scale-down: lower the HPA's minReplicas {hpa.min_replicas} -> {new_min} (floor {floor}): {why}"
+        reason = (
+            f"scale-down: lower the HPA's minReplicas {hpa.min_replicas} -> {new_min} (floor {floor}): {why}"
+        )
     else:
         what = "already at least" if decision == SCALE_UP else "already at its floor of"
-        return Decision(decision=HOLD, action=NONE, target=None,
-                        reason=f"the HPA scales by itself: its minReplicas {hpa.min_replicas} is {what} "
-                               f"{new_min}; wanted {target} ({why})", **common)
-    return Decision(decision=decision, action=SET_MIN, target=new_min, reason=reason,
-                    new_hpa=AutoscalingBounds(new_min, hpa.max_replicas), hpa_base_min=base, **common)
+        return Decision(
+            decision=HOLD,
+            action=NONE,
+            target=None,
+            reason=f"the HPA scales by itself: its minReplicas {hpa.min_replicas} is {what} "
+            f"{new_min}; wanted {target} ({why})",
+            **common,
+        )
+    return Decision(
+        decision=decision,
+        action=SET_MIN,
+        target=new_min,
+        reason=reason,
+        new_hpa=AutoscalingBounds(new_min, hpa.max_replicas),
+        hpa_base_min=base,
+        **common,
+    )

@@ -76,9 +76,14 @@ def read_state(annotations: Mapping[str, str]) -> ScaleState:
             base = int(text)
         else:
             problems.append(f"annotation {HPA_BASE_MIN}={text!r} is not a replica count; ignored")
-    return ScaleState(last_scale_time=last_time, last_scale_reason=annotations.get(LAST_REASON, ""),
-                      last_scale_resource=annotations.get(LAST_RESOURCE, ""),
-                      recommendations=tuple(sorted(history)), hpa_base_min=base, problems=tuple(problems))
+    return ScaleState(
+        last_scale_time=last_time,
+        last_scale_reason=annotations.get(LAST_REASON, ""),
+        last_scale_resource=annotations.get(LAST_RESOURCE, ""),
+        recommendations=tuple(sorted(history)),
+        hpa_base_min=base,
+        problems=tuple(problems),
+    )
 
 
 def encode_history(history: tuple[tuple[float, int], ...]) -> str:
@@ -86,8 +91,9 @@ def encode_history(history: tuple[tuple[float, int], ...]) -> str:
     return json.dumps([[int(t), r] for t, r in kept], separators=(",", ":"))
 
 
-def scaled_annotations(now: float, reason: str, resource: str, history: tuple[tuple[float, int], ...],
-                       hpa_base_min: int | None) -> dict[str, str | None]:
+def scaled_annotations(
+    now: float, reason: str, resource: str, history: tuple[tuple[float, int], ...], hpa_base_min: int | None
+) -> dict[str, str | None]:
     out: dict[str, str | None] = {
         LAST_TIME: iso(now),
         LAST_REASON: reason[:MAX_REASON],

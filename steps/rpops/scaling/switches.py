@@ -23,6 +23,14 @@ def parse_bool(text: str) -> bool:
 
 def add_switch(parser: argparse.ArgumentParser, name: str, help: str) -> None:  # noqa: A002
     flag = "--" + name.replace("_", "-")
-    parser.add_argument(flag, dest=name, nargs="?", const=True, default=False, type=parse_bool,
-                        metavar="true|false", help=f"{help} (alone: true)")
+    parser.add_argument(
+        flag,
+        dest=name,
+        nargs="?",
+        const=True,
+        default=False,
+        type=parse_bool,
+        metavar="true|false",
+        help=f"{help} (alone: true)",
+    )
     parser.add_argument("--no-" + flag[2:], dest=name, action="store_false", help=argparse.SUPPRESS)

@@ -30,8 +30,23 @@ log = logging.getLogger("rpops.security.code")
 PY_SUFFIXES = (".py", ".pyw")
 DEFAULT_MAX_FILE_BYTES = 2 * 1024 * 1024
 # Directories that hold tooling state or third-party environments, not the project's code.
-SKIP_DIRS = frozenset({".git", ".hg", ".svn", ".venv", "venv", ".tox", ".nox", "node_modules", "__pycache__",
-                       ".mypy_cache", ".pytest_cache", ".ruff_cache", ".eggs", ".rpops"})
+SKIP_DIRS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        ".venv",
+        ".tox",
+        ".nox",
+        "node_modules",
+        "__pycache__",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".eggs",
+        ".rpops",
+    }
+)
 _TEST_DIRS = frozenset({"test", "tests", "testing"})
 _SUPPRESS_MARK = "rpops:"
 
@@ -57,16 +72,25 @@ class CodeScanResult:
     notices: list[Notice] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        return {"files_found": self.files_found, "files_scanned": self.files_scanned,
-                "bytes_scanned": self.bytes_scanned, "cache_hits": self.cache_hits,
-                "duration_s": round(self.duration_s, 3), "not_analysed": len(self.notices)}
+        return {
+            "files_found": self.files_found,
+            "files_scanned": self.files_scanned,
+            "bytes_scanned": self.bytes_scanned,
+            "cache_hits": self.cache_hits,
+            "duration_s": round(self.duration_s, 3),
+            "not_analysed": len(self.notices),
+        }
 
 
 def is_test_path(rel: str) -> bool:
     parts = rel.replace("\\", "/").split("/")
     name = parts[-1]
-    return (any(p in _TEST_DIRS for p in parts[:-1]) or name.startswith("test_")
-            or name.endswith("_test.py") or name == "conftest.py")
+    return (
+        any(p in _TEST_DIRS for p in parts[:-1])
+        or name.startswith("test_")
+        or name.endswith("_test.py")
+        or name == "conftest.py"
+    )
 
 
 def _relative(path: Path, base: Path) -> str:
@@ -77,8 +101,10 @@ def _relative(path: Path, base: Path) -> str:
 
 
 def _excluded(rel: str, name: str, patterns: tuple[str, ...]) -> bool:
-    return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p.rstrip("/") + "/*")
-               for p in patterns)
+    return any(
+        fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) or fnmatch.fnmatch(rel, p.rstrip("/") + "/*")
+        for p in patterns
+    )
 
 
 def discover(settings: CodeScanSettings) -> tuple[list[tuple[str, str, int]], list[Notice]]:
@@ -98,7 +124,9 @@ def discover(settings: CodeScanSettings) -> tuple[list[tuple[str, str, int]], li
         try:
             st = root.stat()
         except OSError as exc:
-            notices.append(Notice("code", "unreadable", _relative(root, base), f"cannot read: {exc.strerror}"))
+            notices.append(
+                Notice("code", "unreadable", _relative(root, base), f"cannot read: {exc.strerror}")
+            )
             continue
         if not root.is_dir():
             add_file(root, st)
@@ -109,22 +137,40 @@ def discover(settings: CodeScanSettings) -> tuple[list[tuple[str, str, int]], li
             try:
                 dst = directory.stat()
             except OSError as exc:
-                notices.append(Notice("code", "unreadable", _relative(directory, base),
-                                      f"cannot read directory: {exc.strerror}"))
+                notices.append(
+                    Notice(
+                        "code",
+                        "unreadable",
+                        _relative(directory, base),
+                        f"cannot read directory: {exc.strerror}",
+                    )
+                )
                 continue
             key = (dst.st_dev, dst.st_ino)
             if key in seen_dirs:
                 if directory.is_symlink():
-                    notices.append(Notice("code", "symlink-loop", _relative(directory, base),
-                                          f"symlink to an already scanned directory ({os.readlink(directory)}); "
-                                          "not followed again"))
+                    notices.append(
+                        Notice(
+                            "code",
+                            "symlink-loop",
+                            _relative(directory, base),
+                            f"symlink to an already scanned directory ({os.readlink(directory)}); "
+                            "not followed again",
+                        )
+                    )
                 continue
             seen_dirs.add(key)
             try:
                 entries = sorted(os.scandir(directory), key=lambda e: e.name)
             except OSError as exc:
-                notices.append(Notice("code", "unreadable", _relative(directory, base),
-                                      f"cannot list directory: {exc.strerror}"))
+                notices.append(
+                    Notice(
+                        "code",
+                        "unreadable",
+                        _relative(directory, base),
+                        f"cannot list directory: {exc.strerror}",
+                    )
+                )
                 continue
             for entry in entries:
                 path = Path(entry.path)
@@ -155,6 +201,7 @@ def discover(settings: CodeScanSettings) -> tuple[list[tuple[str, str, int]], li
 
 # ---- per-file work (runs in worker processes) ----------------------------------------------------
 
+
 def _find_inline_suppression(line: str) -> tuple[list[str], str] | None:
     """`# rpops: ignore[rule-a,rule-b] reason` -> (["rule-a", "rule-b"], "reason")."""
     start = 0
@@ -162,14 +209,14 @@ def _find_inline_suppression(line: str) -> tuple[list[str], str] | None:
         i = line.find("#", start)
         if i < 0:
             return None
-        rest = line[i + 1:].lstrip()
+        rest = line[i + 1 :].lstrip()
         if rest.startswith(_SUPPRESS_MARK):
-            rest = rest[len(_SUPPRESS_MARK):].lstrip()
+            rest = rest[len(_SUPPRESS_MARK) :].lstrip()
             if rest.startswith("ignore["):
                 close = rest.find("]")
                 if close > 0:
-                    rules = [r.strip() for r in rest[len("ignore["):close].split(",") if r.strip()]
-                    return rules, rest[close + 1:].strip()
+                    rules = [r.strip() for r in rest[len("ignore[") : close].split(",") if r.strip()]
+                    return rules, rest[close + 1 :].strip()
         start = i + 1
 
 
@@ -182,8 +229,13 @@ def _scan_file(abs_path: str, rel: str, max_bytes: int, cache_root: str | None) 
         out["notices"].append(["unreadable", f"cannot read: {exc.strerror}", 0])
         return out
     if len(data) > max_bytes:
-        out["notices"].append(["too-large", f"larger than the {max_bytes}-byte cap; not analysed "
-                               "(raise --max-file-size to include it)", 0])
+        out["notices"].append(
+            [
+                "too-large",
+                f"larger than the {max_bytes}-byte cap; not analysed (raise --max-file-size to include it)",
+                0,
+            ]
+        )
         return out
     out["bytes"] = len(data)
     if b"\x00" in data[:8192]:
@@ -243,10 +295,17 @@ def _analyse(data: bytes, rel: str, test_file: bool) -> tuple[list[Any], list[An
                 if found[1]:
                     suppression = {"kind": "inline", "reason": found[1], "line": number}
                 else:
-                    notices.append(["suppression-without-reason",
-                                    f"'# rpops: ignore[{rule}]' has no reason; the finding is kept", number])
+                    notices.append(
+                        [
+                            "suppression-without-reason",
+                            f"'# rpops: ignore[{rule}]' has no reason; the finding is kept",
+                            number,
+                        ]
+                    )
                 break
-        findings.append([rule, line, col, end_line, end_col, message, severity, confidence, snippet, suppression])
+        findings.append(
+            [rule, line, col, end_line, end_col, message, severity, confidence, snippet, suppression]
+        )
     return findings, notices
 
 
@@ -307,9 +366,12 @@ def scan_code(settings: CodeScanSettings) -> CodeScanResult:
     else:
         chunks = _chunks(files, jobs)
         done = 0
-        with ProcessPoolExecutor(max_workers=min(jobs, len(chunks)), mp_context=_pool_context(),
-                                 initializer=_worker_init) as pool:
-            futures = [pool.submit(_scan_chunk, chunk, settings.max_file_bytes, cache_root) for chunk in chunks]
+        with ProcessPoolExecutor(
+            max_workers=min(jobs, len(chunks)), mp_context=_pool_context(), initializer=_worker_init
+        ) as pool:
+            futures = [
+                pool.submit(_scan_chunk, chunk, settings.max_file_bytes, cache_root) for chunk in chunks
+            ]
             for future in as_completed(futures):
                 chunk_results = future.result()
                 per_file.extend(chunk_results)
@@ -324,20 +386,33 @@ def scan_code(settings: CodeScanSettings) -> CodeScanResult:
             result.cache_hits += 1
         for code, message, line in item["notices"]:
             result.notices.append(Notice("code", code, rel, message, line))
-        if not any(n[0] in ("unreadable", "too-large", "binary", "syntax-error", "parse-error")
-                   for n in item["notices"]):
+        if not any(
+            n[0] in ("unreadable", "too-large", "binary", "syntax-error", "parse-error")
+            for n in item["notices"]
+        ):
             result.files_scanned += 1
             result.bytes_scanned += item["bytes"]
-        for rule, line, col, end_line, end_col, message, severity, confidence, snippet, supp in item["findings"]:
+        for rule, line, col, end_line, end_col, message, severity, confidence, snippet, supp in item[
+            "findings"
+        ]:
             key = (rule, rel, snippet)
             nth = occurrences.get(key, 0)
             occurrences[key] = nth + 1
             fingerprint = hashlib.sha256(f"{rule}|{rel}|{snippet}|{nth}".encode()).hexdigest()[:32]
-            result.findings.append(Finding(
-                kind="code", rule_id=rule, title=RULES[rule].title, severity=severity, confidence=confidence,
-                message=message, location=Location(rel, line, col, end_line, end_col),
-                snippet=snippet, fingerprint=fingerprint,
-                properties={"bandit_equivalent": list(RULES[rule].bandit), "cwe": RULES[rule].cwe},
-                suppression=supp))
+            result.findings.append(
+                Finding(
+                    kind="code",
+                    rule_id=rule,
+                    title=RULES[rule].title,
+                    severity=severity,
+                    confidence=confidence,
+                    message=message,
+                    location=Location(rel, line, col, end_line, end_col),
+                    snippet=snippet,
+                    fingerprint=fingerprint,
+                    properties={"bandit_equivalent": list(RULES[rule].bandit), "cwe": RULES[rule].cwe},
+                    suppression=supp,
+                )
+            )
     result.duration_s = time.perf_counter() - started
     return result

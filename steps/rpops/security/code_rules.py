@@ -28,89 +28,249 @@ class Rule:
     cwe: int
 
 
-RULES: dict[str, Rule] = {r.id: r for r in (
-    Rule("py-eval", "Dynamic code execution", "high",
-         "eval(), exec() or compile(..., 'exec'), also reached through aliases such as "
-         "`from builtins import eval as e`, `e = eval` or `getattr(builtins, 'eval')`.",
-         ("B307", "B102"), 95),
-    Rule("py-subprocess-shell", "Subprocess with a shell", "high",
-         "A subprocess call with shell=True (also via **{'shell': True}), or a function that always "
-         "runs a shell (subprocess.getoutput, asyncio.create_subprocess_shell).", ("B602", "B604"), 78),
-    Rule("py-os-system", "os.system / os.popen", "high",
-         "os.system and os.popen run their argument through a shell.", ("B605",), 78),
-    Rule("py-deserialization", "Unsafe deserialization", "medium",
-         "pickle, marshal, shelve (and dill, jsonpickle, pandas.read_pickle) loads run code from "
-         "their input.", ("B301", "B302"), 502),
-    Rule("py-yaml-load", "yaml.load without a safe loader", "medium",
-         "yaml.load/load_all without SafeLoader/CSafeLoader/BaseLoader, and yaml.unsafe_load.",
-         ("B506",), 502),
-    Rule("py-hardcoded-secret", "Hard-coded secret", "high",
-         "A high-entropy string literal assigned to a secret-like name (variable, attribute, "
-         "dict key, keyword argument or parameter default).", ("B105", "B106", "B107"), 798),
-    Rule("py-http-no-timeout", "HTTP request without a timeout", "medium",
-         "requests calls without timeout= (requests waits forever by default), and requests or "
-         "httpx calls with timeout=None. httpx calls without timeout= are not reported: httpx "
-         "applies a 5 s default.", ("B113",), 400),
-    Rule("py-tls-verify-disabled", "TLS verification disabled", "high",
-         "verify=False on an HTTP client call.", ("B501",), 295),
-    Rule("py-tempfile-mktemp", "tempfile.mktemp", "medium",
-         "tempfile.mktemp returns a name that another process can create first.", ("B306",), 377),
-    Rule("py-bind-all-interfaces", "Binding to all interfaces", "medium",
-         "'0.0.0.0' (or '::') used as the host of a server, bind() call, host-like keyword, "
-         "parameter default, assignment or dict entry.", ("B104",), 605),
-    Rule("py-sql-string-format", "SQL built by string formatting", "medium",
-         "An SQL statement built with %, +, .format() or an f-string instead of query parameters.",
-         ("B608",), 89),
-    Rule("py-jinja2-autoescape", "Jinja2 with autoescape off", "high",
-         "jinja2.Environment without autoescape (its default is off) or with autoescape=False; "
-         "jinja2.Template without autoescape=True.", ("B701",), 79),
-    Rule("py-assert-security", "assert used for a security decision", "low",
-         "An assert whose condition checks authentication or authorization; asserts are removed "
-         "under python -O. Test files are not checked.", ("B101",), 703),
-)}
+RULES: dict[str, Rule] = {
+    r.id: r
+    for r in (
+        Rule(
+            "py-eval",
+            "Dynamic code execution",
+            "high",
+            "eval(), exec() or compile(..., 'exec'), also reached through aliases such as "
+            "`from builtins import eval as e`, `e = eval` or `getattr(builtins, 'eval')`.",
+            ("B307", "B102"),
+            95,
+        ),
+        Rule(
+            "py-subprocess-shell",
+            "Subprocess with a shell",
+            "high",
+            "A subprocess call with shell=True (also via **{'shell': True}), or a function that always "
+            "runs a shell (subprocess.getoutput, asyncio.create_subprocess_shell).",
+            ("B602", "B604"),
+            78,
+        ),
+        Rule(
+            "py-os-system",
+            "os.system / os.popen",
+            "high",
+            "os.system and os.popen run their argument through a shell.",
+            ("B605",),
+            78,
+        ),
+        Rule(
+            "py-deserialization",
+            "Unsafe deserialization",
+            "medium",
+            "pickle, marshal, shelve (and dill, jsonpickle, pandas.read_pickle) loads run code from "
+            "their input.",
+            ("B301", "B302"),
+            502,
+        ),
+        Rule(
+            "py-yaml-load",
+            "yaml.load without a safe loader",
+            "medium",
+            "yaml.load/load_all without SafeLoader/CSafeLoader/BaseLoader, and yaml.unsafe_load.",
+            ("B506",),
+            502,
+        ),
+        Rule(
+            "py-hardcoded-secret",
+            "Hard-coded secret",
+            "high",
+            "A high-entropy string literal assigned to a secret-like name (variable, attribute, "
+            "dict key, keyword argument or parameter default).",
+            ("B105", "B106", "B107"),
+            798,
+        ),
+        Rule(
+            "py-http-no-timeout",
+            "HTTP request without a timeout",
+            "medium",
+            "requests calls without timeout= (requests waits forever by default), and requests or "
+            "httpx calls with timeout=None. httpx calls without timeout= are not reported: httpx "
+            "applies a 5 s default.",
+            ("B113",),
+            400,
+        ),
+        Rule(
+            "py-tls-verify-disabled",
+            "TLS verification disabled",
+            "high",
+            "verify=False on an HTTP client call.",
+            ("B501",),
+            295,
+        ),
+        Rule(
+            "py-tempfile-mktemp",
+            "tempfile.mktemp",
+            "medium",
+            "tempfile.mktemp returns a name that another process can create first.",
+            ("B306",),
+            377,
+        ),
+        Rule(
+            "py-bind-all-interfaces",
+            "Binding to all interfaces",
+            "medium",
+            "'0.0.0.0' (or '::') used as the host of a server, bind() call, host-like keyword, "
+            "parameter default, assignment or dict entry.",
+            ("B104",),
+            605,
+        ),
+        Rule(
+            "py-sql-string-format",
+            "SQL built by string formatting",
+            "medium",
+            "An SQL statement built with %, +, .format() or an f-string instead of query parameters.",
+            ("B608",),
+            89,
+        ),
+        Rule(
+            "py-jinja2-autoescape",
+            "Jinja2 with autoescape off",
+            "high",
+            "jinja2.Environment without autoescape (its default is off) or with autoescape=False; "
+            "jinja2.Template without autoescape=True.",
+            ("B701",),
+            79,
+        ),
+        Rule(
+            "py-assert-security",
+            "assert used for a security decision",
+            "low",
+            "An assert whose condition checks authentication or authorization; asserts are removed "
+            "under python -O. Test files are not checked.",
+            ("B101",),
+            703,
+        ),
+    )
+}
 
 # One raw finding: (rule, line, col (1-based), end_line, end_col, message, severity, confidence).
 RawFinding = tuple[str, int, int, int, int, str, str, str]
 
 _BUILTIN_NAMES = frozenset({"eval", "exec", "compile", "getattr", "__import__", "open"})
-_SUBPROCESS = frozenset({
-    "subprocess.call", "subprocess.check_call", "subprocess.check_output", "subprocess.run",
-    "subprocess.Popen",
-})
-_ALWAYS_SHELL = frozenset({
-    "subprocess.getoutput", "subprocess.getstatusoutput", "asyncio.create_subprocess_shell",
-    "commands.getoutput", "commands.getstatusoutput",
-})
-_OS_SHELL = frozenset({"os.system", "os.popen", "posix.system", "posix.popen", "nt.system", "os.popen2",
-                       "os.popen3", "os.popen4", "popen2.popen2", "popen2.popen3", "popen2.popen4"})
-_DESERIALIZE = frozenset({
-    "pickle.loads", "pickle.load", "pickle.Unpickler", "_pickle.loads", "_pickle.load", "_pickle.Unpickler",
-    "cPickle.loads", "cPickle.load", "cPickle.Unpickler", "dill.loads", "dill.load", "marshal.loads",
-    "marshal.load", "shelve.open", "shelve.DbfilenameShelf", "jsonpickle.decode", "pandas.read_pickle",
-})
+_SUBPROCESS = frozenset(
+    {
+        "subprocess.call",
+        "subprocess.check_call",
+        "subprocess.check_output",
+        "subprocess.run",
+        "subprocess.Popen",
+    }
+)
+_ALWAYS_SHELL = frozenset(
+    {
+        "subprocess.getoutput",
+        "subprocess.getstatusoutput",
+        "asyncio.create_subprocess_shell",
+        "commands.getoutput",
+        "commands.getstatusoutput",
+    }
+)
+_OS_SHELL = frozenset(
+    {
+        "os.system",
+        "os.popen",
+        "posix.system",
+        "posix.popen",
+        "nt.system",
+        "os.popen2",
+        "os.popen3",
+        "os.popen4",
+        "popen2.popen2",
+        "popen2.popen3",
+        "popen2.popen4",
+    }
+)
+_DESERIALIZE = frozenset(
+    {
+        "pickle.loads",
+        "pickle.load",
+        "pickle.Unpickler",
+        "_pickle.loads",
+        "_pickle.load",
+        "_pickle.Unpickler",
+        "cPickle.loads",
+        "cPickle.load",
+        "cPickle.Unpickler",
+        "dill.loads",
+        "dill.load",
+        "marshal.loads",
+        "marshal.load",
+        "shelve.open",
+        "shelve.DbfilenameShelf",
+        "jsonpickle.decode",
+        "pandas.read_pickle",
+    }
+)
 _YAML_LOAD = frozenset({"yaml.load", "yaml.load_all"})
 _YAML_UNSAFE = frozenset({"yaml.unsafe_load", "yaml.unsafe_load_all"})
-_YAML_SAFE_LOADERS = frozenset({
-    "yaml.SafeLoader", "yaml.CSafeLoader", "yaml.BaseLoader", "yaml.CBaseLoader",
-    "yaml.loader.SafeLoader", "yaml.loader.BaseLoader", "yaml.cyaml.CSafeLoader", "yaml.cyaml.CBaseLoader",
-})
+_YAML_SAFE_LOADERS = frozenset(
+    {
+        "yaml.SafeLoader",
+        "yaml.CSafeLoader",
+        "yaml.BaseLoader",
+        "yaml.CBaseLoader",
+        "yaml.loader.SafeLoader",
+        "yaml.loader.BaseLoader",
+        "yaml.cyaml.CSafeLoader",
+        "yaml.cyaml.CBaseLoader",
+    }
+)
 _HTTP_METHODS = frozenset({"get", "post", "put", "patch", "delete", "head", "options", "request", "stream"})
 _REQUESTS_SESSIONS = ("requests.Session()", "requests.session()", "requests.sessions.Session()")
 _HTTPX_CLIENTS = ("httpx.Client", "httpx.AsyncClient")
 _TLS_MODULES = frozenset({"requests", "httpx", "aiohttp", "urllib3"})
 _MKTEMP = frozenset({"tempfile.mktemp", "os.tempnam", "os.tmpnam"})
-_JINJA_ENV = frozenset({"jinja2.Environment", "jinja2.environment.Environment",
-                        "jinja2.sandbox.SandboxedEnvironment"})
+_JINJA_ENV = frozenset(
+    {"jinja2.Environment", "jinja2.environment.Environment", "jinja2.sandbox.SandboxedEnvironment"}
+)
 _JINJA_TEMPLATE = frozenset({"jinja2.Template", "jinja2.environment.Template"})
 _ANY_ADDR = frozenset({"0.0.0.0", "::"})  # noqa: S104 - these are what the rule looks for
-_HOST_KEYWORDS = frozenset({"host", "hostname", "bind", "bind_address", "bind_addr", "address", "addr",
-                            "listen", "listen_address", "interface", "ip", "server_name", "server_host"})
+_HOST_KEYWORDS = frozenset(
+    {
+        "host",
+        "hostname",
+        "bind",
+        "bind_address",
+        "bind_addr",
+        "address",
+        "addr",
+        "listen",
+        "listen_address",
+        "interface",
+        "ip",
+        "server_name",
+        "server_host",
+    }
+)
 _HOST_NAMES = _HOST_KEYWORDS | {"bind_host", "listen_host", "server", "server_address", "default_host"}
-_SERVER_CALLS = frozenset({"bind", "listen", "run", "serve", "run_simple", "make_server", "create_server",
-                           "start_server", "HTTPServer", "ThreadingHTTPServer", "TCPServer", "UDPServer",
-                           "ThreadingTCPServer", "WSGIServer", "Server", "Config", "serve_forever"})
-_SQL_SINKS = frozenset({"execute", "executemany", "executescript", "raw", "text", "read_sql",
-                        "read_sql_query", "mogrify"})
+_SERVER_CALLS = frozenset(
+    {
+        "bind",
+        "listen",
+        "run",
+        "serve",
+        "run_simple",
+        "make_server",
+        "create_server",
+        "start_server",
+        "HTTPServer",
+        "ThreadingHTTPServer",
+        "TCPServer",
+        "UDPServer",
+        "ThreadingTCPServer",
+        "WSGIServer",
+        "Server",
+        "Config",
+        "serve_forever",
+    }
+)
+_SQL_SINKS = frozenset(
+    {"execute", "executemany", "executescript", "raw", "text", "read_sql", "read_sql_query", "mogrify"}
+)
 _SKIP_FIELDS = frozenset({"ctx", "op", "ops", "type_ignores"})
 _LEAVES = (ast.Constant, ast.Name, ast.expr_context, ast.operator, ast.unaryop, ast.cmpop, ast.boolop)
 _CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
@@ -190,6 +350,7 @@ class FileScan:
         self.aliases: dict[str, list[Any]] = {"__builtins__": ["builtins"]}
         self.shadowed: set[str] = set()  # builtin names rebound to something else in this file
         self.calls: list[ast.Call] = []
+        self.classes: list[ast.ClassDef] = []
         self.safe_yaml_classes: set[str] = set()
         self._methods: set[int] = set()
         self._skip: set[int] = set()
@@ -198,14 +359,16 @@ class FileScan:
         self._memo: dict[str, set[str]] = {}
 
     # ---- reporting -------------------------------------------------------------------------
-    def report(self, rule: str, node: ast.AST, message: str, confidence: str = "high",
-               severity: str | None = None) -> None:
+    def report(
+        self, rule: str, node: ast.AST, message: str, confidence: str = "high", severity: str | None = None
+    ) -> None:
         line = getattr(node, "lineno", 1)
         col = getattr(node, "col_offset", 0) + 1
         end_line = getattr(node, "end_lineno", None) or line
         end_col = (getattr(node, "end_col_offset", None) or col - 1) + 1
-        self.findings.append((rule, line, col, end_line, end_col, message,
-                              severity or RULES[rule].severity, confidence))
+        self.findings.append(
+            (rule, line, col, end_line, end_col, message, severity or RULES[rule].severity, confidence)
+        )
 
     # ---- walk ------------------------------------------------------------------------------
     def run(self) -> list[RawFinding]:
@@ -230,6 +393,13 @@ class FileScan:
                 elif isinstance(value, ast.AST) and not isinstance(value, leaves):
                     push(value)
         self._memo.clear()  # answers given during the walk saw only part of the file's bindings
+        for _ in range(3):  # a safe loader's subclass's subclass is safe too
+            for cls in self.classes:
+                if any(
+                    self._resolve(b) & _YAML_SAFE_LOADERS or _dotted(b) in self.safe_yaml_classes
+                    for b in cls.bases
+                ):
+                    self.safe_yaml_classes.add(cls.name)
         for call in self.calls:
             self._judge_call(call)
         self.findings.sort(key=lambda f: (f[1], f[2], f[0]))
@@ -297,7 +467,9 @@ class FileScan:
             self._bind(node.name, f"<def {node.name}>")
         args = node.args
         positional = args.posonlyargs + args.args
-        for arg, default in zip(positional[len(positional) - len(args.defaults):], args.defaults, strict=True):
+        for arg, default in zip(
+            positional[len(positional) - len(args.defaults) :], args.defaults, strict=True
+        ):
             self._check_secret(arg.arg, default)
             self._check_bind_literal(arg.arg, default)
         for arg, kw_default in zip(args.kwonlyargs, args.kw_defaults, strict=True):
@@ -310,9 +482,8 @@ class FileScan:
             if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
                 self._methods.add(id(stmt))
         self._bind(node.name, f"<class {node.name}>")
-        for base in node.bases:
-            if self._resolve(base) & _YAML_SAFE_LOADERS or _dotted(base) in self.safe_yaml_classes:
-                self.safe_yaml_classes.add(node.name)
+        if node.bases:
+            self.classes.append(node)
 
     def on_dict(self, node: ast.Dict) -> None:
         for key, value in zip(node.keys, node.values, strict=True):
@@ -326,7 +497,11 @@ class FileScan:
         self.calls.append(node)
         func = node.func
         if isinstance(func, ast.Attribute):
-            if func.attr == "format" and isinstance(func.value, ast.Constant) and isinstance(func.value.value, str):
+            if (
+                func.attr == "format"
+                and isinstance(func.value, ast.Constant)
+                and isinstance(func.value.value, str)
+            ):
                 if _sql_words_in_order(func.value.value) and (node.args or node.keywords):
                     self._report_sql(node)
             if func.attr in _SQL_SINKS and node.args:
@@ -372,19 +547,30 @@ class FileScan:
 
     def _report_sql(self, node: ast.AST) -> None:
         direct = id(node) in self._sql_sinks
-        self.report("py-sql-string-format", node,
-                    "SQL statement built by string formatting" + (" and executed" if direct else "")
-                    + "; pass values as query parameters", "high" if direct else "medium")
+        self.report(
+            "py-sql-string-format",
+            node,
+            "SQL statement built by string formatting"
+            + (" and executed" if direct else "")
+            + "; pass values as query parameters",
+            "high" if direct else "medium",
+        )
 
     def on_assert(self, node: ast.Assert) -> None:
         if self.is_test_file:
             return
         for sub in ast.walk(node.test):
-            ident = sub.id if isinstance(sub, ast.Name) else sub.attr if isinstance(sub, ast.Attribute) else None
+            ident = (
+                sub.id if isinstance(sub, ast.Name) else sub.attr if isinstance(sub, ast.Attribute) else None
+            )
             if ident is not None and is_security_name(ident):
-                self.report("py-assert-security", node,
-                            f"assert checks '{ident}'; asserts are stripped under python -O, "
-                            "raise an exception instead", "medium")
+                self.report(
+                    "py-assert-security",
+                    node,
+                    f"assert checks '{ident}'; asserts are stripped under python -O, "
+                    "raise an exception instead",
+                    "medium",
+                )
                 return
 
     # ---- literal checks --------------------------------------------------------------------
@@ -394,14 +580,20 @@ class FileScan:
             return
         if is_secret_name(name) and is_high_entropy_secret(text):
             strong = len(text) >= 16 and shannon_entropy(text) >= 3.5
-            self.report("py-hardcoded-secret", value,
-                        f"high-entropy string literal assigned to '{name}'; load it from the environment "
-                        "or a secret store", "high" if strong else "medium")
+            self.report(
+                "py-hardcoded-secret",
+                value,
+                f"high-entropy string literal assigned to '{name}'; load it from the environment "
+                "or a secret store",
+                "high" if strong else "medium",
+            )
 
     def _check_bind_literal(self, name: str, value: ast.AST) -> None:
         text = _const_str(value)
         if text in _ANY_ADDR and name.lower() in _HOST_NAMES:
-            self.report("py-bind-all-interfaces", value, f"'{name}' binds to all interfaces ({text})", "medium")
+            self.report(
+                "py-bind-all-interfaces", value, f"'{name}' binds to all interfaces ({text})", "medium"
+            )
 
     # ---- name resolution -------------------------------------------------------------------
     def _resolve(self, node: ast.AST, depth: int = 0) -> set[str]:
@@ -459,8 +651,11 @@ class FileScan:
     # ---- call judgement (after the walk) ---------------------------------------------------
     def _judge_call(self, call: ast.Call) -> None:
         names = self._resolve(call.func)
-        func_leaf = call.func.attr if isinstance(call.func, ast.Attribute) else (
-            call.func.id if isinstance(call.func, ast.Name) else "")
+        func_leaf = (
+            call.func.attr
+            if isinstance(call.func, ast.Attribute)
+            else (call.func.id if isinstance(call.func, ast.Name) else "")
+        )
         confidence = "high" if len(names) <= 1 else "medium"
         for q in names:
             self._judge_qualified(call, q, confidence)
@@ -470,19 +665,31 @@ class FileScan:
     def _judge_qualified(self, call: ast.Call, q: str, confidence: str) -> None:
         if q in ("builtins.eval", "builtins.exec"):
             literal = bool(call.args) and isinstance(call.args[0], ast.Constant)
-            self.report("py-eval", call, f"{q.split('.')[1]}() runs code built at run time",
-                        "medium" if literal else confidence)
+            self.report(
+                "py-eval",
+                call,
+                f"{q.split('.')[1]}() runs code built at run time",
+                "medium" if literal else confidence,
+            )
         elif q == "builtins.compile":
             mode = call.args[2] if len(call.args) >= 3 else getattr(_keyword(call, "mode"), "value", None)
             if _const_str(mode) == "exec":
-                self.report("py-eval", call, "compile(..., 'exec') prepares code for exec()", confidence, "medium")
+                self.report(
+                    "py-eval", call, "compile(..., 'exec') prepares code for exec()", confidence, "medium"
+                )
         elif q in _SUBPROCESS:
             self._judge_shell(call, q, confidence)
         elif q in _ALWAYS_SHELL:
-            self.report("py-subprocess-shell", call, f"{q} always runs its command through a shell", confidence)
+            self.report(
+                "py-subprocess-shell", call, f"{q} always runs its command through a shell", confidence
+            )
         elif q in _OS_SHELL:
-            self.report("py-os-system", call, f"{q} runs its argument through a shell; use subprocess "
-                        "with an argument list", confidence)
+            self.report(
+                "py-os-system",
+                call,
+                f"{q} runs its argument through a shell; use subprocess with an argument list",
+                confidence,
+            )
         elif q in _DESERIALIZE:
             self.report("py-deserialization", call, f"{q} can run arbitrary code from its input", confidence)
         elif q in _YAML_UNSAFE:
@@ -490,8 +697,12 @@ class FileScan:
         elif q in _YAML_LOAD:
             self._judge_yaml(call, q, confidence)
         elif q in _MKTEMP:
-            self.report("py-tempfile-mktemp", call, f"{q} is racy; use tempfile.mkstemp or "
-                        "NamedTemporaryFile", confidence)
+            self.report(
+                "py-tempfile-mktemp",
+                call,
+                f"{q} is racy; use tempfile.mkstemp or NamedTemporaryFile",
+                confidence,
+            )
         elif q in _JINJA_ENV or q in _JINJA_TEMPLATE:
             self._judge_jinja(call, q, confidence)
         else:
@@ -503,26 +714,36 @@ class FileScan:
                 if _is_truthy_const(kw.value):
                     self.report("py-subprocess-shell", call, f"{q} with shell=True", confidence)
                 elif not isinstance(kw.value, ast.Constant):
-                    self.report("py-subprocess-shell", call, f"{q} with a shell= value computed at run time",
-                                "low", "medium")
+                    self.report(
+                        "py-subprocess-shell",
+                        call,
+                        f"{q} with a shell= value computed at run time",
+                        "low",
+                        "medium",
+                    )
                 return
             if kw.arg is None and self._dict_sets_shell(kw.value):
-                self.report("py-subprocess-shell", call, f"{q} with shell=True passed through **kwargs",
-                            confidence)
+                self.report(
+                    "py-subprocess-shell", call, f"{q} with shell=True passed through **kwargs", confidence
+                )
                 return
 
     def _dict_sets_shell(self, node: ast.AST, depth: int = 0) -> bool:
         if depth > 4:
             return False
         if isinstance(node, ast.Dict):
-            return any(_const_str(k) == "shell" and _is_truthy_const(v)
-                       for k, v in zip(node.keys, node.values, strict=True))
+            return any(
+                _const_str(k) == "shell" and _is_truthy_const(v)
+                for k, v in zip(node.keys, node.values, strict=True)
+            )
         if isinstance(node, ast.Call) and _dotted(node.func) == "dict":
             return any(kw.arg == "shell" and _is_truthy_const(kw.value) for kw in node.keywords)
         dotted = _dotted(node)
         if dotted is not None:
-            return any(not isinstance(v, str) and self._dict_sets_shell(v, depth + 1)
-                       for v in self.aliases.get(dotted, ()))
+            return any(
+                not isinstance(v, str) and self._dict_sets_shell(v, depth + 1)
+                for v in self.aliases.get(dotted, ())
+            )
         return False
 
     def _judge_yaml(self, call: ast.Call, q: str, confidence: str) -> None:
@@ -531,15 +752,24 @@ class FileScan:
             loader = call.args[1]
         if loader is None:
             if not _has_star_kwargs(call):
-                self.report("py-yaml-load", call, f"{q} without Loader= uses an unsafe loader on old "
-                            "PyYAML; use yaml.safe_load", confidence)
+                self.report(
+                    "py-yaml-load",
+                    call,
+                    f"{q} without Loader= uses an unsafe loader on old PyYAML; use yaml.safe_load",
+                    confidence,
+                )
             return
         resolved = self._resolve(loader)
         if resolved & _YAML_SAFE_LOADERS or _dotted(loader) in self.safe_yaml_classes:
             return
         known_unsafe = any(r.startswith("yaml.") for r in resolved)
-        self.report("py-yaml-load", call, f"{q} with a loader that is not a safe loader",
-                    confidence if known_unsafe else "low", "high" if known_unsafe else "medium")
+        self.report(
+            "py-yaml-load",
+            call,
+            f"{q} with a loader that is not a safe loader",
+            confidence if known_unsafe else "low",
+            "high" if known_unsafe else "medium",
+        )
 
     def _judge_jinja(self, call: ast.Call, q: str, confidence: str) -> None:
         kw = _keyword(call, "autoescape")
@@ -547,21 +777,33 @@ class FileScan:
             if _has_star_kwargs(call):
                 return
             if q in _JINJA_TEMPLATE:
-                self.report("py-jinja2-autoescape", call, f"{q} without autoescape=True does not escape HTML",
-                            "medium", "medium")
+                self.report(
+                    "py-jinja2-autoescape",
+                    call,
+                    f"{q} without autoescape=True does not escape HTML",
+                    "medium",
+                    "medium",
+                )
             else:
-                self.report("py-jinja2-autoescape", call, f"{q} without autoescape (off by default); use "
-                            "autoescape=select_autoescape()", confidence)
+                self.report(
+                    "py-jinja2-autoescape",
+                    call,
+                    f"{q} without autoescape (off by default); use autoescape=select_autoescape()",
+                    confidence,
+                )
         elif _is_false_const(kw.value):
             self.report("py-jinja2-autoescape", call, f"{q} with autoescape=False", confidence)
 
     def _judge_timeout(self, call: ast.Call, q: str, confidence: str) -> None:
         module, _, method = q.rpartition(".")
         is_requests = (module == "requests" and method in _HTTP_METHODS - {"stream"}) or (
-            module in _REQUESTS_SESSIONS and method in _HTTP_METHODS)
-        is_httpx = (module == "httpx" and method in _HTTP_METHODS) or q in (
-            "httpx.Client", "httpx.AsyncClient") or any(module == f"{c}()" and method in _HTTP_METHODS
-                                                         for c in _HTTPX_CLIENTS)
+            module in _REQUESTS_SESSIONS and method in _HTTP_METHODS
+        )
+        is_httpx = (
+            (module == "httpx" and method in _HTTP_METHODS)
+            or q in ("httpx.Client", "httpx.AsyncClient")
+            or any(module == f"{c}()" and method in _HTTP_METHODS for c in _HTTPX_CLIENTS)
+        )
         if not (is_requests or is_httpx):
             return
         kw = _keyword(call, "timeout")
@@ -570,22 +812,34 @@ class FileScan:
                 self.report("py-http-no-timeout", call, f"{q} with timeout=None waits forever", confidence)
             return
         if is_requests and not _has_star_kwargs(call):
-            self.report("py-http-no-timeout", call, f"{q} without timeout= can wait forever",
-                        confidence if module == "requests" else "medium")
+            self.report(
+                "py-http-no-timeout",
+                call,
+                f"{q} without timeout= can wait forever",
+                confidence if module == "requests" else "medium",
+            )
 
     def _judge_tls(self, call: ast.Call, names: set[str]) -> None:
         kw = _keyword(call, "verify")
         if kw is None or not _is_false_const(kw.value):
             return
         known = any(q.split(".")[0] in _TLS_MODULES for q in names)
-        self.report("py-tls-verify-disabled", kw.value, "verify=False turns off TLS certificate checks",
-                    "high" if known else "medium")
+        self.report(
+            "py-tls-verify-disabled",
+            kw.value,
+            "verify=False turns off TLS certificate checks",
+            "high" if known else "medium",
+        )
 
     def _judge_bind(self, call: ast.Call, func_leaf: str) -> None:
         for kw in call.keywords:
             if kw.arg and kw.arg.lower() in _HOST_KEYWORDS and _const_str(kw.value) in _ANY_ADDR:
-                self.report("py-bind-all-interfaces", kw.value,
-                            f"{kw.arg}={_const_str(kw.value)!r} listens on all interfaces", "medium")
+                self.report(
+                    "py-bind-all-interfaces",
+                    kw.value,
+                    f"{kw.arg}={_const_str(kw.value)!r} listens on all interfaces",
+                    "medium",
+                )
         if func_leaf not in _SERVER_CALLS or not call.args:
             return
         first = call.args[0]
@@ -593,8 +847,12 @@ class FileScan:
             first = first.elts[0]
         text = _const_str(first)
         if text in _ANY_ADDR:
-            self.report("py-bind-all-interfaces", first, f"{func_leaf}() on {text!r} listens on all interfaces",
-                        "high" if func_leaf == "bind" else "medium")
+            self.report(
+                "py-bind-all-interfaces",
+                first,
+                f"{func_leaf}() on {text!r} listens on all interfaces",
+                "high" if func_leaf == "bind" else "medium",
+            )
 
 
 _HANDLERS: dict[type, Any] = {
@@ -619,7 +877,9 @@ def scan_tree(tree: ast.Module, is_test_file: bool = False) -> list[RawFinding]:
     return FileScan(tree, is_test_file).run()
 
 
-def scan_source(source: bytes | str, filename: str = "<source>", is_test_file: bool = False) -> list[RawFinding]:
+def scan_source(
+    source: bytes | str, filename: str = "<source>", is_test_file: bool = False
+) -> list[RawFinding]:
     """Parse and scan; raises SyntaxError/ValueError/RecursionError for the caller to report."""
     tree = ast.parse(source, filename)
     return scan_tree(tree, is_test_file)

@@ -31,52 +31,194 @@ class Check:
     remediation: str
 
 
-CHECKS: dict[str, Check] = {c.id: c for c in (
-    Check("k8s-privileged", "Privileged container", "critical", "C-0057", "CKV_K8S_16",
-          "remove securityContext.privileged or set it to false"),
-    Check("k8s-privilege-escalation", "Privilege escalation allowed", "medium", "C-0016", "CKV_K8S_20",
-          "set securityContext.allowPrivilegeEscalation: false"),
-    Check("k8s-run-as-root", "May run as root", "medium", "C-0013", "CKV_K8S_23",
-          "set runAsNonRoot: true and a non-zero runAsUser"),
-    Check("k8s-readonly-rootfs", "Writable root filesystem", "low", "C-0017", "CKV_K8S_22",
-          "set securityContext.readOnlyRootFilesystem: true (mount emptyDir where writes are needed)"),
-    Check("k8s-host-namespace", "Host namespace shared", "high", "C-0038 (PID/IPC), C-0041 (network)",
-          "CKV_K8S_17 (PID), CKV_K8S_18 (IPC), CKV_K8S_19 (network)", "remove hostPID/hostIPC/hostNetwork"),
-    Check("k8s-host-port", "Host port", "medium", "C-0044", "CKV_K8S_26", "remove ports[].hostPort; use a Service"),
-    Check("k8s-capabilities-added", "Capabilities added", "medium", "C-0046", "CKV_K8S_25 (CKV_K8S_39 SYS_ADMIN)",
-          "remove securityContext.capabilities.add"),
-    Check("k8s-capabilities-not-dropped", "Capabilities not dropped", "low", "C-0055 (Linux hardening)",
-          "CKV_K8S_37 (CKV_K8S_28 NET_RAW)", "set securityContext.capabilities.drop: [ALL]"),
-    Check("k8s-seccomp", "No seccomp profile", "low", "C-0210 (C-0055)", "CKV_K8S_31",
-          "set securityContext.seccompProfile.type: RuntimeDefault"),
-    Check("k8s-cpu-requests", "No CPU request", "low", "C-0050", "CKV_K8S_10", "set resources.requests.cpu"),
-    Check("k8s-cpu-limits", "No CPU limit", "low", "C-0050 (C-0009)", "CKV_K8S_11", "set resources.limits.cpu"),
-    Check("k8s-memory-requests", "No memory request", "low", "C-0004", "CKV_K8S_12",
-          "set resources.requests.memory"),
-    Check("k8s-memory-limits", "No memory limit", "medium", "C-0004 (C-0009)", "CKV_K8S_13",
-          "set resources.limits.memory"),
-    Check("k8s-image-latest", "Image tag latest or missing", "medium", "C-0075 (with pull policy)", "CKV_K8S_14",
-          "pin an explicit version tag"),
-    Check("k8s-image-digest", "Image not pinned by digest", "info", "—", "CKV_K8S_43",
-          "reference the image as name@sha256:..."),
-    Check("k8s-image-pull-policy", "Mutable image without imagePullPolicy: Always", "low", "C-0075", "CKV_K8S_15",
-          "set imagePullPolicy: Always or pin the image by digest"),
-    Check("k8s-liveness-probe", "No liveness probe", "low", "C-0056", "CKV_K8S_8", "add livenessProbe"),
-    Check("k8s-readiness-probe", "No readiness probe", "low", "C-0018", "CKV_K8S_9", "add readinessProbe"),
-    Check("k8s-sa-token-automount", "Service account token mounted", "low", "C-0034", "CKV_K8S_38",
-          "set automountServiceAccountToken: false unless the pod calls the API"),
-    Check("k8s-default-namespace", "Default namespace", "low", "C-0061", "CKV_K8S_21",
-          "set metadata.namespace to a dedicated namespace"),
-    Check("k8s-env-secret", "Secret value in environment", "high", "C-0012", "— (CKV_K8S_35 is the nearest)",
-          "move the value to a Secret and use valueFrom.secretKeyRef or a mounted file"),
-    Check("k8s-network-policy", "No NetworkPolicy selects the pods", "medium", "C-0260", "—",
-          "add a NetworkPolicy whose podSelector matches the pod labels"),
-    Check("k8s-pod-disruption-budget", "No PodDisruptionBudget", "low", "—", "—",
-          "add a PodDisruptionBudget whose selector matches the pod labels"),
-)}
+CHECKS: dict[str, Check] = {
+    c.id: c
+    for c in (
+        Check(
+            "k8s-privileged",
+            "Privileged container",
+            "critical",
+            "C-0057",
+            "CKV_K8S_16",
+            "remove securityContext.privileged or set it to false",
+        ),
+        Check(
+            "k8s-privilege-escalation",
+            "Privilege escalation allowed",
+            "medium",
+            "C-0016",
+            "CKV_K8S_20",
+            "set securityContext.allowPrivilegeEscalation: false",
+        ),
+        Check(
+            "k8s-run-as-root",
+            "May run as root",
+            "medium",
+            "C-0013",
+            "CKV_K8S_23",
+            "set runAsNonRoot: true and a non-zero runAsUser",
+        ),
+        Check(
+            "k8s-readonly-rootfs",
+            "Writable root filesystem",
+            "low",
+            "C-0017",
+            "CKV_K8S_22",
+            "set securityContext.readOnlyRootFilesystem: true (mount emptyDir where writes are needed)",
+        ),
+        Check(
+            "k8s-host-namespace",
+            "Host namespace shared",
+            "high",
+            "C-0038 (PID/IPC), C-0041 (network)",
+            "CKV_K8S_17 (PID), CKV_K8S_18 (IPC), CKV_K8S_19 (network)",
+            "remove hostPID/hostIPC/hostNetwork",
+        ),
+        Check(
+            "k8s-host-port",
+            "Host port",
+            "medium",
+            "C-0044",
+            "CKV_K8S_26",
+            "remove ports[].hostPort; use a Service",
+        ),
+        Check(
+            "k8s-capabilities-added",
+            "Capabilities added",
+            "medium",
+            "C-0046",
+            "CKV_K8S_25 (CKV_K8S_39 SYS_ADMIN)",
+            "remove securityContext.capabilities.add",
+        ),
+        Check(
+            "k8s-capabilities-not-dropped",
+            "Capabilities not dropped",
+            "low",
+            "C-0055 (Linux hardening)",
+            "CKV_K8S_37 (CKV_K8S_28 NET_RAW)",
+            "set securityContext.capabilities.drop: [ALL]",
+        ),
+        Check(
+            "k8s-seccomp",
+            "No seccomp profile",
+            "low",
+            "C-0210 (C-0055)",
+            "CKV_K8S_31",
+            "set securityContext.seccompProfile.type: RuntimeDefault",
+        ),
+        Check(
+            "k8s-cpu-requests", "No CPU request", "low", "C-0050", "CKV_K8S_10", "set resources.requests.cpu"
+        ),
+        Check(
+            "k8s-cpu-limits",
+            "No CPU limit",
+            "low",
+            "C-0050 (C-0009)",
+            "CKV_K8S_11",
+            "set resources.limits.cpu",
+        ),
+        Check(
+            "k8s-memory-requests",
+            "No memory request",
+            "low",
+            "C-0004",
+            "CKV_K8S_12",
+            "set resources.requests.memory",
+        ),
+        Check(
+            "k8s-memory-limits",
+            "No memory limit",
+            "medium",
+            "C-0004 (C-0009)",
+            "CKV_K8S_13",
+            "set resources.limits.memory",
+        ),
+        Check(
+            "k8s-image-latest",
+            "Image tag latest or missing",
+            "medium",
+            "C-0075 (with pull policy)",
+            "CKV_K8S_14",
+            "pin an explicit version tag",
+        ),
+        Check(
+            "k8s-image-digest",
+            "Image not pinned by digest",
+            "info",
+            "—",
+            "CKV_K8S_43",
+            "reference the image as name@sha256:...",
+        ),
+        Check(
+            "k8s-image-pull-policy",
+            "Mutable image without imagePullPolicy: Always",
+            "low",
+            "C-0075",
+            "CKV_K8S_15",
+            "set imagePullPolicy: Always or pin the image by digest",
+        ),
+        Check("k8s-liveness-probe", "No liveness probe", "low", "C-0056", "CKV_K8S_8", "add livenessProbe"),
+        Check(
+            "k8s-readiness-probe", "No readiness probe", "low", "C-0018", "CKV_K8S_9", "add readinessProbe"
+        ),
+        Check(
+            "k8s-sa-token-automount",
+            "Service account token mounted",
+            "low",
+            "C-0034",
+            "CKV_K8S_38",
+            "set automountServiceAccountToken: false unless the pod calls the API",
+        ),
+        Check(
+            "k8s-default-namespace",
+            "Default namespace",
+            "low",
+            "C-0061",
+            "CKV_K8S_21",
+            "set metadata.namespace to a dedicated namespace",
+        ),
+        Check(
+            "k8s-env-secret",
+            "Secret value in environment",
+            "high",
+            "C-0012",
+            "— (CKV_K8S_35 is the nearest)",
+            "move the value to a Secret and use valueFrom.secretKeyRef or a mounted file",
+        ),
+        Check(
+            "k8s-network-policy",
+            "No NetworkPolicy selects the pods",
+            "medium",
+            "C-0260",
+            "—",
+            "add a NetworkPolicy whose podSelector matches the pod labels",
+        ),
+        Check(
+            "k8s-pod-disruption-budget",
+            "No PodDisruptionBudget",
+            "low",
+            "—",
+            "—",
+            "add a PodDisruptionBudget whose selector matches the pod labels",
+        ),
+    )
+}
 
-_DANGEROUS_CAPS = frozenset({"ALL", "SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE", "SYS_MODULE", "DAC_READ_SEARCH",
-                             "NET_RAW", "SYS_RAWIO", "BPF", "PERFMON", "SYS_BOOT"})
+_DANGEROUS_CAPS = frozenset(
+    {
+        "ALL",
+        "SYS_ADMIN",
+        "NET_ADMIN",
+        "SYS_PTRACE",
+        "SYS_MODULE",
+        "DAC_READ_SEARCH",
+        "NET_RAW",
+        "SYS_RAWIO",
+        "BPF",
+        "PERFMON",
+        "SYS_BOOT",
+    }
+)
 # kind -> path to the pod spec; labels live beside it under "metadata".
 _POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
     "Pod": ("spec",),
@@ -125,6 +267,7 @@ class K8sObject:
 
 # ---- reading manifests ---------------------------------------------------------------------------
 
+
 def _line_map(node: yaml.Node, prefix: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
     out.setdefault(prefix, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
@@ -160,14 +303,28 @@ def read_manifest_file(path: Path, display: str) -> tuple[list[K8sObject], list[
         nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        return [], [Notice("config", "invalid-yaml", display, f"not valid YAML: {getattr(exc, 'problem', exc)}",
-                           mark.line + 1 if mark else 0)]
+        return [], [
+            Notice(
+                "config",
+                "invalid-yaml",
+                display,
+                f"not valid YAML: {getattr(exc, 'problem', exc)}",
+                mark.line + 1 if mark else 0,
+            )
+        ]
     for i, (doc, node) in enumerate(zip(docs, nodes, strict=False)):
         if doc is None:
             continue
         if not isinstance(doc, dict) or "kind" not in doc:
-            notices.append(Notice("config", "not-an-object", display, f"document {i + 1} is not a Kubernetes "
-                                  "object (no 'kind'); skipped", node.start_mark.line + 1 if node else 0))
+            notices.append(
+                Notice(
+                    "config",
+                    "not-an-object",
+                    display,
+                    f"document {i + 1} is not a Kubernetes object (no 'kind'); skipped",
+                    node.start_mark.line + 1 if node else 0,
+                )
+            )
             continue
         lines: dict[tuple[Any, ...], int] = {}
         if node is not None:
@@ -198,6 +355,7 @@ def read_manifests(paths: Iterable[Path], base: Path) -> tuple[list[K8sObject], 
 
 
 # ---- checks --------------------------------------------------------------------------------------
+
 
 def _get(doc: Any, path: Iterable[Any]) -> Any:
     for key in path:
@@ -237,19 +395,39 @@ class _Checker:
         self.default_namespace = default_namespace
         self.findings: list[Finding] = []
 
-    def report(self, check_id: str, obj: K8sObject, path: tuple[Any, ...], message: str,
-               container: str = "", severity: str | None = None, confidence: str = "high") -> None:
+    def report(
+        self,
+        check_id: str,
+        obj: K8sObject,
+        path: tuple[Any, ...],
+        message: str,
+        container: str = "",
+        severity: str | None = None,
+        confidence: str = "high",
+    ) -> None:
         check = CHECKS[check_id]
         where = f"{obj.ref}" + (f" container {container}" if container else "")
         line = obj.line_of(path) if obj.source != "live" else 0
         fingerprint = hashlib.sha256(f"{check_id}|{obj.source}|{where}|{message}".encode()).hexdigest()[:32]
-        self.findings.append(Finding(
-            kind="config", rule_id=check_id, title=check.title, severity=severity or check.severity,
-            confidence=confidence, message=f"{where}: {message}; fix: {check.remediation}",
-            location=Location(obj.source, line, 1 if line else 0, logical=where),
-            snippet=".".join(str(p) for p in path), fingerprint=fingerprint,
-            properties={"kubescape": check.kubescape, "checkov": check.checkov, "object": obj.ref,
-                        "container": container}))
+        self.findings.append(
+            Finding(
+                kind="config",
+                rule_id=check_id,
+                title=check.title,
+                severity=severity or check.severity,
+                confidence=confidence,
+                message=f"{where}: {message}; fix: {check.remediation}",
+                location=Location(obj.source, line, 1 if line else 0, logical=where),
+                snippet=".".join(str(p) for p in path),
+                fingerprint=fingerprint,
+                properties={
+                    "kubescape": check.kubescape,
+                    "checkov": check.checkov,
+                    "object": obj.ref,
+                    "container": container,
+                },
+            )
+        )
 
     def run(self) -> list[Finding]:
         policies = [o for o in self.objects if o.kind == "NetworkPolicy"]
@@ -267,88 +445,169 @@ class _Checker:
             if obj.kind == "Pod":
                 labels = _get(obj.doc, ("metadata", "labels")) or {}
             namespace = obj.namespace or self.default_namespace
-            if not any((p.namespace or self.default_namespace) == namespace
-                       and selector_matches(_get(p.doc, ("spec", "podSelector")), labels) for p in policies):
-                self.report("k8s-network-policy", obj, ("metadata",),
-                            f"no NetworkPolicy in namespace {namespace!r} selects labels {labels or '{}'}")
+            if not any(
+                (p.namespace or self.default_namespace) == namespace
+                and selector_matches(_get(p.doc, ("spec", "podSelector")), labels)
+                for p in policies
+            ):
+                self.report(
+                    "k8s-network-policy",
+                    obj,
+                    ("metadata",),
+                    f"no NetworkPolicy in namespace {namespace!r} selects labels {labels or '{}'}",
+                )
             if obj.kind in _PDB_KINDS and not any(
-                    (b.namespace or self.default_namespace) == namespace
-                    and selector_matches(_get(b.doc, ("spec", "selector")), labels) for b in budgets):
-                self.report("k8s-pod-disruption-budget", obj, ("metadata",),
-                            f"no PodDisruptionBudget in namespace {namespace!r} selects labels {labels or '{}'}")
+                (b.namespace or self.default_namespace) == namespace
+                and selector_matches(_get(b.doc, ("spec", "selector")), labels)
+                for b in budgets
+            ):
+                self.report(
+                    "k8s-pod-disruption-budget",
+                    obj,
+                    ("metadata",),
+                    f"no PodDisruptionBudget in namespace {namespace!r} selects labels {labels or '{}'}",
+                )
         return self.findings
 
-    def check_pod(self, obj: K8sObject, base: tuple[str, ...], spec: dict[str, Any],
-                  accounts: dict[tuple[str, str], K8sObject]) -> None:
+    def check_pod(
+        self,
+        obj: K8sObject,
+        base: tuple[str, ...],
+        spec: dict[str, Any],
+        accounts: dict[tuple[str, str], K8sObject],
+    ) -> None:
         namespace = obj.namespace
         if not namespace or namespace == "default":
-            self.report("k8s-default-namespace", obj, ("metadata",),
-                        "runs in the default namespace" if namespace else "has no namespace (lands in the default "
-                        "namespace of whoever applies it)")
+            self.report(
+                "k8s-default-namespace",
+                obj,
+                ("metadata",),
+                "runs in the default namespace"
+                if namespace
+                else "has no namespace (lands in the default namespace of whoever applies it)",
+            )
         for flag in ("hostPID", "hostIPC", "hostNetwork"):
             if spec.get(flag) is True:
-                self.report("k8s-host-namespace", obj, (*base, flag), f"{flag}: true shares the node's namespace")
+                self.report(
+                    "k8s-host-namespace", obj, (*base, flag), f"{flag}: true shares the node's namespace"
+                )
         pod_sc = spec.get("securityContext") or {}
         automount = spec.get("automountServiceAccountToken")
         if automount is None:
             account = accounts.get((namespace, str(spec.get("serviceAccountName") or "default")))
             automount = _get(account.doc, ("automountServiceAccountToken",)) if account else None
         if automount is not False:
-            self.report("k8s-sa-token-automount", obj, (*base, "automountServiceAccountToken"),
-                        "the service account token is mounted (automountServiceAccountToken is not false)")
+            self.report(
+                "k8s-sa-token-automount",
+                obj,
+                (*base, "automountServiceAccountToken"),
+                "the service account token is mounted (automountServiceAccountToken is not false)",
+            )
         groups = [("containers", True), ("initContainers", False), ("ephemeralContainers", False)]
         for group, needs_probes in groups:
             for i, container in enumerate(spec.get(group) or []):
                 if isinstance(container, dict):
                     self.check_container(obj, (*base, group, i), container, pod_sc, needs_probes)
 
-    def check_container(self, obj: K8sObject, path: tuple[Any, ...], c: dict[str, Any],
-                        pod_sc: dict[str, Any], needs_probes: bool) -> None:
+    def check_container(
+        self,
+        obj: K8sObject,
+        path: tuple[Any, ...],
+        c: dict[str, Any],
+        pod_sc: dict[str, Any],
+        needs_probes: bool,
+    ) -> None:
         name = str(c.get("name") or path[-1])
         sc = c.get("securityContext") or {}
         scp = (*path, "securityContext")
         if sc.get("privileged") is True:
-            self.report("k8s-privileged", obj, (*scp, "privileged"), "privileged: true gives full host access", name)
+            self.report(
+                "k8s-privileged", obj, (*scp, "privileged"), "privileged: true gives full host access", name
+            )
         ape = sc.get("allowPrivilegeEscalation")
         if ape is not False:
-            self.report("k8s-privilege-escalation", obj, (*scp, "allowPrivilegeEscalation"),
-                        "allowPrivilegeEscalation is true" if ape is True else "allowPrivilegeEscalation is not "
-                        "set to false", name, "high" if ape is True else None)
+            self.report(
+                "k8s-privilege-escalation",
+                obj,
+                (*scp, "allowPrivilegeEscalation"),
+                "allowPrivilegeEscalation is true"
+                if ape is True
+                else "allowPrivilegeEscalation is not set to false",
+                name,
+                "high" if ape is True else None,
+            )
         run_as_user = sc.get("runAsUser", pod_sc.get("runAsUser"))
         non_root = sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot"))
         if run_as_user == 0:
-            self.report("k8s-run-as-root", obj, (*scp, "runAsUser"), "runAsUser: 0 runs as root", name, "high")
+            self.report(
+                "k8s-run-as-root", obj, (*scp, "runAsUser"), "runAsUser: 0 runs as root", name, "high"
+            )
         elif non_root is not True and not (isinstance(run_as_user, int) and run_as_user > 0):
-            self.report("k8s-run-as-root", obj, (*scp, "runAsNonRoot"),
-                        "neither runAsNonRoot: true nor a non-zero runAsUser is set", name)
+            self.report(
+                "k8s-run-as-root",
+                obj,
+                (*scp, "runAsNonRoot"),
+                "neither runAsNonRoot: true nor a non-zero runAsUser is set",
+                name,
+            )
         if sc.get("readOnlyRootFilesystem") is not True:
-            self.report("k8s-readonly-rootfs", obj, (*scp, "readOnlyRootFilesystem"),
-                        "readOnlyRootFilesystem is not true", name)
+            self.report(
+                "k8s-readonly-rootfs",
+                obj,
+                (*scp, "readOnlyRootFilesystem"),
+                "readOnlyRootFilesystem is not true",
+                name,
+            )
         caps = sc.get("capabilities") or {}
         added = [str(x).upper().removeprefix("CAP_") for x in caps.get("add") or []]
         if added:
             dangerous = sorted(set(added) & _DANGEROUS_CAPS)
-            self.report("k8s-capabilities-added", obj, (*scp, "capabilities", "add"),
-                        f"adds capabilities {', '.join(added)}", name, "high" if dangerous else None)
+            self.report(
+                "k8s-capabilities-added",
+                obj,
+                (*scp, "capabilities", "add"),
+                f"adds capabilities {', '.join(added)}",
+                name,
+                "high" if dangerous else None,
+            )
         dropped = {str(x).upper() for x in caps.get("drop") or []}
         if "ALL" not in dropped:
-            self.report("k8s-capabilities-not-dropped", obj, (*scp, "capabilities", "drop"),
-                        "capabilities.drop does not include ALL", name)
+            self.report(
+                "k8s-capabilities-not-dropped",
+                obj,
+                (*scp, "capabilities", "drop"),
+                "capabilities.drop does not include ALL",
+                name,
+            )
         seccomp = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
         annotations = _get(obj.doc, ("metadata", "annotations")) or {}
         legacy = annotations.get("seccomp.security.alpha.kubernetes.io/pod")
-        if seccomp not in ("RuntimeDefault", "Localhost") and legacy not in ("runtime/default", "docker/default"):
-            self.report("k8s-seccomp", obj, (*scp, "seccompProfile"),
-                        f"seccompProfile is {seccomp or 'not set'} (Unconfined by default)", name)
+        if seccomp not in ("RuntimeDefault", "Localhost") and legacy not in (
+            "runtime/default",
+            "docker/default",
+        ):
+            self.report(
+                "k8s-seccomp",
+                obj,
+                (*scp, "seccompProfile"),
+                f"seccompProfile is {seccomp or 'not set'} (Unconfined by default)",
+                name,
+            )
         resources = c.get("resources") or {}
-        for kind, key, check in (("requests", "cpu", "k8s-cpu-requests"), ("limits", "cpu", "k8s-cpu-limits"),
-                                 ("requests", "memory", "k8s-memory-requests"),
-                                 ("limits", "memory", "k8s-memory-limits")):
+        for kind, key, check in (
+            ("requests", "cpu", "k8s-cpu-requests"),
+            ("limits", "cpu", "k8s-cpu-limits"),
+            ("requests", "memory", "k8s-memory-requests"),
+            ("limits", "memory", "k8s-memory-limits"),
+        ):
             if not (resources.get(kind) or {}).get(key):
                 self.report(check, obj, (*path, "resources", kind), f"no {key} {kind[:-1]}", name)
         self.check_image(obj, path, c, name)
         if needs_probes:
-            for probe, check in (("livenessProbe", "k8s-liveness-probe"), ("readinessProbe", "k8s-readiness-probe")):
+            for probe, check in (
+                ("livenessProbe", "k8s-liveness-probe"),
+                ("readinessProbe", "k8s-readiness-probe"),
+            ):
                 if not c.get(probe):
                     self.report(check, obj, path, f"no {probe}", name)
         for i, env in enumerate(c.get("env") or []):
@@ -356,15 +615,30 @@ class _Checker:
                 continue
             value = env.get("value")
             env_name = str(env.get("name") or "")
-            if isinstance(value, str) and value and is_secret_name(env_name) and not looks_like_placeholder(value):
+            if (
+                isinstance(value, str)
+                and value
+                and is_secret_name(env_name)
+                and not looks_like_placeholder(value)
+            ):
                 strong = is_high_entropy_secret(value)
-                self.report("k8s-env-secret", obj, (*path, "env", i, "value"),
-                            f"env {env_name} holds a literal secret value", name,
-                            confidence="high" if strong else "medium")
+                self.report(
+                    "k8s-env-secret",
+                    obj,
+                    (*path, "env", i, "value"),
+                    f"env {env_name} holds a literal secret value",
+                    name,
+                    confidence="high" if strong else "medium",
+                )
         for i, port in enumerate(c.get("ports") or []):
             if isinstance(port, dict) and port.get("hostPort"):
-                self.report("k8s-host-port", obj, (*path, "ports", i, "hostPort"),
-                            f"hostPort {port['hostPort']} binds the node's port", name)
+                self.report(
+                    "k8s-host-port",
+                    obj,
+                    (*path, "ports", i, "hostPort"),
+                    f"hostPort {port['hostPort']} binds the node's port",
+                    name,
+                )
 
     def check_image(self, obj: K8sObject, path: tuple[Any, ...], c: dict[str, Any], name: str) -> None:
         image = str(c.get("image") or "")
@@ -375,17 +649,28 @@ class _Checker:
         last = repo.rsplit("/", 1)[-1]
         tag = last.split(":", 1)[1] if ":" in last else ""
         if not has_digest and tag in ("", "latest"):
-            self.report("k8s-image-latest", obj, (*path, "image"),
-                        f"image {image!r} " + ("uses :latest" if tag else "has no tag (means :latest)"), name)
+            self.report(
+                "k8s-image-latest",
+                obj,
+                (*path, "image"),
+                f"image {image!r} " + ("uses :latest" if tag else "has no tag (means :latest)"),
+                name,
+            )
         if not has_digest:
-            self.report("k8s-image-digest", obj, (*path, "image"), f"image {image!r} is not pinned by digest", name)
+            self.report(
+                "k8s-image-digest", obj, (*path, "image"), f"image {image!r} is not pinned by digest", name
+            )
             policy = c.get("imagePullPolicy")
             if policy != "Always":
                 effective = policy or ("Always" if tag in ("", "latest") else "IfNotPresent")
                 if effective != "Always":
-                    self.report("k8s-image-pull-policy", obj, (*path, "imagePullPolicy"),
-                                f"imagePullPolicy is {effective} for a mutable tag: nodes may run a stale image",
-                                name)
+                    self.report(
+                        "k8s-image-pull-policy",
+                        obj,
+                        (*path, "imagePullPolicy"),
+                        f"imagePullPolicy is {effective} for a mutable tag: nodes may run a stale image",
+                        name,
+                    )
 
 
 def check_objects(objects: list[K8sObject], default_namespace: str = "default") -> list[Finding]:

@@ -52,7 +52,9 @@ def file_kind(path: Path) -> str:
     if name in LOCK_NAMES:
         return name
     if name.endswith(".toml"):
-        raise UsageError(f"--requirements {path}: unknown TOML file; give pyproject.toml, uv.lock or poetry.lock")
+        raise UsageError(
+            f"--requirements {path}: unknown TOML file; give pyproject.toml, uv.lock or poetry.lock"
+        )
     return "requirements"
 
 
@@ -86,8 +88,9 @@ def _read_text(path: Path, display: str, notices: list[Notice], explicit: bool) 
         notices.append(Notice("dependency", "unreadable", display, "file not found"))
     except (OSError, UnicodeDecodeError) as exc:
         if explicit:
-            raise UsageError(f"--requirements {path}: cannot read it ({exc}); fix its permissions or "
-                             "encoding (UTF-8)") from None
+            raise UsageError(
+                f"--requirements {path}: cannot read it ({exc}); fix its permissions or encoding (UTF-8)"
+            ) from None
         notices.append(Notice("dependency", "unreadable", display, f"cannot read: {exc}"))
     return None
 
@@ -117,15 +120,18 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
     return out
 
 
-def read_requirements(path: Path, base: Path, *, explicit: bool = True,
-                      _seen: set[Path] | None = None) -> ReadResult:
+def read_requirements(
+    path: Path, base: Path, *, explicit: bool = True, _seen: set[Path] | None = None
+) -> ReadResult:
     """requirements.txt, constraints files and `pip freeze` output (with -r/-c includes)."""
     seen = _seen if _seen is not None else set()
     real = path.resolve()
     display = _display(path, base)
     result = ReadResult([], [], [display])
     if real in seen:
-        result.notices.append(Notice("dependency", "include-loop", display, "already read; include loop skipped"))
+        result.notices.append(
+            Notice("dependency", "include-loop", display, "already read; include loop skipped")
+        )
         return result
     seen.add(real)
     text = _read_text(path, display, result.notices, explicit)
@@ -144,22 +150,46 @@ def read_requirements(path: Path, base: Path, *, explicit: bool = True,
                 result.notices.extend(inner.notices)
                 result.files.extend(inner.files)
             elif option in ("-e", "--editable"):
-                result.notices.append(Notice("dependency", "not-pinned", display,
-                                             f"editable requirement '{value}' has no version to check", number))
+                result.notices.append(
+                    Notice(
+                        "dependency",
+                        "not-pinned",
+                        display,
+                        f"editable requirement '{value}' has no version to check",
+                        number,
+                    )
+                )
             continue  # other options (index URLs, --pre, ...) do not name packages
         requirement_text = line.split(" --", 1)[0].split(" -", 1)[0].strip() if " -" in line else line
         try:
             req = Requirement(requirement_text)
         except InvalidRequirement as exc:
-            result.notices.append(Notice("dependency", "invalid-requirement", display,
-                                         f"cannot parse '{requirement_text}': {exc}", number))
+            result.notices.append(
+                Notice(
+                    "dependency",
+                    "invalid-requirement",
+                    display,
+                    f"cannot parse '{requirement_text}': {exc}",
+                    number,
+                )
+            )
             continue
         version = None if req.url else _pinned_version(req)
         note = "direct URL" if req.url else ("" if version else "not pinned to one version")
         if req.marker is not None:
             note = (note + "; " if note else "") + f"marker: {req.marker}"
-        result.dependencies.append(Dependency(canonicalize_name(req.name), req.name, version, display, number,
-                                              "requirements", str(req.specifier), note))
+        result.dependencies.append(
+            Dependency(
+                canonicalize_name(req.name),
+                req.name,
+                version,
+                display,
+                number,
+                "requirements",
+                str(req.specifier),
+                note,
+            )
+        )
     return result
 
 
@@ -193,13 +223,23 @@ def read_pyproject(path: Path, base: Path) -> ReadResult:
         try:
             req = Requirement(entry)
         except InvalidRequirement as exc:
-            result.notices.append(Notice("dependency", "invalid-requirement", display,
-                                         f"cannot parse '{entry}': {exc}", line))
+            result.notices.append(
+                Notice("dependency", "invalid-requirement", display, f"cannot parse '{entry}': {exc}", line)
+            )
             continue
         version = None if req.url else _pinned_version(req)
-        result.dependencies.append(Dependency(canonicalize_name(req.name), req.name, version, display, line,
-                                              "pyproject", str(req.specifier),
-                                              "" if version else "not pinned to one version"))
+        result.dependencies.append(
+            Dependency(
+                canonicalize_name(req.name),
+                req.name,
+                version,
+                display,
+                line,
+                "pyproject",
+                str(req.specifier),
+                "" if version else "not pinned to one version",
+            )
+        )
     poetry = data.get("tool", {}).get("poetry", {})
     tables = [poetry.get("dependencies") or {}, poetry.get("dev-dependencies") or {}]
     tables += [g.get("dependencies") or {} for g in (poetry.get("group") or {}).values()]
@@ -211,9 +251,18 @@ def read_pyproject(path: Path, base: Path) -> ReadResult:
             pin = raw[2:].strip() if raw.startswith("==") else raw.strip()
             exact = bool(pin) and pin[0].isdigit() and not any(c in pin for c in "^~<>*,!| ")
             line = _find_line(lines, f"{name} =") or _find_line(lines, f'"{name}" =')
-            result.dependencies.append(Dependency(canonicalize_name(name), name, pin if exact else None, display,
-                                                  line, "pyproject", raw,
-                                                  "" if exact else "not pinned to one version"))
+            result.dependencies.append(
+                Dependency(
+                    canonicalize_name(name),
+                    name,
+                    pin if exact else None,
+                    display,
+                    line,
+                    "pyproject",
+                    raw,
+                    "" if exact else "not pinned to one version",
+                )
+            )
     return result
 
 
@@ -240,8 +289,17 @@ def read_lock(path: Path, base: Path) -> ReadResult:
         source = package.get("source") or {}
         if kind == "uv.lock" and isinstance(source, dict) and ("editable" in source or "virtual" in source):
             continue  # the project itself
-        result.dependencies.append(Dependency(canonicalize_name(name), name, version if isinstance(version, str)
-                                              else None, display, line, kind, f"=={version}" if version else ""))
+        result.dependencies.append(
+            Dependency(
+                canonicalize_name(name),
+                name,
+                version if isinstance(version, str) else None,
+                display,
+                line,
+                kind,
+                f"=={version}" if version else "",
+            )
+        )
     return result
 
 
@@ -263,8 +321,10 @@ def read_installed(spec: str, base: Path) -> ReadResult:
     else:
         path = Path(spec)
         if not path.is_dir():
-            raise UsageError(f"--installed {spec}: not a directory; give a site-packages directory, a "
-                             "virtualenv, or 'current'")
+            raise UsageError(
+                f"--installed {spec}: not a directory; give a site-packages directory, a "
+                "virtualenv, or 'current'"
+            )
         dirs = _site_dirs(path)
         dists = list(metadata.distributions(path=[str(d) for d in dirs]))
         label = f"installed:{_display(path, base)}"
@@ -278,8 +338,9 @@ def read_installed(spec: str, base: Path) -> ReadResult:
         if canonical in seen:
             continue  # first on the path wins, as for imports
         seen.add(canonical)
-        result.dependencies.append(Dependency(canonical, name, dist.version, label, 0, "installed",
-                                              f"=={dist.version}"))
+        result.dependencies.append(
+            Dependency(canonical, name, dist.version, label, 0, "installed", f"=={dist.version}")
+        )
     return result
 
 

@@ -24,14 +24,20 @@ class DepScanResult:
     def summary(self) -> dict[str, Any]:
         pinned = [d for d in self.dependencies if d.pinned]
         vulnerable = {(f.properties["package"], f.properties["version"]) for f in self.findings}
-        return {"files": self.files, "dependencies": len(self.dependencies),
-                "packages_checked": len({(d.name, d.version) for d in pinned}),
-                "not_pinned": sorted({f"{d.display_name} ({d.source}:{d.line})" for d in self.dependencies
-                                      if not d.pinned}),
-                "vulnerable_packages": len(vulnerable)}
+        return {
+            "files": self.files,
+            "dependencies": len(self.dependencies),
+            "packages_checked": len({(d.name, d.version) for d in pinned}),
+            "not_pinned": sorted(
+                {f"{d.display_name} ({d.source}:{d.line})" for d in self.dependencies if not d.pinned}
+            ),
+            "vulnerable_packages": len(vulnerable),
+        }
 
 
-def _group_finding(dep: Dependency, group: VulnGroup, fix: PlannedFix | None, unknown_severity: str) -> Finding:
+def _group_finding(
+    dep: Dependency, group: VulnGroup, fix: PlannedFix | None, unknown_severity: str
+) -> Finding:
     severity = group.severity
     rating = severity["rating"] if severity else unknown_severity
     source = ("cvss" if severity.get("score") is not None else "database") if severity else "default"
@@ -39,27 +45,50 @@ def _group_finding(dep: Dependency, group: VulnGroup, fix: PlannedFix | None, un
     fixed = sorted({str(v) for a in group.advisories for v in a.fix_versions}, key=lambda s: s)
     upgrade = fix.resolution.version if fix else None
     title = summary.splitlines()[0][:120] if summary else f"Known vulnerability in {dep.display_name}"
-    message = (f"{dep.display_name} {dep.version} is affected by {group.primary_id}"
-               + (f" ({', '.join(group.aliases[:4])})" if group.aliases else "")
-               + (f"; upgrade to {upgrade}" if upgrade else "; no fixed version is known"))
-    fingerprint = hashlib.sha256(f"{group.primary_id}|{dep.name}|{dep.version}|{dep.source}".encode()).hexdigest()[:32]
+    message = (
+        f"{dep.display_name} {dep.version} is affected by {group.primary_id}"
+        + (f" ({', '.join(group.aliases[:4])})" if group.aliases else "")
+        + (f"; upgrade to {upgrade}" if upgrade else "; no fixed version is known")
+    )
+    fingerprint = hashlib.sha256(
+        f"{group.primary_id}|{dep.name}|{dep.version}|{dep.source}".encode()
+    ).hexdigest()[:32]
     return Finding(
-        kind="dependency", rule_id=group.primary_id, title=title, severity=rating, confidence="high",
+        kind="dependency",
+        rule_id=group.primary_id,
+        title=title,
+        severity=rating,
+        confidence="high",
         message=message,
-        location=Location(dep.source if not dep.source.startswith("installed:") else dep.source, dep.line,
-                          1 if dep.line else 0, logical=f"{dep.display_name}=={dep.version}"),
+        location=Location(
+            dep.source if not dep.source.startswith("installed:") else dep.source,
+            dep.line,
+            1 if dep.line else 0,
+            logical=f"{dep.display_name}=={dep.version}",
+        ),
         snippet=f"{dep.display_name}{dep.specifier}" if dep.specifier else dep.display_name,
         fingerprint=fingerprint,
-        properties={"package": dep.name, "version": dep.version, "aliases": group.aliases,
-                    "advisories": sorted(a.id for a in group.advisories), "fixed_versions": fixed,
-                    "fix_version": upgrade, "severity_source": source,
-                    "cvss": severity if severity and severity.get("score") is not None else None,
-                    "references": list(dict.fromkeys(r for a in group.advisories for r in a.references))[:5],
-                    "published": min((a.published for a in group.advisories if a.published), default="")})
+        properties={
+            "package": dep.name,
+            "version": dep.version,
+            "aliases": group.aliases,
+            "advisories": sorted(a.id for a in group.advisories),
+            "fixed_versions": fixed,
+            "fix_version": upgrade,
+            "severity_source": source,
+            "cvss": severity if severity and severity.get("score") is not None else None,
+            "references": list(dict.fromkeys(r for a in group.advisories for r in a.references))[:5],
+            "published": min((a.published for a in group.advisories if a.published), default=""),
+        },
+    )
 
 
-def scan_dependencies(db: AdvisoryDB, dependencies: list[Dependency], unknown_severity: str = "high",
-                      api_hits: dict[tuple[str, str], set[str]] | None = None) -> DepScanResult:
+def scan_dependencies(
+    db: AdvisoryDB,
+    dependencies: list[Dependency],
+    unknown_severity: str = "high",
+    api_hits: dict[tuple[str, str], set[str]] | None = None,
+) -> DepScanResult:
     """Match every pinned dependency. `api_hits` holds ids the OSV API reported per (name, version)."""
     result = DepScanResult(dependencies=dependencies)
     cache: dict[tuple[str, str], tuple[list[VulnGroup], list[Notice]]] = {}
@@ -83,8 +112,14 @@ def scan_dependencies(db: AdvisoryDB, dependencies: list[Dependency], unknown_se
                     tag = f"{advisory.id}|{problem}"
                     if tag not in reported_problems:
                         reported_problems.add(tag)
-                        notices.append(Notice("advisory-db", "invalid-version", advisory.source_file,
-                                              f"{advisory.id} ({dep.name}): range {problem}; range skipped"))
+                        notices.append(
+                            Notice(
+                                "advisory-db",
+                                "invalid-version",
+                                advisory.source_file,
+                                f"{advisory.id} ({dep.name}): range {problem}; range skipped",
+                            )
+                        )
             result.notices.extend(notices)
         groups, _ = cache[key]
         if not groups:

@@ -30,7 +30,9 @@ class FixResolution:
     steps: tuple[str, ...] = ()
 
 
-def resolve_fix(package: str, current: str, applicable: list[Advisory], all_advisories: list[Advisory]) -> FixResolution:
+def resolve_fix(
+    package: str, current: str, applicable: list[Advisory], all_advisories: list[Advisory]
+) -> FixResolution:
     version = parse_version(current)
     if version is None:
         return FixResolution(package, current, None, f"{current!r} is not a valid PEP 440 version")
@@ -43,8 +45,13 @@ def resolve_fix(package: str, current: str, applicable: list[Advisory], all_advi
         for advisory in remaining:
             later = [v for v in advisory.fix_versions if v > version]
             if not later:
-                return FixResolution(package, current, None,
-                                     f"{advisory.id} has no fixed version above {version}", tuple(steps))
+                return FixResolution(
+                    package,
+                    current,
+                    None,
+                    f"{advisory.id} has no fixed version above {version}",
+                    tuple(steps),
+                )
             targets.append(later[0])
         version = max(targets)
         steps.append(str(version))
@@ -99,9 +106,12 @@ def build_patch(fixes: list[PlannedFix], base: Path) -> PatchResult:
         if fix.resolution.version is None:
             fix.manual = fix.resolution.reason
         elif dep.kind not in PATCHABLE_KINDS or not dep.line:
-            fix.manual = (f"{dep.kind} is generated: upgrade with your tool, e.g. "
-                          f"`uv lock --upgrade-package {dep.display_name}=={fix.resolution.version}`"
-                          if dep.kind in ("uv.lock", "poetry.lock") else "not a requirement file")
+            fix.manual = (
+                f"{dep.kind} is generated: upgrade with your tool, e.g. "
+                f"`uv lock --upgrade-package {dep.display_name}=={fix.resolution.version}`"
+                if dep.kind in ("uv.lock", "poetry.lock")
+                else "not a requirement file"
+            )
         else:
             by_file.setdefault(dep.source, []).append(fix)
     result = PatchResult("", fixes=fixes)

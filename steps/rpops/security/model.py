@@ -64,8 +64,14 @@ class Finding:
             "severity": self.severity,
             "confidence": self.confidence,
             "message": self.message,
-            "location": {"path": loc.path, "line": loc.line, "column": loc.column,
-                         "end_line": loc.end_line, "end_column": loc.end_column, "logical": loc.logical},
+            "location": {
+                "path": loc.path,
+                "line": loc.line,
+                "column": loc.column,
+                "end_line": loc.end_line,
+                "end_column": loc.end_column,
+                "logical": loc.logical,
+            },
             "snippet": self.snippet,
             "fingerprint": self.fingerprint,
             "properties": self.properties,
@@ -90,5 +96,10 @@ class Notice:
     line: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "code": self.code, "path": self.path, "line": self.line,
-                "message": self.message}
+        return {
+            "kind": self.kind,
+            "code": self.code,
+            "path": self.path,
+            "line": self.line,
+            "message": self.message,
+        }

@@ -6,25 +6,112 @@ import math
 from collections import Counter
 from functools import lru_cache
 
-_SECRET_TOKENS = frozenset({
-    "password", "passwd", "pwd", "pass", "passphrase", "secret", "secrets", "token", "apikey",
-    "credential", "credentials", "privatekey", "secretkey", "accesskey", "authkey",
-})
+_SECRET_TOKENS = frozenset(
+    {
+        "password",
+        "passwd",
+        "pwd",
+        "pass",
+        "passphrase",
+        "secret",
+        "secrets",
+        "token",
+        "apikey",
+        "credential",
+        "credentials",
+        "privatekey",
+        "secretkey",
+        "accesskey",
+        "authkey",
+    }
+)
 _KEY_QUALIFIERS = frozenset({"api", "secret", "private", "access", "signing", "encryption", "client", "auth"})
 # A name ending in one of these names the place of a secret, not the secret itself.
-_NOT_SECRET_SUFFIX = frozenset({
-    "url", "uri", "path", "file", "filename", "dir", "name", "names", "field", "fields", "header",
-    "prefix", "suffix", "env", "var", "type", "kind", "len", "length", "pattern", "format",
-    "template", "endpoint", "label", "placeholder", "param", "re", "regex", "id", "ids", "count",
-    "expiry", "expires", "ttl", "timeout", "policy", "mode", "class", "cls", "hash", "attr",
-})
-_SECURITY_TOKENS = frozenset({
-    "user", "admin", "auth", "authenticated", "authorized", "authorised", "authorization",
-    "permission", "permissions", "perm", "perms", "role", "roles", "token", "csrf", "login",
-    "logged", "owner", "superuser", "staff", "privilege", "privileges", "access", "allowed",
-    "allow", "acl", "signature", "password", "session", "credential", "credentials", "grant",
-    "scope", "scopes", "verified", "verify",
-})
+_NOT_SECRET_SUFFIX = frozenset(
+    {
+        "url",
+        "uri",
+        "path",
+        "file",
+        "filename",
+        "dir",
+        "name",
+        "names",
+        "field",
+        "fields",
+        "header",
+        "prefix",
+        "suffix",
+        "env",
+        "var",
+        "type",
+        "kind",
+        "len",
+        "length",
+        "pattern",
+        "format",
+        "template",
+        "endpoint",
+        "label",
+        "placeholder",
+        "param",
+        "re",
+        "regex",
+        "id",
+        "ids",
+        "count",
+        "expiry",
+        "expires",
+        "ttl",
+        "timeout",
+        "policy",
+        "mode",
+        "class",
+        "cls",
+        "hash",
+        "attr",
+    }
+)
+_SECURITY_TOKENS = frozenset(
+    {
+        "user",
+        "admin",
+        "auth",
+        "authenticated",
+        "authorized",
+        "authorised",
+        "authorization",
+        "permission",
+        "permissions",
+        "perm",
+        "perms",
+        "role",
+        "roles",
+        "token",
+        "csrf",
+        "login",
+        "logged",
+        "owner",
+        "superuser",
+        "staff",
+        "privilege",
+        "privileges",
+        "access",
+        "allowed",
+        "allow",
+        "acl",
+        "signature",
+        "password",
+        "session",
+        "credential",
+        "credentials",
+        "grant",
+        "scope",
+        "scopes",
+        "verified",
+        "verify",
+    }
+)
 
 
 @lru_cache(maxsize=4096)
@@ -84,7 +171,9 @@ def looks_like_placeholder(value: str) -> bool:
         return True
     if len(set(v)) <= 2:
         return True
-    return any(marker in low for marker in ("your_", "your-", "example", "placeholder", "changeme", "redacted"))
+    return any(
+        marker in low for marker in ("your_", "your-", "example", "placeholder", "changeme", "redacted")
+    )
 
 
 def is_high_entropy_secret(value: str, min_length: int = 8, min_entropy: float = 3.0) -> bool:

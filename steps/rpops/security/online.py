@@ -20,8 +20,15 @@ DEFAULT_API = "https://api.osv.dev"
 BATCH = 1000  # the API's documented maximum queries per batch
 
 
-def _request(client: httpx.Client, method: str, url: str, retries: int, backoff: float,
-             sleep: Callable[[float], None], **kwargs: Any) -> Any:
+def _request(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    retries: int,
+    backoff: float,
+    sleep: Callable[[float], None],
+    **kwargs: Any,
+) -> Any:
     last = ""
     for attempt in range(retries + 1):
         try:
@@ -36,13 +43,21 @@ def _request(client: httpx.Client, method: str, url: str, retries: int, backoff:
             last = f"{type(exc).__name__}: {exc}"
         if attempt < retries:
             sleep(backoff * 2**attempt)
-    raise Unreachable(f"OSV API {url} unreachable after {retries + 1} attempts ({last}); "
-                      "run without --online to use the offline database only")
+    raise Unreachable(
+        f"OSV API {url} unreachable after {retries + 1} attempts ({last}); "
+        "run without --online to use the offline database only"
+    )
 
 
-def query(db: AdvisoryDB, dependencies: list[Dependency], api_url: str = DEFAULT_API, timeout: float = 30.0,
-          retries: int = 2, backoff: float = 1.0,
-          sleep: Callable[[float], None] = time.sleep) -> dict[tuple[str, str], set[str]]:
+def query(
+    db: AdvisoryDB,
+    dependencies: list[Dependency],
+    api_url: str = DEFAULT_API,
+    timeout: float = 30.0,
+    retries: int = 2,
+    backoff: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[tuple[str, str], set[str]]:
     """Ids the API reports per (name, version); records unknown offline are added to `db`."""
     pinned = sorted({(d.name, d.version) for d in dependencies if d.version})
     hits: dict[tuple[str, str], set[str]] = {}
@@ -57,13 +72,16 @@ def query(db: AdvisoryDB, dependencies: list[Dependency], api_url: str = DEFAULT
                 if token:
                     q["page_token"] = token
                 queries.append(q)
-            data = _request(client, "POST", f"{base}/v1/querybatch", retries, backoff, sleep,
-                            json={"queries": queries})
+            data = _request(
+                client, "POST", f"{base}/v1/querybatch", retries, backoff, sleep, json={"queries": queries}
+            )
             results = data.get("results") if isinstance(data, dict) else None
             if not isinstance(results, list) or len(results) != len(batch):
                 raise Unreachable(f"OSV API {base}/v1/querybatch answered an unexpected document")
             for (key, _), item in zip(batch, results, strict=True):
-                ids = {str(v["id"]) for v in (item or {}).get("vulns") or [] if isinstance(v, dict) and "id" in v}
+                ids = {
+                    str(v["id"]) for v in (item or {}).get("vulns") or [] if isinstance(v, dict) and "id" in v
+                }
                 hits.setdefault(key, set()).update(ids)
                 token = (item or {}).get("next_page_token")
                 if token:
@@ -76,6 +94,9 @@ def query(db: AdvisoryDB, dependencies: list[Dependency], api_url: str = DEFAULT
                 if advisory is not None:
                     db.add(advisory)
                     known |= advisory.ids
-    log.info("OSV API: %d package versions queried, %d advisory ids reported", len(pinned),
-             sum(len(v) for v in hits.values()))
+    log.info(
+        "OSV API: %d package versions queried, %d advisory ids reported",
+        len(pinned),
+        sum(len(v) for v in hits.values()),
+    )
     return hits

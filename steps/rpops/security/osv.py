@@ -17,10 +17,10 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from rpops.security.model import Notice
 
 log = logging.getLogger("rpops.security.osv")
 
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
 INDEX_NAME = ".rpops-index.json"
 SYNC_META = ".rpops-sync.json"
 RECORD_SUFFIXES = (".yaml", ".yml", ".json")
@@ -49,6 +49,7 @@ def rating_for_score(score: float) -> str:
     return "info"
 
 
+@lru_cache(maxsize=65536)
 def parse_version(text: str) -> Version | None:
     try:
         return Version(text)
@@ -62,6 +63,7 @@ def _normalized(text: str) -> str:
 
 
 # ---- severity -----------------------------------------------------------------------------------
+
 
 def score_severity(entries: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
     """Base score from CVSS vectors (v3 preferred, then v4, then v2), computed with `cvss`."""
@@ -90,6 +92,7 @@ def score_severity(entries: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 # ---- records and ranges --------------------------------------------------------------------------
+
 
 @dataclass
 class Range:
@@ -186,6 +189,7 @@ class Advisory:
 
 # ---- index ---------------------------------------------------------------------------------------
 
+
 def _load_record(path: Path) -> Any:
     with open(path, "rb") as fh:
         if path.suffix == ".json":
@@ -199,16 +203,33 @@ def _record_files(root: Path) -> list[Path]:
     files: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        files.extend(Path(dirpath, f) for f in sorted(filenames)
-                     if f.endswith(RECORD_SUFFIXES) and not f.startswith("."))
+        files.extend(
+            Path(dirpath, f)
+            for f in sorted(filenames)
+            if f.endswith(RECORD_SUFFIXES) and not f.startswith(".")
+        )
     return files
 
 
 def fingerprint(root: Path) -> str:
+    """Names, sizes and mtimes of every record file: cheap (one stat each), changes with any edit."""
     digest = hashlib.sha256(f"format={INDEX_FORMAT}".encode())
-    for path in _record_files(root):
-        st = path.stat()
-        digest.update(f"{path.relative_to(root).as_posix()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    lines: list[str] = []
+    stack = [("", str(root))]
+    while stack:
+        prefix, directory = stack.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith("."):
+                    continue
+                if entry.is_dir():
+                    stack.append((f"{prefix}{name}/", entry.path))
+                elif name.endswith(RECORD_SUFFIXES):
+                    st = entry.stat()
+                    lines.append(f"{prefix}{name}|{st.st_size}|{st.st_mtime_ns}")
+    lines.sort()
+    digest.update("\n".join(lines).encode())
     return digest.hexdigest()
 
 
@@ -264,33 +285,59 @@ def build_index(root: Path, *, strict: bool = False) -> dict[str, Any]:
                 continue
             name = canonicalize_name(str(pkg["name"]))
             severity = score_severity(entry.get("severity") or []) or top_severity
-            if severity is None and isinstance(db_severity, str) and db_severity.lower() in (
-                    "low", "medium", "moderate", "high", "critical"):
+            if (
+                severity is None
+                and isinstance(db_severity, str)
+                and db_severity.lower() in ("low", "medium", "moderate", "high", "critical")
+            ):
                 label = "medium" if db_severity.lower() == "moderate" else db_severity.lower()
                 severity = {"type": "database_specific", "vector": "", "score": None, "rating": label}
             versions = [str(v) for v in entry.get("versions") or []]
             for v in versions:
                 if parse_version(v) is None:
-                    problems.append({"file": rel, "id": record["id"], "problem": f"versions[] entry {v!r} is not "
-                                     "valid PEP 440 (matched by exact string only)"})
+                    problems.append(
+                        {
+                            "file": rel,
+                            "id": record["id"],
+                            "problem": f"versions[] entry {v!r} is not "
+                            "valid PEP 440 (matched by exact string only)",
+                        }
+                    )
             ranges = [r for r in entry.get("ranges") or [] if r.get("type") in _RANGE_TYPES]
             for r in ranges:
                 problem = build_range(r).problem
                 if problem:
-                    problems.append({"file": rel, "id": record["id"], "problem": f"range {problem}; range skipped"})
-            packages.setdefault(name, []).append({
-                "id": record["id"], "aliases": aliases,
-                "summary": str(record.get("summary") or record.get("details") or "")[:300],
-                "severity": severity, "ranges": ranges,
-                "versions": sorted({*versions, *(_normalized(v) for v in versions)}),
-                "published": str(record.get("published") or ""), "modified": modified,
-                "references": _references(record), "file": rel,
-            })
+                    problems.append(
+                        {"file": rel, "id": record["id"], "problem": f"range {problem}; range skipped"}
+                    )
+            packages.setdefault(name, []).append(
+                {
+                    "id": record["id"],
+                    "aliases": aliases,
+                    "summary": str(record.get("summary") or record.get("details") or "")[:300],
+                    "severity": severity,
+                    "ranges": ranges,
+                    "versions": sorted({*versions, *(_normalized(v) for v in versions)}),
+                    "published": str(record.get("published") or ""),
+                    "modified": modified,
+                    "references": _references(record),
+                    "file": rel,
+                }
+            )
     meta = read_sync_meta(root)
-    log.info("indexed %d advisories for %d packages in %.1fs", count, len(packages), time.perf_counter() - started)
-    return {"format": INDEX_FORMAT, "records": count, "packages": packages, "problems": problems,
-            "withdrawn": sorted(withdrawn), "newest_modified": newest, "sync": meta,
-            "built_at": datetime.now(UTC).isoformat()}
+    log.info(
+        "indexed %d advisories for %d packages in %.1fs", count, len(packages), time.perf_counter() - started
+    )
+    return {
+        "format": INDEX_FORMAT,
+        "records": count,
+        "packages": packages,
+        "problems": problems,
+        "withdrawn": sorted(withdrawn),
+        "newest_modified": newest,
+        "sync": meta,
+        "built_at": datetime.now(UTC).isoformat(),
+    }
 
 
 def _cache_index_path(root: Path, cache_dir: Path) -> Path:
@@ -298,11 +345,49 @@ def _cache_index_path(root: Path, cache_dir: Path) -> Path:
     return cache_dir / "advisory-index" / f"{key}.json"
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
+class LazyPackages(Mapping[str, list[dict[str, Any]]]):
+    """Package entries of an index file, parsed only when a package is looked up."""
+
+    def __init__(self, raw: dict[str, str]) -> None:
+        self._raw = raw
+        self._parsed: dict[str, list[dict[str, Any]]] = {}
+
+    def __getitem__(self, name: str) -> list[dict[str, Any]]:
+        parsed = self._parsed.get(name)
+        if parsed is None:
+            parsed = json.loads(self._raw[name])
+            self._parsed[name] = parsed
+        return parsed
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+
+def write_index(path: Path, index: dict[str, Any]) -> None:
+    """Index file: one JSON header line, then one `name<TAB>entries-json` line per package, so that
+    a scan parses only the packages it looks up."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, separators=(",", ":")))
+    header = {k: v for k, v in index.items() if k != "packages"}
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(header, separators=(",", ":")) + "\n")
+        for name in sorted(index["packages"]):
+            fh.write(f"{name}\t{json.dumps(index['packages'][name], separators=(',', ':'))}\n")
     tmp.replace(path)
+
+
+def read_index(path: Path) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as fh:
+        header = json.loads(fh.readline())
+        raw: dict[str, str] = {}
+        for line in fh:
+            name, _, entries = line.partition("\t")
+            raw[name] = entries
+    header["packages"] = LazyPackages(raw)
+    return header
 
 
 @dataclass
@@ -316,16 +401,17 @@ class AdvisoryDB:
     def open(cls, root: Path, cache_dir: Path | None = None) -> AdvisoryDB:
         """Open the database, reusing a cached index while the directory is unchanged."""
         if not root.is_dir():
-            raise Unreachable(f"advisory database {root} is missing; run 'rpops advisories sync --db {root}' "
-                              "or set --db / RPOPS_ADVISORY_DB to a copy")
+            raise Unreachable(
+                f"advisory database {root} is missing; run 'rpops advisories sync --db {root}' "
+                "or set --db / RPOPS_ADVISORY_DB to a copy"
+            )
         fp = fingerprint(root)
         candidates = [root / INDEX_NAME]
         if cache_dir is not None:
             candidates.append(_cache_index_path(root, cache_dir))
         for candidate in candidates:
             try:
-                with open(candidate, "rb") as fh:
-                    index = json.load(fh)
+                index = read_index(candidate)
             except (OSError, ValueError):
                 continue
             if index.get("fingerprint") == fp and index.get("format") == INDEX_FORMAT:
@@ -333,12 +419,13 @@ class AdvisoryDB:
                 return cls(root, index, f"cached:{candidate}")
         index = build_index(root)
         if index["records"] == 0:
-            raise Unreachable(f"advisory database {root} holds no OSV records; run 'rpops advisories sync "
-                              f"--db {root}'")
+            raise Unreachable(
+                f"advisory database {root} holds no OSV records; run 'rpops advisories sync --db {root}'"
+            )
         index["fingerprint"] = fp
         for candidate in candidates[::-1]:  # prefer the cache dir; the DB dir may be read-only
             try:
-                _write_json_atomic(candidate, index)
+                write_index(candidate, index)
                 return cls(root, index, f"built:{candidate}")
             except OSError:
                 continue
@@ -370,26 +457,51 @@ class AdvisoryDB:
 
     def describe(self, now: datetime) -> dict[str, Any]:
         age = self.age_seconds(now)
-        return {"path": str(self.root), "records": self.records, "packages": self.package_count,
-                "withdrawn_ignored": len(self.index["withdrawn"]), "problems": len(self.index["problems"]),
-                "newest_modified": self.index.get("newest_modified"), "sync": self.index.get("sync") or {},
-                "data_time": stamp.isoformat() if (stamp := self.data_time()) else None,
-                "age_days": None if age is None else round(age / 86400, 1), "index": self.index_source}
+        return {
+            "path": str(self.root),
+            "records": self.records,
+            "packages": self.package_count,
+            "withdrawn_ignored": len(self.index["withdrawn"]),
+            "problems": len(self.index["problems"]),
+            "newest_modified": self.index.get("newest_modified"),
+            "sync": self.index.get("sync") or {},
+            "data_time": stamp.isoformat() if (stamp := self.data_time()) else None,
+            "age_days": None if age is None else round(age / 86400, 1),
+            "index": self.index_source,
+        }
 
     def problem_notices(self) -> list[Notice]:
-        return [Notice("advisory-db", "record-problem", p.get("file", ""),
-                       (f"{p['id']}: " if p.get("id") else "") + p["problem"]) for p in self.index["problems"]]
+        return [
+            Notice(
+                "advisory-db",
+                "record-problem",
+                p.get("file", ""),
+                (f"{p['id']}: " if p.get("id") else "") + p["problem"],
+            )
+            for p in self.index["problems"]
+        ]
 
     # ---- lookups ------------------------------------------------------------------------------
     def advisories_for(self, name: str) -> list[Advisory]:
         canonical = canonicalize_name(name)
         cached = self._cache.get(canonical)
         if cached is None:
-            cached = [Advisory(id=e["id"], package=canonical, aliases=tuple(e["aliases"]), summary=e["summary"],
-                               severity=e["severity"], raw_ranges=e["ranges"], versions=frozenset(e["versions"]),
-                               published=e["published"], modified=e["modified"],
-                               references=tuple(e["references"]), source_file=e["file"])
-                      for e in self.index["packages"].get(canonical, [])]
+            cached = [
+                Advisory(
+                    id=e["id"],
+                    package=canonical,
+                    aliases=tuple(e["aliases"]),
+                    summary=e["summary"],
+                    severity=e["severity"],
+                    raw_ranges=e["ranges"],
+                    versions=frozenset(e["versions"]),
+                    published=e["published"],
+                    modified=e["modified"],
+                    references=tuple(e["references"]),
+                    source_file=e["file"],
+                )
+                for e in self.index["packages"].get(canonical, [])
+            ]
             self._cache[canonical] = cached
         return cached
 
@@ -406,21 +518,30 @@ def advisory_from_record(record: dict[str, Any], package: str) -> Advisory | Non
     top = score_severity(record.get("severity") or [])
     for entry in record.get("affected") or []:
         pkg = entry.get("package") or {}
-        if not str(pkg.get("ecosystem", "")).startswith("PyPI") or canonicalize_name(str(pkg.get("name"))) != canonical:
+        if (
+            not str(pkg.get("ecosystem", "")).startswith("PyPI")
+            or canonicalize_name(str(pkg.get("name"))) != canonical
+        ):
             continue
         versions = [str(v) for v in entry.get("versions") or []]
-        return Advisory(id=str(record["id"]), package=canonical,
-                        aliases=tuple(sorted({str(a) for a in record.get("aliases") or []})),
-                        summary=str(record.get("summary") or record.get("details") or "")[:300],
-                        severity=score_severity(entry.get("severity") or []) or top,
-                        raw_ranges=[r for r in entry.get("ranges") or [] if r.get("type") in _RANGE_TYPES],
-                        versions=frozenset({*versions, *(_normalized(v) for v in versions)}),
-                        published=str(record.get("published") or ""), modified=str(record.get("modified") or ""),
-                        references=tuple(_references(record)), source_file="osv-api")
+        return Advisory(
+            id=str(record["id"]),
+            package=canonical,
+            aliases=tuple(sorted({str(a) for a in record.get("aliases") or []})),
+            summary=str(record.get("summary") or record.get("details") or "")[:300],
+            severity=score_severity(entry.get("severity") or []) or top,
+            raw_ranges=[r for r in entry.get("ranges") or [] if r.get("type") in _RANGE_TYPES],
+            versions=frozenset({*versions, *(_normalized(v) for v in versions)}),
+            published=str(record.get("published") or ""),
+            modified=str(record.get("modified") or ""),
+            references=tuple(_references(record)),
+            source_file="osv-api",
+        )
     return None
 
 
 # ---- matching ------------------------------------------------------------------------------------
+
 
 @dataclass
 class VulnGroup:
@@ -484,9 +605,15 @@ def match_package(db: AdvisoryDB, name: str, version: str) -> tuple[list[VulnGro
     notices: list[Notice] = []
     advisories = db.advisories_for(name)
     if parsed is None and advisories:
-        notices.append(Notice("dependency", "invalid-version", name,
-                              f"{name} {version!r} is not a valid PEP 440 version: ranges cannot be evaluated, "
-                              "only exact versions[] entries were matched"))
+        notices.append(
+            Notice(
+                "dependency",
+                "invalid-version",
+                name,
+                f"{name} {version!r} is not a valid PEP 440 version: ranges cannot be evaluated, "
+                "only exact versions[] entries were matched",
+            )
+        )
     hits = [a for a in advisories if a.affects(version, parsed)]
     return [VulnGroup(canonicalize_name(name), version, g) for g in merge_aliases(hits)], notices
 
@@ -494,3 +621,15 @@ def match_package(db: AdvisoryDB, name: str, version: str) -> tuple[list[VulnGro
 def affecting(advisories: list[Advisory], version: Version) -> list[Advisory]:
     text = str(version)
     return [a for a in advisories if a.affects(text, version)]
+
+
+DEFAULT_DB = "/opt/rpops/advisories"
+
+
+def default_db() -> Path:
+    """--db default: $RPOPS_ADVISORY_DB, else the copy the step image carries."""
+    return Path(os.environ.get("RPOPS_ADVISORY_DB") or DEFAULT_DB)
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("RPOPS_CACHE_DIR") or Path.home() / ".cache" / "rpops")

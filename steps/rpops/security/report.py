@@ -25,7 +25,12 @@ class Gate:
         return self.count >= self.threshold
 
     def to_dict(self) -> dict[str, Any]:
-        return {"fail_on": self.fail_on, "threshold": self.threshold, "count": self.count, "failed": self.failed}
+        return {
+            "fail_on": self.fail_on,
+            "threshold": self.threshold,
+            "count": self.count,
+            "failed": self.failed,
+        }
 
 
 def active(findings: list[Finding]) -> list[Finding]:
@@ -62,8 +67,10 @@ class ScanOutcome:
     settings: dict[str, Any] = field(default_factory=dict)
 
     def sorted_findings(self) -> list[Finding]:
-        return sorted(self.findings, key=lambda f: (-severity_rank(f.severity), f.kind, f.location.path,
-                                                    f.location.line, f.rule_id))
+        return sorted(
+            self.findings,
+            key=lambda f: (-severity_rank(f.severity), f.kind, f.location.path, f.location.line, f.rule_id),
+        )
 
 
 def build_report(outcome: ScanOutcome) -> dict[str, Any]:
@@ -111,7 +118,9 @@ def _scanned_phrase(outcome: ScanOutcome) -> str:
     db = outcome.scanned.get("advisory_db")
     if db:
         age = db.get("age_days")
-        parts.append(f"advisory db {db['records']} records, {'age unknown' if age is None else f'{age:g} days old'}")
+        parts.append(
+            f"advisory db {db['records']} records, {'age unknown' if age is None else f'{age:g} days old'}"
+        )
     elif outcome.db_error:
         parts.append("advisory db unavailable")
     return "; ".join(parts) or "nothing"
@@ -119,8 +128,10 @@ def _scanned_phrase(outcome: ScanOutcome) -> str:
 
 def one_line(outcome: ScanOutcome) -> str:
     c = counts(outcome.findings)
-    head = (f"security-scan {status(outcome).upper()}: {c['critical']} critical, {c['high']} high, "
-            f"{c['total']} total findings")
+    head = (
+        f"security-scan {status(outcome).upper()}: {c['critical']} critical, {c['high']} high, "
+        f"{c['total']} total findings"
+    )
     if c["suppressed"]:
         head += f" ({c['suppressed']} suppressed)"
     gate = outcome.gate
@@ -136,40 +147,60 @@ def _md_escape(text: str) -> str:
 
 def markdown(outcome: ScanOutcome, limit: int = 100) -> str:
     c = counts(outcome.findings)
-    lines = [f"# Security scan: {status(outcome).upper()}", "",
-             f"Target `{outcome.target}` scanned {outcome.finished_at.isoformat(timespec='seconds')}.", "",
-             f"**Scanned:** {_scanned_phrase(outcome)}.", ""]
+    lines = [
+        f"# Security scan: {status(outcome).upper()}",
+        "",
+        f"Target `{outcome.target}` scanned {outcome.finished_at.isoformat(timespec='seconds')}.",
+        "",
+        f"**Scanned:** {_scanned_phrase(outcome)}.",
+        "",
+    ]
     if outcome.db_error:
         lines += [f"**Advisory database problem:** {outcome.db_error}", ""]
     gate = outcome.gate
-    lines += [f"**Gate:** {gate.count} finding(s) at or above *{gate.fail_on}*; threshold {gate.threshold} -> "
-              f"{'FAILED' if gate.failed else 'passed'}.", "",
-              "| critical | high | medium | low | info | total | suppressed |",
-              "|---:|---:|---:|---:|---:|---:|---:|",
-              f"| {c['critical']} | {c['high']} | {c['medium']} | {c['low']} | {c['info']} | {c['total']} "
-              f"| {c['suppressed']} |", ""]
+    lines += [
+        f"**Gate:** {gate.count} finding(s) at or above *{gate.fail_on}*; threshold {gate.threshold} -> "
+        f"{'FAILED' if gate.failed else 'passed'}.",
+        "",
+        "| critical | high | medium | low | info | total | suppressed |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {c['critical']} | {c['high']} | {c['medium']} | {c['low']} | {c['info']} | {c['total']} "
+        f"| {c['suppressed']} |",
+        "",
+    ]
     shown = [f for f in outcome.sorted_findings() if f.suppression is None]
     if shown:
         lines += ["## Findings", "", "| severity | kind | rule | where | message |", "|---|---|---|---|---|"]
         for f in shown[:limit]:
-            lines.append(f"| {f.severity} | {f.kind} | `{f.rule_id}` | {_md_escape(f.location.display())} "
-                         f"| {_md_escape(f.message)[:300]} |")
+            lines.append(
+                f"| {f.severity} | {f.kind} | `{f.rule_id}` | {_md_escape(f.location.display())} "
+                f"| {_md_escape(f.message)[:300]} |"
+            )
         if len(shown) > limit:
             lines.append(f"\n{len(shown) - limit} more in report.json.")
         lines.append("")
     else:
         lines += ["No unsuppressed findings in what was scanned (see above for what that covers).", ""]
     if outcome.fixes:
-        lines += ["## Proposed upgrades", "", "| package | from | to | where | in patch |", "|---|---|---|---|---|"]
+        lines += [
+            "## Proposed upgrades",
+            "",
+            "| package | from | to | where | in patch |",
+            "|---|---|---|---|---|",
+        ]
         for fix in outcome.fixes:
-            lines.append(f"| {fix['package']} | {fix['current']} | {fix['version'] or '—'} | {fix['source']} "
-                         f"| {'yes' if fix['patched'] else _md_escape(fix['manual'] or 'no')} |")
+            lines.append(
+                f"| {fix['package']} | {fix['current']} | {fix['version'] or '—'} | {fix['source']} "
+                f"| {'yes' if fix['patched'] else _md_escape(fix['manual'] or 'no')} |"
+            )
         if outcome.patch.get("path"):
             lines.append(f"\nPatch: `{outcome.patch['path']}` (apply with `git apply` or `patch -p1`).")
         lines.append("")
     if outcome.expired_suppressions:
         lines += ["## Expired suppressions", ""]
-        lines += [f"- `{e['id']}` expired {e['expires']} ({e['reason']})" for e in outcome.expired_suppressions]
+        lines += [
+            f"- `{e['id']}` expired {e['expires']} ({e['reason']})" for e in outcome.expired_suppressions
+        ]
         lines.append("")
     if outcome.notices:
         by_code: dict[str, int] = {}

@@ -84,20 +84,30 @@ def load_file(path: Path) -> list[Suppression]:
             raise UsageError(f"{where}: each entry is a mapping with id, reason and expires")
         unknown = set(entry) - {"id", "reason", "expires", "path", "package", "object"}
         if unknown:
-            raise UsageError(f"{where}: unknown keys {sorted(unknown)}; allowed: id, reason, expires, path, "
-                             "package, object")
+            raise UsageError(
+                f"{where}: unknown keys {sorted(unknown)}; allowed: id, reason, expires, path, "
+                "package, object"
+            )
         for key in ("id", "reason", "expires"):
             if not entry.get(key):
                 raise UsageError(f"{where}: '{key}' is required (every suppression says why and until when)")
-        out.append(Suppression(id=str(entry["id"]), reason=str(entry["reason"]),
-                               expires=_parse_date(entry["expires"], where), path=str(entry.get("path") or ""),
-                               package=str(entry.get("package") or ""), object=str(entry.get("object") or ""),
-                               index=i))
+        out.append(
+            Suppression(
+                id=str(entry["id"]),
+                reason=str(entry["reason"]),
+                expires=_parse_date(entry["expires"], where),
+                path=str(entry.get("path") or ""),
+                package=str(entry.get("package") or ""),
+                object=str(entry.get("object") or ""),
+                index=i,
+            )
+        )
     return out
 
 
-def apply(findings: list[Finding], entries: list[Suppression], today: date,
-          source: str) -> tuple[list[dict[str, Any]], list[Notice]]:
+def apply(
+    findings: list[Finding], entries: list[Suppression], today: date, source: str
+) -> tuple[list[dict[str, Any]], list[Notice]]:
     """Mark findings suppressed by live entries. Pure. Returns (expired entries, notices)."""
     expired: list[dict[str, Any]] = []
     notices: list[Notice] = []
@@ -105,19 +115,43 @@ def apply(findings: list[Finding], entries: list[Suppression], today: date,
     for entry in entries:
         if entry.expires < today:
             hits = [f for f in findings if f.suppression is None and entry.matches(f)]
-            expired.append({"id": entry.id, "reason": entry.reason, "expires": entry.expires.isoformat(),
-                            "index": entry.index, "would_suppress": len(hits)})
-            notices.append(Notice("suppression", "suppression-expired", source,
-                                  f"suppressions[{entry.index}] for {entry.id} expired on {entry.expires} "
-                                  f"({len(hits)} finding(s) no longer suppressed); renew or remove it"))
+            expired.append(
+                {
+                    "id": entry.id,
+                    "reason": entry.reason,
+                    "expires": entry.expires.isoformat(),
+                    "index": entry.index,
+                    "would_suppress": len(hits),
+                }
+            )
+            notices.append(
+                Notice(
+                    "suppression",
+                    "suppression-expired",
+                    source,
+                    f"suppressions[{entry.index}] for {entry.id} expired on {entry.expires} "
+                    f"({len(hits)} finding(s) no longer suppressed); renew or remove it",
+                )
+            )
             continue
         for finding in findings:
             if finding.suppression is None and entry.matches(finding):
-                finding.suppression = {"kind": "file", "reason": entry.reason,
-                                       "expires": entry.expires.isoformat(), "file": source, "index": entry.index}
+                finding.suppression = {
+                    "kind": "file",
+                    "reason": entry.reason,
+                    "expires": entry.expires.isoformat(),
+                    "file": source,
+                    "index": entry.index,
+                }
                 used.add(entry.index)
     for entry in entries:
         if entry.expires >= today and entry.index not in used:
-            notices.append(Notice("suppression", "suppression-unused", source,
-                                  f"suppressions[{entry.index}] for {entry.id} matched no finding"))
+            notices.append(
+                Notice(
+                    "suppression",
+                    "suppression-unused",
+                    source,
+                    f"suppressions[{entry.index}] for {entry.id} matched no finding",
+                )
+            )
     return expired, notices

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,8 +58,15 @@ def _read_meta(db: Path) -> dict[str, Any]:
         return {}
 
 
-def _download(url: str, dest: Path, meta: dict[str, Any], timeout: float, retries: int, backoff: float,
-              sleep: Callable[[float], None]) -> dict[str, Any] | None:
+def _download(
+    url: str,
+    dest: Path,
+    meta: dict[str, Any],
+    timeout: float,
+    retries: int,
+    backoff: float,
+    sleep: Callable[[float], None],
+) -> dict[str, Any] | None:
     """Stream `url` into `dest`; None when the server says the copy we have is current."""
     headers = {"User-Agent": "rpops-advisories-sync"}
     if meta.get("etag"):
@@ -66,15 +74,18 @@ def _download(url: str, dest: Path, meta: dict[str, Any], timeout: float, retrie
     last = ""
     for attempt in range(retries + 1):
         try:
-            with httpx.Client(timeout=timeout, follow_redirects=True) as client, \
-                    client.stream("GET", url, headers=headers) as response:
+            with (
+                httpx.Client(timeout=timeout, follow_redirects=True) as client,
+                client.stream("GET", url, headers=headers) as response,
+            ):
                 if response.status_code == 304:
                     return None
                 if response.status_code >= 500 or response.status_code == 429:
                     last = f"HTTP {response.status_code}"
                 elif response.status_code != 200:
-                    raise Unreachable(f"advisory download {url} refused: HTTP {response.status_code}; "
-                                      "database unchanged")
+                    raise Unreachable(
+                        f"advisory download {url} refused: HTTP {response.status_code}; database unchanged"
+                    )
                 else:
                     digest = hashlib.sha256()
                     size = 0
@@ -85,17 +96,28 @@ def _download(url: str, dest: Path, meta: dict[str, Any], timeout: float, retrie
                                 raise VerificationError(f"download larger than {MAX_DOWNLOAD_BYTES} bytes")
                             digest.update(chunk)
                             fh.write(chunk)
-                    return {"etag": response.headers.get("etag", ""), "bytes": size, "sha256": digest.hexdigest(),
-                            "last_modified": response.headers.get("last-modified", "")}
+                    return {
+                        "etag": response.headers.get("etag", ""),
+                        "bytes": size,
+                        "sha256": digest.hexdigest(),
+                        "last_modified": response.headers.get("last-modified", ""),
+                    }
         except httpx.HTTPError as exc:
             last = f"{type(exc).__name__}: {exc}"
         if attempt < retries:
             sleep(backoff * 2**attempt)
-    raise Unreachable(f"advisory download {url} failed after {retries + 1} attempts ({last}); database unchanged")
+    raise Unreachable(
+        f"advisory download {url} failed after {retries + 1} attempts ({last}); database unchanged"
+    )
 
 
 def _safe_id(value: str) -> str:
-    if not value or len(value) > 200 or any(ch not in _SAFE_ID_CHARS for ch in value) or value.startswith("."):
+    if (
+        not value
+        or len(value) > 200
+        or any(ch not in _SAFE_ID_CHARS for ch in value)
+        or value.startswith(".")
+    ):
         raise VerificationError(f"record id {value!r} is not a safe file name")
     return value
 
@@ -116,7 +138,7 @@ def _unpack_verified(archive: Path, into: Path) -> int:
             raise VerificationError("uncompressed size exceeds the limit")
         try:
             bad = zf.testzip()
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
             raise VerificationError(f"corrupt archive: {exc}") from None
         if bad is not None:
             raise VerificationError(f"CRC check failed for member {bad!r}")
@@ -126,15 +148,18 @@ def _unpack_verified(archive: Path, into: Path) -> int:
                 continue
             try:
                 record = json.loads(zf.read(member))
-            except (ValueError, zipfile.BadZipFile, OSError) as exc:
+            except (ValueError, zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
                 raise VerificationError(f"{member.filename}: not a JSON record ({exc})") from None
             if not isinstance(record, dict) or not isinstance(record.get("id"), str):
                 raise VerificationError(f"{member.filename}: not an OSV record (no string 'id')")
             affected = record.get("affected") or []
             if not isinstance(affected, list) or not all(isinstance(a, dict) for a in affected):
                 raise VerificationError(f"{member.filename}: 'affected' is not a list of objects")
-            names = [str((a.get("package") or {}).get("name") or "") for a in affected
-                     if str((a.get("package") or {}).get("ecosystem", "")).startswith("PyPI")]
+            names = [
+                str((a.get("package") or {}).get("name") or "")
+                for a in affected
+                if str((a.get("package") or {}).get("ecosystem", "")).startswith("PyPI")
+            ]
             folder = canonicalize_name(names[0]) if names and names[0] else "_unscoped"
             target = into / "vulns" / folder / f"{_safe_id(record['id'])}.json"
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -164,12 +189,23 @@ def _swap(db: Path, new_dir: Path) -> None:
         link.unlink()
     os.symlink(new_dir.name, link)
     os.replace(link, db)
-    if old_target is not None and old_target.parent == db.parent and old_target.name.startswith(f".{db.name}."):
+    if (
+        old_target is not None
+        and old_target.parent == db.parent
+        and old_target.name.startswith(f".{db.name}.")
+    ):
         shutil.rmtree(old_target, ignore_errors=True)
 
 
-def sync(db: Path, url: str = DEFAULT_URL, timeout: float = 120.0, retries: int = 2, backoff: float = 2.0,
-         now: datetime | None = None, sleep: Callable[[float], None] = time.sleep) -> SyncResult:
+def sync(
+    db: Path,
+    url: str = DEFAULT_URL,
+    timeout: float = 120.0,
+    retries: int = 2,
+    backoff: float = 2.0,
+    now: datetime | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> SyncResult:
     now = now or datetime.now(UTC)
     if db.exists() and not db.is_dir():
         raise UsageError(f"--db {db} exists and is not a directory; point --db at a directory")
@@ -193,19 +229,27 @@ def sync(db: Path, url: str = DEFAULT_URL, timeout: float = 120.0, retries: int 
             count = _unpack_verified(archive, new_dir)
             index = osv.build_index(new_dir, strict=True)
         except VerificationError as exc:
-            raise Unreachable(f"advisory download from {url} failed verification: {exc}; database unchanged") \
-                from None
+            raise Unreachable(
+                f"advisory download from {url} failed verification: {exc}; database unchanged"
+            ) from None
         except ValueError as exc:
-            raise Unreachable(f"advisory download from {url} has an unreadable record: {exc}; database "
-                              "unchanged") from None
+            raise Unreachable(
+                f"advisory download from {url} has an unreadable record: {exc}; database unchanged"
+            ) from None
         archive.unlink()
-        new_meta = {"source": url, "synced_at": now.isoformat(), "etag": fetched["etag"],
-                    "last_modified": fetched["last_modified"], "sha256": fetched["sha256"],
-                    "bytes": fetched["bytes"], "records": count}
+        new_meta = {
+            "source": url,
+            "synced_at": now.isoformat(),
+            "etag": fetched["etag"],
+            "last_modified": fetched["last_modified"],
+            "sha256": fetched["sha256"],
+            "bytes": fetched["bytes"],
+            "records": count,
+        }
         (new_dir / osv.SYNC_META).write_text(json.dumps(new_meta, indent=2))
         index["sync"] = new_meta
         index["fingerprint"] = osv.fingerprint(new_dir)
-        (new_dir / osv.INDEX_NAME).write_text(json.dumps(index, separators=(",", ":")))
+        osv.write_index(new_dir / osv.INDEX_NAME, index)
         final = parent / f".{db.name}.{now.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
         os.rename(new_dir, final)
         try:

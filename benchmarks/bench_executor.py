@@ -1,0 +1,130 @@
+"""rpops local's executor overhead.
+
+    .venv/bin/python benchmarks/bench_executor.py [--nodes 50] [--repeat 5]
+
+- A DAG of 50 `true` tasks, each depending on the one before, against a plain loop that starts
+  the same 50 processes one after another (median of --repeat runs each): the executor's cost
+  per node beyond the bare process start must stay <= 50 ms.
+- A step group of 5 parallel steps that each sleep 1 s must finish within 1.2x the longest one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rpops.local.api import submit
+from rpops.local.catalog import load_documents
+from rpops.local.executor import Options
+
+OVERHEAD_TARGET_MS = 50.0
+PARALLEL_TARGET = 1.2
+
+
+def _doc(name: str, templates: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "WorkflowTemplate",
+        "metadata": {"name": name},
+        "spec": {"entrypoint": "main", "templates": templates},
+    }
+
+
+def chain(nodes: int) -> dict[str, Any]:
+    tasks = [{"name": "t0", "template": "true"}]
+    tasks += [{"name": f"t{i}", "depends": f"t{i - 1}", "template": "true"} for i in range(1, nodes)]
+    return _doc(
+        "bench-chain",
+        [
+            {"name": "main", "dag": {"tasks": tasks}},
+            {"name": "true", "container": {"image": "busybox", "command": ["true"]}},
+        ],
+    )
+
+
+def parallel_sleeps(count: int, seconds: float) -> dict[str, Any]:
+    group = [{"name": f"s{i}", "template": "sleep"} for i in range(count)]
+    return _doc(
+        "bench-parallel",
+        [
+            {"name": "main", "steps": [group]},
+            {"name": "sleep", "container": {"image": "busybox", "command": ["sleep", str(seconds)]}},
+        ],
+    )
+
+
+def plain_loop(nodes: int) -> float:
+    started = time.perf_counter()
+    for _ in range(nodes):
+        subprocess.run(["true"], check=True)  # noqa: S607 - the same command the DAG runs
+    return time.perf_counter() - started
+
+
+def run_workflow(path: Path, name: str, runs: Path) -> float:
+    catalog = load_documents([path])
+    started = time.perf_counter()
+    result = submit(catalog, name, {}, options=Options(runs_dir=runs, secrets_file=None))
+    elapsed = time.perf_counter() - started
+    if result.phase != "Succeeded":
+        raise SystemExit(f"{name} ended {result.phase}: {result.message}")
+    return elapsed
+
+
+def report(name: str, measured: float, baseline: float, ratio: float, target: str, ok: bool) -> bool:
+    print(
+        f"{name}: measured {measured:.1f} vs baseline {baseline:.1f} -> ratio {ratio:.2f} "
+        f"(target {target}) {'PASS' if ok else 'FAIL'}"
+    )
+    return ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--nodes", type=int, default=50)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="rpops-bench-") as tmp:
+        root = Path(tmp)
+        chain_file, parallel_file = root / "chain.yaml", root / "parallel.yaml"
+        chain_file.write_text(yaml.safe_dump(chain(args.nodes)))
+        parallel_file.write_text(yaml.safe_dump(parallel_sleeps(5, 1.0)))
+        run_workflow(chain_file, "bench-chain", root / "warmup")
+        loops, dags = [], []
+        for i in range(args.repeat):  # interleaved, so that background load hits both alike
+            loops.append(plain_loop(args.nodes))
+            dags.append(run_workflow(chain_file, "bench-chain", root / f"runs-{i}"))
+        loop_ms = statistics.median(loops) * 1000 / args.nodes
+        dag_ms = statistics.median(dags) * 1000 / args.nodes
+        overhead = dag_ms - loop_ms
+        ok = report(
+            f"dag_{args.nodes}_true_ms_per_node",
+            dag_ms,
+            loop_ms,
+            dag_ms / loop_ms,
+            f"<= {OVERHEAD_TARGET_MS:.0f} ms/node beyond the bare start; overhead {overhead:.1f} ms",
+            overhead <= OVERHEAD_TARGET_MS,
+        )
+        walls = [run_workflow(parallel_file, "bench-parallel", root / f"par-{i}") for i in range(3)]
+        wall = statistics.median(walls)
+        ok &= report(
+            "parallel_5x_sleep_1s_seconds",
+            wall,
+            1.0,
+            wall / 1.0,
+            f"<= {PARALLEL_TARGET}",
+            wall / 1.0 <= PARALLEL_TARGET,
+        )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,285 @@
+"""rpops security-scan: code scan speed against Bandit, recall on the labelled corpus, and the
+cost of matching a 300-package lock against the vendored advisory database.
+
+    .venv/bin/pip install bandit==1.9.4   # the baseline (not a project dependency)
+    .venv/bin/python benchmarks/bench_security.py [--skip-bandit-stdlib]
+
+1. Code scan of the CPython standard library on this machine (sysconfig's stdlib path, without
+   site-packages): `rpops security-scan --no-deps --no-config` with a fresh, empty cache directory
+   (a cold cache: every file is parsed and scanned; cache writes are included) against
+   `bandit -r` restricted to the equivalent tests, over the same file set (checked: both tools
+   must report the same number of files). Target: rpops >= 8x faster in wall time.
+2. Recall on tests/security/data/corpus: labelled true positives found by each tool (Bandit's
+   test ids mapped to rpops rule ids). Target: rpops recall >= Bandit's.
+3. Matching a 300-package uv.lock against the whole vendored database in a fresh process,
+   loading the cached index included (index built beforehand, not timed). Target <= 0.5 s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO / "tests" / "security" / "data" / "corpus"
+ADVISORIES = REPO / "tests" / "data" / "advisories"
+BANDIT_VERSION = "1.9.4"
+# Bandit tests equivalent to the rpops code rules.
+BANDIT_TESTS = {
+    "B101": {"py-assert-security"},
+    "B102": {"py-eval"},
+    "B307": {"py-eval"},
+    "B104": {"py-bind-all-interfaces"},
+    "B105": {"py-hardcoded-secret"},
+    "B106": {"py-hardcoded-secret"},
+    "B107": {"py-hardcoded-secret"},
+    "B113": {"py-http-no-timeout"},
+    "B301": {"py-deserialization"},
+    "B302": {"py-deserialization"},
+    "B306": {"py-tempfile-mktemp"},
+    "B501": {"py-tls-verify-disabled"},
+    "B506": {"py-yaml-load"},
+    "B602": {"py-subprocess-shell"},
+    "B604": {"py-subprocess-shell"},
+    # start_process_with_a_shell covers os.system/os.popen and subprocess.getoutput alike
+    "B605": {"py-os-system", "py-subprocess-shell"},
+    "B608": {"py-sql-string-format"},
+    "B701": {"py-jinja2-autoescape"},
+}
+SPEED_TARGET = 1 / 8
+MATCH_TARGET_S = 0.5
+PACKAGES = 300
+
+
+def line(
+    name: str, measured: float, baseline: float, ratio: float, target: str, ok: bool, unit: str = ""
+) -> bool:
+    print(
+        f"{name}: measured {measured:.3f}{unit} vs baseline {baseline:.3f}{unit} -> ratio {ratio:.3f} "
+        f"(target {target}) {'PASS' if ok else 'FAIL'}",
+        flush=True,
+    )
+    return ok
+
+
+def bandit_exe() -> str:
+    exe = Path(sys.executable).with_name("bandit")
+    if not exe.exists():
+        sys.exit(
+            f"bandit is not installed in this environment: {Path(sys.executable).parent}/pip install "
+            f"bandit=={BANDIT_VERSION}"
+        )
+    version = subprocess.run([str(exe), "--version"], capture_output=True, text=True).stdout.split()[1]
+    if version != BANDIT_VERSION:
+        print(f"warning: bandit {version} installed; the baseline is measured with {BANDIT_VERSION}")
+    return str(exe)
+
+
+def run_bandit(exe: str, target: Path, exclude: str | None = None) -> tuple[float, dict]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "bandit.json"
+        cmd = [exe, "-q", "-r", str(target), "-t", ",".join(BANDIT_TESTS), "-f", "json", "-o", str(out)]
+        if exclude:
+            cmd[4:4] = ["-x", exclude]
+        started = time.perf_counter()
+        subprocess.run(cmd, capture_output=True, text=True)  # exits 1 when it finds issues
+        elapsed = time.perf_counter() - started
+        return elapsed, json.loads(out.read_text())
+
+
+def run_rpops_scan(target: Path, extra: list[str]) -> tuple[float, dict]:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "RPOPS_OUTPUTS": str(Path(tmp) / "out")}
+        cmd = [
+            sys.executable,
+            "-m",
+            "rpops.cli",
+            "security-scan",
+            "--target",
+            str(target),
+            "--no-deps",
+            "--no-config",
+            "--cache-dir",
+            str(Path(tmp) / "fresh-cache"),
+            *extra,
+        ]
+        started = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        elapsed = time.perf_counter() - started
+        if done.returncode not in (0, 1):
+            sys.exit(f"rpops security-scan failed ({done.returncode}): {done.stderr[-2000:]}")
+        return elapsed, json.loads((Path(tmp) / "out" / "report.json").read_text())
+
+
+def corpus_labels() -> set[tuple[str, int, str]]:
+    labels = set()
+    for path in sorted(CORPUS.glob("*.py")):
+        for number, text in enumerate(path.read_text().splitlines(), 1):
+            at = text.find("# expect[")
+            if at >= 0:
+                labels |= {
+                    (path.name, number, r.strip()) for r in text[at + 9 : text.index("]", at)].split(",")
+                }
+    return labels
+
+
+def bench_code(exe: str, skip_stdlib: bool) -> bool:
+    ok = True
+    labels = corpus_labels()
+    _, ours = run_rpops_scan(CORPUS, ["--jobs", "1"])
+    found = {(f["location"]["path"], f["location"]["line"], f["rule_id"]) for f in ours["findings"]}
+    _, bandit = run_bandit(exe, CORPUS)
+    bandit_found = set()
+    for r in bandit["results"]:
+        for rule in BANDIT_TESTS.get(r["test_id"], ()):
+            bandit_found.add((Path(r["filename"]).name, r["line_number"], rule))
+    our_recall = len(labels & found) / len(labels)
+    bandit_recall = len(labels & bandit_found) / len(labels)
+    our_precision = len(labels & found) / max(len(found), 1)
+    bandit_hits = {(f, n) for f, n, _ in bandit_found}
+    bandit_precision = len({(f, n) for f, n, _ in labels} & bandit_hits) / max(len(bandit_hits), 1)
+    print(
+        f"corpus: {len(labels)} labelled findings; rpops found {len(labels & found)} "
+        f"(precision {our_precision:.2f}), bandit {BANDIT_VERSION} found {len(labels & bandit_found)} "
+        f"(precision {bandit_precision:.2f}); bandit missed: "
+        f"{sorted({r for _, _, r in labels - bandit_found})}"
+    )
+    ok &= line(
+        "corpus_recall",
+        our_recall,
+        bandit_recall,
+        our_recall / max(bandit_recall, 1e-9),
+        ">= 1.0",
+        our_recall >= bandit_recall,
+    )
+    if skip_stdlib:
+        return ok
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    site = stdlib / "site-packages"
+    print(
+        f"stdlib: {stdlib} ({os.cpu_count()} CPUs); bandit {BANDIT_VERSION} with -t {','.join(BANDIT_TESTS)}",
+        flush=True,
+    )
+    times = []
+    report: dict = {}
+    for _ in range(2):
+        elapsed, report = run_rpops_scan(stdlib, ["--exclude", "site-packages"])
+        times.append(elapsed)
+        print(
+            f"  rpops cold-cache run: {elapsed:.2f} s, {report['scanned']['code']['files_found']} files, "
+            f"{report['summary']['total']} findings",
+            flush=True,
+        )
+    bandit_time, bandit_report = run_bandit(exe, stdlib, str(site))
+    bandit_files = len([k for k in bandit_report["metrics"] if k != "_totals"])
+    ours_files = report["scanned"]["code"]["files_found"]
+    print(
+        f"  bandit run: {bandit_time:.2f} s, {bandit_files} files, {len(bandit_report['results'])} results, "
+        f"{len(bandit_report['errors'])} errors",
+        flush=True,
+    )
+    if bandit_files != ours_files:
+        print(f"code_scan_files: rpops {ours_files} files vs bandit {bandit_files}: not the same set FAIL")
+        ok = False
+    worst = max(times)
+    ok &= line(
+        "code_scan_stdlib_wall",
+        worst,
+        bandit_time,
+        worst / bandit_time,
+        f"<= {SPEED_TARGET:.3f}",
+        worst / bandit_time <= SPEED_TARGET,
+        " s",
+    )
+    return ok
+
+
+MATCH_CHILD = r"""
+import sys, time
+from pathlib import Path
+started = time.perf_counter()
+from rpops.security.deps import read_file
+from rpops.security.depscan import scan_dependencies
+from rpops.security.osv import AdvisoryDB
+imported = time.perf_counter()
+db = AdvisoryDB.open(Path(sys.argv[1]), Path(sys.argv[2]))
+lock = Path(sys.argv[3])
+deps = read_file(lock, lock.parent).dependencies
+result = scan_dependencies(db, deps)
+done = time.perf_counter()
+print(done - imported, imported - started, len(deps), len(result.findings), len(result.fixes),
+      db.index_source)
+"""
+
+
+def bench_match() -> bool:
+    from rpops.security.osv import AdvisoryDB, parse_version
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "cache"
+        db = AdvisoryDB.open(ADVISORIES, cache)  # builds and caches the index (not timed)
+        names = sorted(db.index["packages"])[:PACKAGES]
+        lines = ["version = 1", ""]
+        for name in names:
+            versions = sorted(
+                {
+                    v
+                    for e in db.index["packages"][name]
+                    for v in e["versions"]
+                    if parse_version(v) is not None
+                },
+                key=parse_version,
+            )
+            version = versions[len(versions) // 2] if versions else "1.0.0"
+            lines += [
+                "[[package]]",
+                f'name = "{name}"',
+                f'version = "{version}"',
+                'source = { registry = "https://pypi.org/simple" }',
+                "",
+            ]
+        lock = Path(tmp) / "uv.lock"
+        lock.write_text("\n".join(lines))
+        runs = []
+        for _ in range(3):
+            out = subprocess.run(
+                [sys.executable, "-c", MATCH_CHILD, str(ADVISORIES), str(cache), str(lock)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.split()
+            runs.append(float(out[0]))
+            detail = out
+        print(
+            f"match: {detail[2]} packages, {detail[3]} findings, {detail[4]} fixes planned, "
+            f"index {detail[5]}; "
+            f"runs {', '.join(f'{r:.3f}' for r in runs)} s (imports {float(detail[1]):.3f} s, not counted)"
+        )
+        worst = max(runs)
+        return line(
+            "advisory_match_300_packages",
+            worst,
+            MATCH_TARGET_S,
+            worst / MATCH_TARGET_S,
+            "<= 1.0",
+            worst <= MATCH_TARGET_S,
+            " s",
+        )
+
+
+def main() -> int:
+    skip_stdlib = "--skip-bandit-stdlib" in sys.argv
+    exe = bandit_exe()
+    ok = bench_match()
+    ok &= bench_code(exe, skip_stdlib)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

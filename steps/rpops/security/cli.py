@@ -1,0 +1,338 @@
+"""`rpops security-scan`: dependencies, source code and workload configuration in one step.
+
+observe: read requirement files / installed environments, the advisory database, Python files and
+Kubernetes manifests. decide: match, check, apply suppressions, decide the gate. act: write
+report.json, results.sarif, summary.md, fix.patch and the output parameters.
+
+Exit codes: 0 the gate passed; 1 findings at or above --fail-on reached --threshold; 2 bad input;
+3 the advisory database is missing or older than --max-db-age (or --online could not reach OSV).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rpops.errors import Unreachable, UsageError
+from rpops.io import EXIT_GATE_FAILED, EXIT_UNREACHABLE, outputs_dir, write_output, write_report
+from rpops.security.model import SEVERITIES, Finding, Notice
+from rpops.settings import add_arguments, from_args, setting
+
+log = logging.getLogger("rpops.security")
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    target: str = setting(
+        ".",
+        help="Project directory: its Python files are scanned and its requirement "
+        "files (requirements*.txt, pyproject.toml, uv.lock, poetry.lock) found",
+    )
+    requirements: tuple[str, ...] = setting(
+        default_factory=tuple,
+        repeat=True,
+        help=(
+            "Requirement file to audit instead of the discovered ones (requirements.txt, pip freeze output, "
+            "pyproject.toml, uv.lock, poetry.lock); repeat for several"
+        ),
+    )
+    installed: tuple[str, ...] = setting(
+        default_factory=tuple,
+        repeat=True,
+        help=(
+            "Audit the distributions installed in a site-packages directory or virtualenv ('current' for "
+            "this interpreter); repeat for several"
+        ),
+    )
+    manifests: tuple[str, ...] = setting(
+        default_factory=tuple,
+        repeat=True,
+        help=("Kubernetes YAML file or directory to check (multi-document YAML); repeat for several"),
+    )
+    exclude: tuple[str, ...] = setting(
+        default_factory=tuple,
+        repeat=True,
+        help=(
+            "Glob of files or directories to leave out of the code scan (matched against the path "
+            "relative to the target and against the name); repeat for several"
+        ),
+    )
+    deps: bool = setting(True, help="Check dependencies against the advisory database")
+    code: bool = setting(True, help="Scan Python source with the AST rules")
+    config: bool = setting(True, help="Check workload configuration (--manifests)")
+    db: str = setting(
+        "",
+        help="Advisory database directory (default: $RPOPS_ADVISORY_DB, else "
+        "/opt/rpops/advisories, the copy in the step image)",
+    )
+    max_db_age: str = setting(
+        "7d", help="Exit 3 when the advisory data is older than this (e.g. 36h, 7d; 0 turns the check off)"
+    )
+    online: bool = setting(False, help="Also ask the OSV API (querybatch) about the pinned packages")
+    osv_api_url: str = setting(
+        "", help="OSV API base URL (default: $RPOPS_OSV_API_URL, else https://api.osv.dev)"
+    )
+    fail_on: str = setting("critical", choices=SEVERITIES, help="Severity that counts towards the gate")
+    threshold: int = setting(1, help="Fail (exit 1) when this many findings are at or above --fail-on")
+    unknown_severity: str = setting(
+        "high",
+        choices=("low", "medium", "high", "critical"),
+        help=("Severity given to advisories that carry no CVSS vector or rating"),
+    )
+    suppressions: str = setting(
+        "", help="YAML suppression file (default: <target>/.rpops-security.yaml when it exists)"
+    )
+    patch_out: str = setting("", help="Where to write the upgrade patch (default: $RPOPS_OUTPUTS/fix.patch)")
+    cache: bool = setting(True, help="Reuse cached per-file results and the advisory index")
+    cache_dir: str = setting("", help="Cache directory (default: $RPOPS_CACHE_DIR, else ~/.cache/rpops)")
+    jobs: int = setting(0, help="Worker processes for the code scan (0: one per CPU)")
+    max_file_size: int = setting(
+        2 * 1024 * 1024, help="Python files larger than this many bytes are reported and not analysed"
+    )
+    timeout: float = setting(30.0, help="HTTP timeout in seconds for --online")
+    retries: int = setting(2, help="Retries for --online requests")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_arguments(parser, ScanSettings)
+    parser.add_argument("--verbose", action="store_true", help="Debug logging")
+
+
+def parse_duration(text: str, flag: str) -> float:
+    """'7d', '36h', '90m', '600s' or a bare number of days -> seconds; 0 turns the check off."""
+    value = text.strip().lower()
+    units = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+    try:
+        if value and value[-1] in units:
+            seconds = float(value[:-1]) * units[value[-1]]
+        else:
+            seconds = float(value) * 86400.0
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: write a duration like 7d, 36h or 90m (0 turns it off)") from None
+    if seconds < 0:
+        raise UsageError(f"{flag} {text!r}: must not be negative")
+    return seconds
+
+
+def _validate(s: ScanSettings) -> None:
+    if s.threshold < 1:
+        raise UsageError(f"--threshold {s.threshold}: must be 1 or more")
+    if s.jobs < 0:
+        raise UsageError(f"--jobs {s.jobs}: must be 0 (one per CPU) or more")
+    if s.max_file_size < 1:
+        raise UsageError(f"--max-file-size {s.max_file_size}: must be a positive number of bytes")
+    if not Path(s.target).is_dir():
+        raise UsageError(f"--target {s.target}: not a directory; point it at the project to scan")
+    for path in s.manifests:
+        if not Path(path).exists():
+            raise UsageError(f"--manifests {path}: no such file or directory")
+
+
+def _scan_dependencies(
+    s: ScanSettings,
+    target: Path,
+    cache_dir: Path | None,
+    now: datetime,
+    findings: list[Finding],
+    notices: list[Notice],
+    scanned: dict[str, Any],
+) -> tuple[str, list[Any]]:
+    from rpops.security import deps as readers
+    from rpops.security.depscan import scan_dependencies
+    from rpops.security.osv import AdvisoryDB, default_db
+
+    files = [Path(p) for p in s.requirements] if s.requirements else readers.discover(target)
+    dependencies = []
+    sources: list[str] = []
+    for path in files:
+        read = readers.read_file(path, target, explicit=bool(s.requirements))
+        dependencies.extend(read.dependencies)
+        notices.extend(read.notices)
+        sources.extend(read.files)
+    for spec in s.installed:
+        read = readers.read_installed(spec, target)
+        dependencies.extend(read.dependencies)
+        sources.extend(read.files)
+    if not sources:
+        scanned["dependencies"] = {
+            "skipped": "no requirement files in the target and no --requirements or --installed given",
+            "files": [],
+            "packages_checked": 0,
+        }
+        return "", []
+    db_path = Path(s.db) if s.db else default_db()
+    try:
+        db = AdvisoryDB.open(db_path, cache_dir)
+    except Unreachable as exc:
+        scanned["dependencies"] = {
+            "skipped": "advisory database unavailable",
+            "files": sources,
+            "packages_checked": 0,
+        }
+        return str(exc), []
+    scanned["advisory_db"] = db.describe(now)
+    db_error = ""
+    limit = parse_duration(s.max_db_age, "--max-db-age")
+    age = db.age_seconds(now)
+    if limit and (age is None or age > limit):
+        shown = "unknown" if age is None else f"{age / 86400:.1f} days"
+        db_error = (
+            f"advisory database {db_path} is {shown} old, over --max-db-age {s.max_db_age}; run "
+            f"'rpops advisories sync --db {db_path}' (results below use the old data)"
+        )
+    api_hits = None
+    if s.online:
+        from rpops.security import online
+
+        api = s.osv_api_url or os.environ.get("RPOPS_OSV_API_URL") or online.DEFAULT_API
+        try:
+            api_hits = online.query(db, dependencies, api, timeout=s.timeout, retries=s.retries)
+        except Unreachable as exc:  # keep the offline results and still write every output
+            db_error = db_error or str(exc)
+    result = scan_dependencies(db, dependencies, s.unknown_severity, api_hits)
+    findings.extend(result.findings)
+    notices.extend(result.notices)
+    scanned["dependencies"] = {**result.summary(), "files": sources, "online": bool(s.online)}
+    return db_error, result.fixes
+
+
+def _scan_config(
+    s: ScanSettings, target: Path, findings: list[Finding], notices: list[Notice], scanned: dict[str, Any]
+) -> None:
+    from rpops.security.config import check_objects, read_manifests
+
+    if not s.manifests:
+        scanned["config"] = {"objects": 0, "files": 0, "skipped": "no --manifests given"}
+        return
+    objects, problems, nfiles = read_manifests([Path(p) for p in s.manifests], target)
+    notices.extend(problems)
+    findings.extend(check_objects(objects))
+    kinds: dict[str, int] = {}
+    for obj in objects:
+        kinds[obj.kind] = kinds.get(obj.kind, 0) + 1
+    scanned["config"] = {"objects": len(objects), "files": nfiles, "kinds": kinds}
+
+
+def _write_patch(
+    fixes: list[Any], target: Path, patch_out: Path
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    from rpops.security.fix import build_patch
+
+    patch = build_patch(fixes, target)
+    patch_out.parent.mkdir(parents=True, exist_ok=True)
+    patch_out.write_text(patch.text)
+    listed = [
+        {
+            "package": f.dependency.display_name,
+            "current": f.resolution.current,
+            "version": f.resolution.version,
+            "source": f.dependency.source,
+            "line": f.dependency.line,
+            "patched": f.patched,
+            "manual": f.manual,
+            "steps": list(f.resolution.steps),
+        }
+        for f in patch.fixes
+    ]
+    summary = {
+        "path": str(patch_out),
+        "files": patch.files,
+        "upgrades": sum(1 for f in patch.fixes if f.patched),
+        "empty": not patch.text,
+    }
+    return listed, summary
+
+
+def run(args: argparse.Namespace) -> int:
+    from rpops.security import suppress
+    from rpops.security.report import ScanOutcome, build_report, decide_gate, markdown, one_line
+    from rpops.security.sarif import build_sarif
+
+    s = from_args(ScanSettings, args)
+    _validate(s)
+    started = datetime.now(UTC)
+    target = Path(s.target)
+    cache_dir = None
+    if s.cache:
+        from rpops.security.osv import default_cache_dir
+
+        cache_dir = Path(s.cache_dir) if s.cache_dir else default_cache_dir()
+    entries: list[suppress.Suppression] = []
+    suppression_file = Path(s.suppressions) if s.suppressions else target / suppress.DEFAULT_FILE
+    if s.suppressions or suppression_file.exists():
+        entries = suppress.load_file(suppression_file)
+    parse_duration(s.max_db_age, "--max-db-age")  # refuse a bad value before any work
+    patch_out = Path(s.patch_out) if s.patch_out else outputs_dir() / "fix.patch"
+
+    findings: list[Finding] = []
+    notices: list[Notice] = []
+    scanned: dict[str, Any] = {}
+    db_error = ""
+    fixes: list[Any] = []
+    if s.deps:
+        db_error, fixes = _scan_dependencies(s, target, cache_dir, started, findings, notices, scanned)
+    if s.code:
+        from rpops.security.code import CodeScanSettings, scan_code
+
+        code = scan_code(
+            CodeScanSettings(
+                roots=[target],
+                base=target,
+                exclude=tuple(s.exclude),
+                max_file_bytes=s.max_file_size,
+                jobs=s.jobs,
+                cache_dir=cache_dir,
+            )
+        )
+        findings.extend(code.findings)
+        notices.extend(code.notices)
+        scanned["code"] = code.summary()
+    if s.config:
+        _scan_config(s, target, findings, notices, scanned)
+
+    expired, suppression_notices = suppress.apply(findings, entries, started.date(), str(suppression_file))
+    notices.extend(suppression_notices)
+    listed, patch = _write_patch(fixes, target, patch_out)
+    gate = decide_gate(findings, s.fail_on, s.threshold)
+    outcome = ScanOutcome(
+        target=str(target),
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        findings=findings,
+        notices=notices,
+        gate=gate,
+        scanned=scanned,
+        fixes=listed,
+        patch=patch,
+        expired_suppressions=expired,
+        db_error=db_error,
+        settings={k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(s).items()},
+    )
+
+    report = build_report(outcome)
+    write_report(report)
+    write_output("results.sarif", json.dumps(build_sarif(outcome, target), indent=2))
+    write_output("summary.md", markdown(outcome))
+    summary = report["summary"]
+    write_output("critical", str(summary["critical"]))
+    write_output("high", str(summary["high"]))
+    write_output("total", str(summary["total"]))
+    write_output("fixes", str(patch["upgrades"]))
+    write_output("status", report["status"])
+    line = one_line(outcome)
+    print(line)
+    log.info("%s", line)
+    for notice in notices:
+        log.warning(
+            "%s %s%s: %s", notice.code, notice.path, f":{notice.line}" if notice.line else "", notice.message
+        )
+    if db_error:
+        log.error("%s", db_error)
+        return EXIT_UNREACHABLE
+    return EXIT_GATE_FAILED if gate.failed else 0

@@ -1,0 +1,267 @@
+"""Behaviour that needs more than an expectation table: timings, killed processes, locks held
+across processes, suspend/resume, stop, and the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from local_helpers import RPOPS, WORKFLOWS, alive, catalog, run
+from rpops.local.api import start
+
+
+def _epoch(ts: str) -> float:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+def _nodes(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {n["displayName"]: n for n in status["status"]["nodes"].values()}
+
+
+def test_deadline_kills_the_step_and_its_children(runs_dir: Path) -> None:
+    began = time.monotonic()
+    result = run("conf-deadline-template", runs_dir)
+    assert time.monotonic() - began < 10
+    hang = _nodes(result.status)["hang"]
+    assert hang["phase"] == "Failed" and hang["message"] == "Step exceeded its deadline"
+    child = int((runs_dir / result.name / "nodes" / hang["id"] / "outputs" / "child").read_text())
+    deadline = time.monotonic() + 5
+    while alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(child), f"child process {child} of the killed step is still running"
+    log = (runs_dir / result.name / "logs" / f"{hang['id']}.log").read_text()
+    assert "started" in log
+
+
+def test_retry_backoff_waits_between_attempts(runs_dir: Path) -> None:
+    nodes = _nodes(run("conf-retry-backoff", runs_dir).status)
+    gap1 = _epoch(nodes["flaky(1)"]["startedAt"]) - _epoch(nodes["flaky(0)"]["finishedAt"])
+    gap2 = _epoch(nodes["flaky(2)"]["startedAt"]) - _epoch(nodes["flaky(1)"]["finishedAt"])
+    assert 0.18 <= gap1 < 2.0, gap1  # duration 200ms
+    assert 0.36 <= gap2 < 2.5, gap2  # duration * factor
+    assert nodes["flaky"]["children"] == [nodes[f"flaky({i})"]["id"] for i in range(3)]
+
+
+@pytest.mark.parametrize("name", ["conf-parallelism", "conf-parallelism-workflow"])
+def test_parallelism_runs_one_at_a_time(name: str, runs_dir: Path) -> None:
+    nodes = _nodes(run(name, runs_dir).status)
+    spans = sorted(
+        tuple(map(float, n["outputs"]["result"].split())) for k, n in nodes.items() if k.startswith("nap(")
+    )
+    assert len(spans) == 3
+    for (_, end), (start_, _) in zip(spans, spans[1:], strict=False):
+        assert start_ >= end - 0.01, spans
+
+
+def test_mutex_excludes_two_runs_in_separate_processes(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    service = f"svc-{uuid.uuid4().hex[:8]}"
+    cmd = [
+        *RPOPS,
+        "local",
+        "run",
+        "conf-mutex",
+        "--manifests",
+        str(WORKFLOWS),
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "-p",
+        f"service={service}",
+        "-p",
+        "hold=0.8",
+    ]
+    procs = [
+        subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env, cwd=tmp_path
+        )
+        for _ in range(2)
+    ]
+    outs = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+            outs.append(out)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    spans = []
+    for name in os.listdir(tmp_path / "runs"):
+        doc = json.loads((tmp_path / "runs" / name / "status.json").read_text())
+        start_, end = map(float, _nodes(doc)["change"]["outputs"]["result"].split())
+        spans.append((start_, end))
+    spans.sort()
+    assert len(spans) == 2
+    assert spans[1][0] >= spans[0][1], f"both runs held the mutex at once: {spans}"
+    assert any(f"Waiting for default/Mutex/conf-mutex-{service} lock" in out for out in outs), outs
+    assert (tmp_path / "locks").is_dir()  # beside the runs directory: .rpops/locks by default
+
+
+def test_suspend_waits_for_resume_from_another_process(runs_dir: Path, cli_env: dict[str, str]) -> None:
+    handle = start(catalog(), "conf-suspend", {}, runs_dir)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            nodes = _nodes(handle.status())
+            if nodes.get("pause", {}).get("phase") == "Succeeded":
+                break
+            time.sleep(0.05)
+        nodes = _nodes(handle.status())
+        assert nodes["pause"]["phase"] == "Succeeded"  # its duration (1 s) ran out
+        assert nodes["approve"]["phase"] == "Running" and nodes["approve"]["type"] == "Suspend"
+        assert "rpops local resume" in nodes["approve"]["message"]
+        assert handle.wait(0.3) is None  # still waiting for approval
+        proc = subprocess.run(
+            [*RPOPS, "local", "resume", handle.name, "--runs-dir", str(runs_dir)],
+            capture_output=True,
+            text=True,
+            env=cli_env,
+            timeout=30,
+        )
+        assert proc.returncode == 0, proc.stderr
+        result = handle.wait(10)
+        assert result is not None and result.phase == "Succeeded"
+        assert result.nodes["after"].phase == "Succeeded"
+    finally:
+        handle.stop("Terminate")
+        handle.wait(10)
+
+
+@pytest.mark.parametrize(("flags", "exit_handler_runs"), [([], True), (["--terminate"], False)])
+def test_stop_from_another_process(
+    flags: list[str], exit_handler_runs: bool, runs_dir: Path, cli_env: dict[str, str]
+) -> None:
+    handle = start(catalog(), "conf-stoppable", {}, runs_dir)
+    deadline = time.monotonic() + 10
+    while _nodes(handle.status()).get("long", {}).get("phase") != "Running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc = subprocess.run(
+        [*RPOPS, "local", "stop", handle.name, "--runs-dir", str(runs_dir), *flags],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = handle.wait(15)
+    assert result is not None
+    strategy = "Terminate" if flags else "Stop"
+    assert result.phase == "Failed" and result.message == f"Stopped with strategy '{strategy}'"
+    assert result.nodes["long"].phase == "Failed"
+    assert "never" not in result.nodes
+    assert ("onExit" in result.nodes) is exit_handler_runs
+    if exit_handler_runs:
+        assert result.nodes["onExit"].result == "Failed"
+    again = subprocess.run(
+        [*RPOPS, "local", "stop", handle.name, "--runs-dir", str(runs_dir)],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=30,
+    )
+    assert again.returncode == 2 and "is not running (it is Failed)" in again.stderr
+
+
+def name_prefix(line: str) -> bool:
+    return "conf-steps-failure-" in line
+
+
+def _cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*RPOPS, "local", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=60
+    )
+
+
+def test_cli_run_plain_lines_get_list_logs(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    runs = str(tmp_path / "runs")
+    failed = _cli(["run", str(WORKFLOWS / "steps-failure.yaml"), "--runs-dir", runs], tmp_path, cli_env)
+    assert failed.returncode == 1
+    lines = failed.stdout.splitlines()
+    assert any("Workflow" in line and name_prefix(line) and "Running" in line for line in lines)
+    assert any(
+        "Failed" in line and ".boom (exit)" in line and "Error (exit code 3)" in line for line in lines
+    )
+    assert any(line.startswith("Status:") and "Failed" in line for line in lines)
+    name = next(line.split()[1] for line in lines if line.startswith("Name:"))
+    assert name.startswith("conf-steps-failure-")
+
+    listed = _cli(["list", "--runs-dir", runs], tmp_path, cli_env)
+    assert listed.returncode == 0 and name in listed.stdout and "Failed" in listed.stdout
+
+    got = _cli(["get", name, "--runs-dir", runs], tmp_path, cli_env)
+    assert got.returncode == 0
+    assert "boom" in got.stdout and "Error (exit code 3)" in got.stdout and "STEP" in got.stdout
+    doc = json.loads(_cli(["get", name, "--runs-dir", runs, "--output", "json"], tmp_path, cli_env).stdout)
+    assert doc["kind"] == "Workflow" and doc["status"]["phase"] == "Failed"
+
+    logs = _cli(["logs", name, "--runs-dir", runs, "--node", "boom"], tmp_path, cli_env)
+    assert logs.returncode == 0 and logs.stdout.strip() == "exiting with 3"
+    every = _cli(["logs", name, "--runs-dir", runs], tmp_path, cli_env)
+    assert "boom: exiting with 3" in every.stdout and "ok: exiting with 0" in every.stdout
+
+
+def test_cli_json_output_and_exit_code(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    proc = _cli(
+        [
+            "run",
+            "conf-dag-basic",
+            "--manifests",
+            str(WORKFLOWS),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--output",
+            "json",
+        ],
+        tmp_path,
+        cli_env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["status"]["phase"] == "Succeeded"
+    assert doc["status"]["outputs"]["parameters"] == [{"name": "sum", "value": "5"}]
+    assert doc["metadata"]["labels"]["workflows.argoproj.io/workflow-template"] == "conf-dag-basic"
+    assert doc["status"]["progress"] == "4/4"
+
+
+def test_rpops_steps_work_without_an_activated_venv(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rpops.cli",
+            "local",
+            "run",
+            "conf-script",
+            "--manifests",
+            str(WORKFLOWS),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    nodes = _nodes(json.loads(proc.stdout))
+    from rpops import __version__
+
+    assert nodes["version"]["outputs"]["result"] == __version__
+
+
+def test_platform_subcommand_delegates(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    proc = _cli(["platform", "--help"], tmp_path, cli_env)
+    assert proc.returncode == 0, proc.stderr
+    assert "rpops local platform" in proc.stdout and "up" in proc.stdout

@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install system-deps run test unit render lint bench clean
+.PHONY: install system-deps run test unit render lint bench clean deploy submit
 
 install: $(STAMP)
 
@@ -45,3 +45,13 @@ bench: install
 
 clean:
 	rm -rf .rpops build dist *.egg-info
+
+# Deploy one region and the workflows: make deploy OVERLAY=us-east KUBECONTEXT=prod-us-east
+deploy:
+	@KUBECONTEXT="$(KUBECONTEXT)" scripts/deploy.sh "$(OVERLAY)"
+
+# Submit a WorkflowTemplate on a cluster: make submit TEMPLATE=research-platform-health-check PARAMS="k=v k2=v2"
+submit:
+	@test -n "$(TEMPLATE)" || { echo "submit: set TEMPLATE=research-platform-<purpose> (see manifests/argo/)" >&2; exit 2; }
+	argo submit -n $(or $(ARGO_NAMESPACE),argo) --from workflowtemplate/$(TEMPLATE) \
+	  $(foreach p,$(PARAMS),-p $(p)) --watch

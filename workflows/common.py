@@ -46,8 +46,7 @@ SERVICE_ACCOUNT = "rpops-steps"
 OUTPUTS_DIR = "/tmp/outputs"  # noqa: S108 - the step contract's fixed path inside the pod
 DESCRIPTION_ANNOTATION = "workflows.argoproj.io/description"
 PART_OF = "research-platform"
-# Non-root user for step pods; any UID works because steps only write under /tmp.
-STEP_UID = 65532
+STEP_UID = 1000  # the step image's user (images/steps/Dockerfile)
 
 STEP_ENV = {"RPOPS_LOG_FORMAT": "json", "RPOPS_PLATFORM": "kubernetes"}
 

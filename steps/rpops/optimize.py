@@ -55,8 +55,8 @@ DEFAULT_QUERIES: dict[str, dict[str, str]] = {
 @dataclass(frozen=True)
 class OptimizeSettings:
     service: str = setting(help="Service to right-size, e.g. research-platform")
-    version: str = setting("", help="Version to right-size; empty: the version the active route selects")
     prometheus: str = setting(help="Prometheus base URL holding the usage history")
+    version: str = setting("", help="Version to right-size; empty: the version the active route selects")
     history_hours: float = setting(168.0, help="Hours of usage history to read")
     change_threshold: float = setting(
         0.10, help="Apply only changes larger than this share of the current value (0.10 = 10%)"

@@ -423,12 +423,13 @@ class AdvisoryDB:
                 f"advisory database {root} holds no OSV records; run 'rpops advisories sync --db {root}'"
             )
         index["fingerprint"] = fp
-        for candidate in candidates[::-1]:  # prefer the cache dir; the DB dir may be read-only
+        if cache_dir is not None:  # a scan never writes into the database directory; only sync does
+            target = _cache_index_path(root, cache_dir)
             try:
-                write_index(candidate, index)
-                return cls(root, index, f"built:{candidate}")
-            except OSError:
-                continue
+                write_index(target, index)
+                return cls(root, index, f"built:{target}")
+            except OSError as exc:
+                log.warning("cannot cache the advisory index in %s: %s", target, exc)
         return cls(root, index, "built:not-cached")
 
     # ---- facts about the database ---------------------------------------------------------

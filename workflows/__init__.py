@@ -10,4 +10,6 @@ from __future__ import annotations
 TEMPLATE_MODULES: tuple[str, ...] = (
     "workflows.health_check",
     "workflows.validate",
+    "workflows.scale",
+    "workflows.optimize",
 )

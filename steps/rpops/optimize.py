@@ -43,11 +43,13 @@ DEFAULT_QUERIES: dict[str, dict[str, str]] = {
         "cpu": "sum by (pod) (rate(container_cpu_usage_seconds_total{$selector,"
         + _CONTAINERS
         + "}[$window]))",
-        "memory": "max by (pod) (container_memory_working_set_bytes{$selector," + _CONTAINERS + "})",
+        "memory": "max by (pod) (max_over_time(container_memory_working_set_bytes{$selector,"
+        + _CONTAINERS
+        + "}[$step]))",
     },
     "local": {
         "cpu": "sum by (instance) (rate(process_cpu_seconds_total{$selector}[$window]))",
-        "memory": "max by (instance) (process_resident_memory_bytes{$selector})",
+        "memory": "max by (instance) (max_over_time(process_resident_memory_bytes{$selector}[$step]))",
     },
 }
 
@@ -286,6 +288,7 @@ def observe(p: Plan, driver: PlatformDriver) -> Observation:
                 version=version,
                 namespace=str(getattr(driver, "namespace", "") or ""),
                 instances=instances_regex([i.url for i in instances]),
+                step=f"{p.step_s:g}s",
             )
             result = prom.query_range(query, start=start, end=p.now, step=p.step_s)
             check_result(result, p.prometheus, label)

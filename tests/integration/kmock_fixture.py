@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import kmock
+import pytest
 
 DEPLOYMENTS = "apps/v1/deployments"
 SERVICES = "v1/services"
@@ -61,18 +62,31 @@ class ApiServer:
 
     def writes(self) -> list[str]:
         """`METHOD path` of every request that was not a read."""
-        return [f"{r.method.value} {r.url.path}" for r in self.run(lambda: list(self.kmock))
-                if r.method.value != "GET"]  # fmt: skip
+        return [
+            f"{r.method.value} {r.url.path}"
+            for r in self.run(lambda: list(self.kmock))
+            if r.method.value != "GET"
+        ]
 
     def kubeconfig(self, directory: Path) -> Path:
         path = directory / "kubeconfig"
-        path.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "test",
-            "clusters": [{"name": "kmock", "cluster": {"server": self.url}}],
-            "users": [{"name": "tester", "user": {"token": "t0ken"}}],
-            "contexts": [{"name": "test", "context": {"cluster": "kmock", "user": "tester",
-                                                      "namespace": self.namespace}}],
-        }))  # fmt: skip
+        path.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "test",
+                    "clusters": [{"name": "kmock", "cluster": {"server": self.url}}],
+                    "users": [{"name": "tester", "user": {"token": "t0ken"}}],
+                    "contexts": [
+                        {
+                            "name": "test",
+                            "context": {"cluster": "kmock", "user": "tester", "namespace": self.namespace},
+                        }
+                    ],
+                }
+            )
+        )
         return path
 
     def close(self) -> None:
@@ -85,55 +99,98 @@ class ApiServer:
         self.thread.join(5)
 
 
-def deployment_obj(namespace: str, service: str, version: str, replicas: int,
-                   resources: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+def deployment_obj(
+    namespace: str, service: str, version: str, replicas: int, resources: dict[str, Any] | None = None
+) -> dict[str, Any]:
     labels = {"app.kubernetes.io/name": service, "version": version}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": f"{service}-{version}", "namespace": namespace, "labels": dict(labels),
-                     "resourceVersion": "5", "generation": 2},  # fmt: skip
+        "metadata": {
+            "name": f"{service}-{version}",
+            "namespace": namespace,
+            "labels": dict(labels),
+            "resourceVersion": "5",
+            "generation": 2,
+        },
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": dict(labels)},
             "template": {
                 "metadata": {"labels": dict(labels)},
-                "spec": {"containers": [{
-                    "name": service, "image": f"registry.example/research-platform:{version}",
-                    "ports": [{"containerPort": 8080}],
-                    "resources": resources if resources is not None else {
-                        "requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "512Mi"}},
-                }]},  # fmt: skip
+                "spec": {
+                    "containers": [
+                        {
+                            "name": service,
+                            "image": f"registry.example/research-platform:{version}",
+                            "ports": [{"containerPort": 8080}],
+                            "resources": resources
+                            if resources is not None
+                            else {
+                                "requests": {"cpu": "500m", "memory": "512Mi"},
+                                "limits": {"memory": "512Mi"},
+                            },
+                        }
+                    ]
+                },
             },
         },
-        "status": {"observedGeneration": 2, "replicas": replicas, "updatedReplicas": replicas,
-                   "readyReplicas": replicas, "availableReplicas": replicas},  # fmt: skip
+        "status": {
+            "observedGeneration": 2,
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": replicas,
+            "availableReplicas": replicas,
+        },
     }
 
 
 def service_obj(namespace: str, name: str, service: str, version: str) -> dict[str, Any]:
     return {
-        "apiVersion": "v1", "kind": "Service",
+        "apiVersion": "v1",
+        "kind": "Service",
         "metadata": {"name": name, "namespace": namespace, "resourceVersion": "3"},
-        "spec": {"selector": {"app.kubernetes.io/name": service, "version": version},
-                 "ports": [{"port": 80, "targetPort": 8080}]},
-    }  # fmt: skip
+        "spec": {
+            "selector": {"app.kubernetes.io/name": service, "version": version},
+            "ports": [{"port": 80, "targetPort": 8080}],
+        },
+    }
 
 
 def hpa_obj(namespace: str, service: str, target: str, low: int, high: int) -> dict[str, Any]:
     return {
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
         "metadata": {"name": service, "namespace": namespace, "resourceVersion": "9"},
-        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
-                 "minReplicas": low, "maxReplicas": high},
-    }  # fmt: skip
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+            "minReplicas": low,
+            "maxReplicas": high,
+        },
+    }
 
 
 def pod_obj(namespace: str, name: str, service: str, version: str, ip: str) -> dict[str, Any]:
     return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace,
-                     "labels": {"app.kubernetes.io/name": service, "version": version}},
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/name": service, "version": version},
+        },
         "spec": {"containers": [{"name": service, "image": "x", "ports": [{"containerPort": 8080}]}]},
         "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]},
-    }  # fmt: skip
+    }
+
+
+def use_kubeconfig(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
+    """Point the `kubernetes` client at `path` for steps that build their driver from the environment.
+
+    The client reads $KUBECONFIG once, when it is imported (kube_config.KUBE_CONFIG_DEFAULT_LOCATION),
+    so a second test with another kubeconfig would reach the first test's (stopped) server.
+    """
+    import kubernetes.config.kube_config as kube_config
+
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))

@@ -5,13 +5,24 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from kmock_fixture import DEPLOYMENTS, HPAS, PODS, SERVICES, ApiServer, deployment_obj, hpa_obj, pod_obj, service_obj
+from kmock_fixture import (
+    DEPLOYMENTS,
+    HPAS,
+    PODS,
+    SERVICES,
+    ApiServer,
+    deployment_obj,
+    hpa_obj,
+    pod_obj,
+    service_obj,
+    use_kubeconfig,
+)
 from prometheus_fixture import RunningPrometheus, free_port, start
 from rpops.cli import main
 from rpops.platform import Resources
@@ -33,12 +44,15 @@ class Result:
         return (self.outputs / name).read_text()
 
     @property
-    def report(self) -> dict:  # type: ignore[type-arg]
+    def report(self) -> dict:
         return json.loads(self.output("report.json"))
 
 
+Runner = Callable[..., Result]
+
+
 @pytest.fixture()
-def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Runner:
     calls = iter(range(1000))
 
     def _run(*args: str) -> Result:
@@ -62,8 +76,9 @@ def platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalD
     driver = LocalDriver(root=root, ready_interval=0.2, drain_timeout=3.0)
     try:
         driver.up(SERVICE, "v1", replicas=1, port=0)
-        driver.set_resources(SERVICE, "v1", Resources(cpu_request="1", memory_request="512Mi",
-                                                      memory_limit="512Mi"))  # fmt: skip
+        driver.set_resources(
+            SERVICE, "v1", Resources(cpu_request="1", memory_request="512Mi", memory_limit="512Mi")
+        )
         yield driver
     finally:
         driver.down()
@@ -73,8 +88,9 @@ def address(driver: LocalDriver) -> str:
     return driver.instances(SERVICE, "v1")[0].url.split("//", 1)[1]
 
 
-def process_history(labels: str, start: float, end: float, cores: float, peak_bytes: float,
-                    step: float = 15.0) -> str:  # fmt: skip
+def process_history(
+    labels: str, start: float, end: float, cores: float, peak_bytes: float, step: float = 15.0
+) -> str:
     """OpenMetrics: a CPU counter burning `cores` and a resident memory gauge that peaks once."""
     cpu = ["# TYPE process_cpu_seconds counter"]
     mem = ["# TYPE process_resident_memory_bytes gauge"]
@@ -88,7 +104,7 @@ def process_history(labels: str, start: float, end: float, cores: float, peak_by
     return "\n".join(cpu + mem) + "\n# EOF\n"
 
 
-def test_backfilled_history_gives_krr_simple_and_applies(platform: LocalDriver, run) -> None:  # type: ignore[no-untyped-def]
+def test_backfilled_history_gives_krr_simple_and_applies(platform: LocalDriver, run: Runner) -> None:
     now = time.time()
     inst = address(platform)
     history = process_history(f'instance="{inst}",job="workload"', now - 4 * 3600, now - 30, 0.25, 120 * MI)
@@ -97,21 +113,29 @@ def test_backfilled_history_gives_krr_simple_and_applies(platform: LocalDriver, 
     assert r.code == 0, r.err
     rec = json.loads(r.output("recommendation"))
     # P95 of a steady 0.25 cores; peak 120Mi + 15% = 138Mi; no CPU limit
-    assert rec == {"cpu_request": "250m", "cpu_limit": None, "memory_request": "138Mi", "memory_limit": "138Mi"}
+    assert rec == {
+        "cpu_request": "250m",
+        "cpu_limit": None,
+        "memory_request": "138Mi",
+        "memory_limit": "138Mi",
+    }
     assert r.output("applied") == "true" and r.output("leak") == "false"
     assert platform.workload(SERVICE, "v1").resources == Resources(
-        cpu_request="250m", cpu_limit=None, memory_request="138Mi", memory_limit="138Mi")
+        cpu_request="250m", cpu_limit=None, memory_request="138Mi", memory_limit="138Mi"
+    )
     report = r.report
     assert report["cpu"]["points"] >= 100 and report["cpu"]["history_s"] >= 3 * 3600
     assert "process_cpu_seconds_total{instance=~" in report["queries"]["cpu"]["query"]
     assert report["current"]["cpu_request"] == "1"
     # A second run finds nothing past the 10% threshold and changes nothing.
-        
 
-def test_second_run_within_threshold_changes_nothing(platform: LocalDriver, run) -> None:  # type: ignore[no-untyped-def]
+
+def test_second_run_within_threshold_changes_nothing(platform: LocalDriver, run: Runner) -> None:
     now = time.time()
     inst = address(platform)
-    platform.set_resources(SERVICE, "v1", Resources(cpu_request="240m", memory_request="130Mi", memory_limit="130Mi"))
+    platform.set_resources(
+        SERVICE, "v1", Resources(cpu_request="240m", memory_request="130Mi", memory_limit="130Mi")
+    )
     history = process_history(f'instance="{inst}",job="workload"', now - 4 * 3600, now - 30, 0.25, 120 * MI)
     with start([], backfill_openmetrics=history) as prom:
         r = run("--service", SERVICE, "--prometheus", prom.url, "--history-hours", "6", "--apply")
@@ -129,7 +153,9 @@ def live(platform: LocalDriver) -> Iterator[RunningPrometheus]:
         prom.stop()
 
 
-def test_defaults_on_minutes_of_data_say_not_enough_data(platform: LocalDriver, live: RunningPrometheus, run) -> None:  # type: ignore[no-untyped-def]
+def test_defaults_on_minutes_of_data_say_not_enough_data(
+    platform: LocalDriver, live: RunningPrometheus, run
+) -> None:
     live.wait_for("process_resident_memory_bytes")
     before = platform.workload(SERVICE, "v1").resources
     r = run("--service", SERVICE, "--prometheus", live.url, "--apply")
@@ -142,15 +168,29 @@ def test_defaults_on_minutes_of_data_say_not_enough_data(platform: LocalDriver, 
 def set_faults(driver: LocalDriver, **faults: float) -> None:
     token = driver.admin_token(SERVICE)
     for inst in driver.instances(SERVICE, "v1"):
-        httpx.post(f"{inst.url}/admin/faults", json=faults, headers={"Authorization": f"Bearer {token}"},
-                   trust_env=False).raise_for_status()  # fmt: skip
+        httpx.post(
+            f"{inst.url}/admin/faults",
+            json=faults,
+            headers={"Authorization": f"Bearer {token}"},
+            trust_env=False,
+        ).raise_for_status()
 
 
-SHORT = ["--history-hours", "0.01", "--min-history-hours", "0.002", "--min-points", "5", "--rate-window", "3s",
-         "--step-seconds", "1"]  # fmt: skip
+SHORT = [
+    "--history-hours",
+    "0.01",
+    "--min-history-hours",
+    "0.002",
+    "--min-points",
+    "5",
+    "--rate-window",
+    "3s",
+    "--step-seconds",
+    "1",
+]
 
 
-def test_live_load_with_small_windows(platform: LocalDriver, live: RunningPrometheus, run) -> None:  # type: ignore[no-untyped-def]
+def test_live_load_with_small_windows(platform: LocalDriver, live: RunningPrometheus, run: Runner) -> None:
     set_faults(platform, cpu_burn=0.8)
     live.wait_for("rate(process_cpu_seconds_total[3s]) > 0.2", timeout=30)
     time.sleep(10)  # ten seconds of samples under load
@@ -162,7 +202,9 @@ def test_live_load_with_small_windows(platform: LocalDriver, live: RunningPromet
     assert r.output("applied") == "false"  # recommended only: no --apply
 
 
-def test_memory_leak_is_reported_and_restarted(platform: LocalDriver, live: RunningPrometheus, run) -> None:  # type: ignore[no-untyped-def]
+def test_memory_leak_is_reported_and_restarted(
+    platform: LocalDriver, live: RunningPrometheus, run: Runner
+) -> None:
     before = platform.instances(SERVICE, "v1")[0]
     live.wait_for("process_resident_memory_bytes")
     set_faults(platform, memory_growth_mb_per_s=8)
@@ -190,10 +232,13 @@ def address_of(url: str) -> str:
         (["--rate-window", "five"], "--rate-window 'five' is not a PromQL duration"),
         (["--version", "v7"], "rp/v7 is not a workload"),
         (["--cpu-query", "rate(x[$windw])"], "unknown placeholder(s) $windw"),
-        (["--history-hours", "2000", "--step-seconds", "60", "--min-history-hours", "1"], "more than 11000 points"),
+        (
+            ["--history-hours", "2000", "--step-seconds", "60", "--min-history-hours", "1"],
+            "more than 11000 points",
+        ),
     ],
 )
-def test_bad_input_exits_2(platform: LocalDriver, run, args: list[str], message: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_exits_2(platform: LocalDriver, run: Runner, args: list[str], message: str) -> None:
     before = platform.workload(SERVICE, "v1").resources
     with start([]) as prom:
         r = run("--service", SERVICE, "--prometheus", prom.url, "--apply", *args)
@@ -202,7 +247,7 @@ def test_bad_input_exits_2(platform: LocalDriver, run, args: list[str], message:
     assert platform.workload(SERVICE, "v1").resources == before
 
 
-def test_queries_file_and_prometheus_failures(platform: LocalDriver, run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_queries_file_and_prometheus_failures(platform: LocalDriver, run: Runner, tmp_path: Path) -> None:
     bad = tmp_path / "queries.yaml"
     bad.write_text("cpu: [1, 2]\n")
     r = run("--service", SERVICE, "--prometheus", "http://127.0.0.1:9", "--queries", str(bad))
@@ -226,21 +271,31 @@ NS = "rp-ns"
 def cadvisor_history(start: float, end: float, step: float = 30.0) -> str:
     cpu = ["# TYPE container_cpu_usage_seconds counter"]
     mem = ["# TYPE container_memory_working_set_bytes gauge"]
-    for pod, cores, peak in (("rp-v1-a", 0.3, 300 * MI), ("rp-v1-b", 0.1, 200 * MI), ("other-v1-a", 3.0, 4000 * MI)):
+    for pod, cores, peak in (
+        ("rp-v1-a", 0.3, 300 * MI),
+        ("rp-v1-b", 0.1, 200 * MI),
+        ("other-v1-a", 3.0, 4000 * MI),
+    ):
         labels = f'namespace="{NS}",pod="{pod}",container="{pod.split("-")[0]}"'
         t, total, i = start, 0.0, 0
         while t < end:
             total += cores * step
             cpu.append(f"container_cpu_usage_seconds_total{{{labels}}} {total:.3f} {t:.3f}")
-            mem.append(f"container_memory_working_set_bytes{{{labels}}} {peak if i == 50 else peak / 2:.0f} {t:.3f}")
+            mem.append(
+                f"container_memory_working_set_bytes{{{labels}}} {peak if i == 50 else peak / 2:.0f} {t:.3f}"
+            )
             t, i = t + step, i + 1
         # the pause container's series must be ignored
-        mem.append(f'container_memory_working_set_bytes{{namespace="{NS}",pod="{pod}",container="POD"}} {9e9:.0f} '
-                   f"{start + 60:.3f}")  # fmt: skip
+        mem.append(
+            f'container_memory_working_set_bytes{{namespace="{NS}",pod="{pod}",container="POD"}} {9e9:.0f} '
+            f"{start + 60:.3f}"
+        )
     return "\n".join(cpu + mem) + "\n# EOF\n"
 
 
-def test_kubernetes_apply_patches_the_deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run) -> None:  # type: ignore[no-untyped-def]
+def test_kubernetes_apply_patches_the_deployment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run
+) -> None:
     api = ApiServer(NS)
     try:
         api.put(DEPLOYMENTS, "rp-v1", deployment_obj(NS, SERVICE, "v1", replicas=2))
@@ -248,7 +303,7 @@ def test_kubernetes_apply_patches_the_deployment(tmp_path: Path, monkeypatch: py
         api.put(HPAS, SERVICE, hpa_obj(NS, SERVICE, "rp-v1", 2, 6))
         api.put(PODS, "rp-v1-a", pod_obj(NS, "rp-v1-a", SERVICE, "v1", "10.0.0.5"))
         monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-        monkeypatch.setenv("KUBECONFIG", str(api.kubeconfig(tmp_path)))
+        use_kubeconfig(monkeypatch, api.kubeconfig(tmp_path))
         monkeypatch.setenv("RPOPS_NAMESPACE", NS)
         monkeypatch.setenv("RPOPS_PLATFORM", "kubernetes")
         now = time.time()
@@ -256,10 +311,16 @@ def test_kubernetes_apply_patches_the_deployment(tmp_path: Path, monkeypatch: py
             r = run("--service", SERVICE, "--prometheus", prom.url, "--apply", "--now", iso(now))
         assert r.code == 0, r.err
         assert json.loads(r.output("recommendation")) == {
-            "cpu_request": "300m", "cpu_limit": None, "memory_request": "345Mi", "memory_limit": "345Mi"}
+            "cpu_request": "300m",
+            "cpu_limit": None,
+            "memory_request": "345Mi",
+            "memory_limit": "345Mi",
+        }
         container = api.get(DEPLOYMENTS, "rp-v1")["spec"]["template"]["spec"]["containers"][0]
-        assert container["resources"] == {"requests": {"cpu": "300m", "memory": "345Mi"},
-                                          "limits": {"memory": "345Mi"}}  # fmt: skip
+        assert container["resources"] == {
+            "requests": {"cpu": "300m", "memory": "345Mi"},
+            "limits": {"memory": "345Mi"},
+        }
         assert r.output("applied") == "true" and r.report["hpa"] == {"min_replicas": 2, "max_replicas": 6}
         assert any("HPA" in note for note in r.report["notes"])
         assert 'namespace="rp-ns",pod=~"rp-v1-.*"' in r.report["queries"]["memory"]["query"]

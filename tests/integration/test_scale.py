@@ -11,13 +11,24 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from kmock_fixture import DEPLOYMENTS, HPAS, PODS, SERVICES, ApiServer, deployment_obj, hpa_obj, pod_obj, service_obj
+from kmock_fixture import (
+    DEPLOYMENTS,
+    HPAS,
+    PODS,
+    SERVICES,
+    ApiServer,
+    deployment_obj,
+    hpa_obj,
+    pod_obj,
+    service_obj,
+    use_kubeconfig,
+)
 from prometheus_fixture import RunningPrometheus, free_port, start
 from rpops.cli import main
 from rpops.platform import AutoscalingBounds
@@ -40,7 +51,7 @@ class Result:
         return (self.outputs / name).read_text()
 
     @property
-    def report(self) -> dict:  # type: ignore[type-arg]
+    def report(self) -> dict:
         return json.loads(self.output("report.json"))
 
 
@@ -57,8 +68,11 @@ def platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalD
         driver.down()
 
 
+Runner = Callable[..., Result]
+
+
 @pytest.fixture()
-def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Runner:
     """`rpops scale ARGS` in-process, outputs under a fresh directory per call."""
     calls = iter(range(1000))
 
@@ -78,16 +92,22 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
 def set_faults(driver: LocalDriver, **faults: float) -> None:
     token = driver.admin_token(SERVICE)
     for inst in driver.instances(SERVICE, "v1"):
-        r = httpx.post(f"{inst.url}/admin/faults", json=faults, headers={"Authorization": f"Bearer {token}"},
-                       trust_env=False)  # fmt: skip
+        r = httpx.post(
+            f"{inst.url}/admin/faults",
+            json=faults,
+            headers={"Authorization": f"Bearer {token}"},
+            trust_env=False,
+        )
         r.raise_for_status()
 
 
 def wait_cpu(driver: LocalDriver, percent: float, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        figures = [httpx.get(f"{i.url}/api/performance/status", trust_env=False).json()["cpu_percent"]
-                   for i in driver.instances(SERVICE, "v1")]  # fmt: skip
+        figures = [
+            httpx.get(f"{i.url}/api/performance/status", trust_env=False).json()["cpu_percent"]
+            for i in driver.instances(SERVICE, "v1")
+        ]
         if min(figures) >= percent:
             return
         time.sleep(0.2)
@@ -107,13 +127,15 @@ LOW_CPU_POLICY = "resources:\n  cpu: {scale_up: 0.3, scale_down: 0.05}\n"
 # --- reactive, from the instances' own figures --------------------------------------------------
 
 
-def test_scale_up_under_cpu_load_then_cooldown(platform: LocalDriver, run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_scale_up_under_cpu_load_then_cooldown(platform: LocalDriver, run: Runner, tmp_path: Path) -> None:
     policy = policy_file(tmp_path, LOW_CPU_POLICY)
     set_faults(platform, cpu_burn=0.9)
     wait_cpu(platform, 40)
     r = run("--service", SERVICE, "--policy", policy)
     assert r.code == 0, r.err
-    assert r.output("scaled") == "true" and r.output("decision") == "scale-up" and r.output("direction") == "up"
+    assert (
+        r.output("scaled") == "true" and r.output("decision") == "scale-up" and r.output("direction") == "up"
+    )
     replicas = int(r.output("replicas"))
     assert replicas >= 2
     w = platform.workload(SERVICE, "v1")
@@ -122,7 +144,10 @@ def test_scale_up_under_cpu_load_then_cooldown(platform: LocalDriver, run, tmp_p
     assert w.annotations["last-scale-reason"].startswith("scale-up to")
     assert w.annotations["last-scale-resource"] == "cpu"
     report = r.report
-    assert report["formula"].startswith("cpu: ceil(1 x ") and report["observed"]["readings"]["cpu"]["value"] >= 40
+    assert (
+        report["formula"].startswith("cpu: ceil(1 x ")
+        and report["observed"]["readings"]["cpu"]["value"] >= 40
+    )
     assert report["observed"]["readings"]["cpu"]["source"].startswith("instances:")
     # Every instance burns again: more is wanted, but the cpu cooldown (120 s) holds it.
     set_faults(platform, cpu_burn=0.9)
@@ -133,19 +158,29 @@ def test_scale_up_under_cpu_load_then_cooldown(platform: LocalDriver, run, tmp_p
     assert platform.workload(SERVICE, "v1").replicas == replicas
 
 
-def test_dry_run_reports_and_changes_nothing(platform: LocalDriver, run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_dry_run_reports_and_changes_nothing(platform: LocalDriver, run: Runner, tmp_path: Path) -> None:
     set_faults(platform, cpu_burn=0.9)
     wait_cpu(platform, 40)
     before = platform.workload(SERVICE, "v1")
-    r = run("--service", SERVICE, "--version", "v1", "--policy", policy_file(tmp_path, LOW_CPU_POLICY), "--dry-run")
+    r = run(
+        "--service",
+        SERVICE,
+        "--version",
+        "v1",
+        "--policy",
+        policy_file(tmp_path, LOW_CPU_POLICY),
+        "--dry-run",
+    )
     assert r.code == 0
-    assert r.output("decision") == "scale-up" and r.output("scaled") == "false" and r.output("replicas") == "1"
+    assert (
+        r.output("decision") == "scale-up" and r.output("scaled") == "false" and r.output("replicas") == "1"
+    )
     assert "dry run: nothing changed" in r.out and r.report["done"] == [] and r.report["target"] >= 2
     after = platform.workload(SERVICE, "v1")
     assert after.replicas == before.replicas == 1 and after.annotations == before.annotations
 
 
-def test_scale_down_waits_out_the_stabilisation_window(platform: LocalDriver, run) -> None:  # type: ignore[no-untyped-def]
+def test_scale_down_waits_out_the_stabilisation_window(platform: LocalDriver, run: Runner) -> None:
     platform.scale(SERVICE, "v1", 3)
     now = time.time()
     first = run("--service", SERVICE, "--now", iso(now))
@@ -162,7 +197,7 @@ def test_scale_down_waits_out_the_stabilisation_window(platform: LocalDriver, ru
     assert len(platform.instances(SERVICE, "v1")) == 1
 
 
-def test_with_an_hpa_only_min_replicas_moves(platform: LocalDriver, run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_with_an_hpa_only_min_replicas_moves(platform: LocalDriver, run: Runner, tmp_path: Path) -> None:
     platform.set_autoscaling(SERVICE, AutoscalingBounds(1, 4))
     set_faults(platform, cpu_burn=0.9)
     wait_cpu(platform, 40)
@@ -189,7 +224,10 @@ def state_of(driver: LocalDriver) -> str:
         (["--min-replicas", "-2"], "--min-replicas -2 is too low"),
         (["--max-replicas", "5000"], "--max-replicas 5000 is above the maximum of 1000"),
         (["--max-replicas", "three"], "--max-replicas 'three' is not a whole number"),
-        (["--min-replicas", "5", "--max-replicas", "2"], "min replicas 5 (--min-replicas) is greater than max"),
+        (
+            ["--min-replicas", "5", "--max-replicas", "2"],
+            "min replicas 5 (--min-replicas) is greater than max",
+        ),
         (["--min-replicas", "12"], "is greater than max replicas 10 (the policy's max_replicas"),
         (["--version", "v9"], "rp/v9 is not a workload on the local platform"),
         (["--version", "V_9"], "version 'V_9' is invalid"),
@@ -200,7 +238,9 @@ def state_of(driver: LocalDriver) -> str:
         (["--mode", "sideways"], "invalid choice: 'sideways'"),
     ],
 )
-def test_bad_input_exits_2_and_changes_nothing(platform: LocalDriver, run, args: list[str], message: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_exits_2_and_changes_nothing(
+    platform: LocalDriver, run: Runner, args: list[str], message: str
+) -> None:
     before = state_of(platform)
     r = run("--service", SERVICE, *args)
     assert r.code == 2, r.out + r.err
@@ -208,11 +248,16 @@ def test_bad_input_exits_2_and_changes_nothing(platform: LocalDriver, run, args:
     assert state_of(platform) == before
 
 
-def test_unknown_service_and_policy_errors_exit_2(platform: LocalDriver, run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_service_and_policy_errors_exit_2(platform: LocalDriver, run: Runner, tmp_path: Path) -> None:
     before = state_of(platform)
     r = run("--service", "nosuch")
     assert r.code == 2 and "nosuch/(active) is not a workload on the local platform" in r.err
-    r = run("--service", SERVICE, "--policy", policy_file(tmp_path, "resources: {cpu: {scale_up: 0.2, scale_down: 0.4}}\n"))
+    r = run(
+        "--service",
+        SERVICE,
+        "--policy",
+        policy_file(tmp_path, "resources: {cpu: {scale_up: 0.2, scale_down: 0.4}}\n"),
+    )
     assert r.code == 2 and "resources.cpu.scale_down 0.4 must be below scale_up 0.2" in r.err
     r = run("--service", SERVICE, "--policy", str(tmp_path / "missing.yaml"))
     assert r.code == 2 and "cannot read the policy file" in r.err
@@ -220,15 +265,29 @@ def test_unknown_service_and_policy_errors_exit_2(platform: LocalDriver, run, tm
 
 
 def test_subprocess_exit_code_and_outputs(platform: LocalDriver, tmp_path: Path) -> None:
-    env = {**os.environ, "RPOPS_OUTPUTS": str(tmp_path / "cli"), "RPOPS_PLATFORM_DIR": str(platform.root),
-           "RPOPS_PLATFORM": "local"}  # fmt: skip
-    done = subprocess.run([sys.executable, "-m", "rpops.cli", "scale", "--service", SERVICE, "--dry-run", "false"],
-                          capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    env = {
+        **os.environ,
+        "RPOPS_OUTPUTS": str(tmp_path / "cli"),
+        "RPOPS_PLATFORM_DIR": str(platform.root),
+        "RPOPS_PLATFORM": "local",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "rpops.cli", "scale", "--service", SERVICE, "--dry-run", "false"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("hold rp/v1: 1 -> 1:")
     assert (tmp_path / "cli" / "scaled").read_text() == "false"
-    bad = subprocess.run([sys.executable, "-m", "rpops.cli", "scale", "--service", SERVICE, "--max-replicas", "0"],
-                         capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    bad = subprocess.run(
+        [sys.executable, "-m", "rpops.cli", "scale", "--service", SERVICE, "--max-replicas", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "--max-replicas 0 is too low" in bad.stderr
 
 
@@ -245,11 +304,20 @@ def live_prometheus(platform: LocalDriver) -> Iterator[RunningPrometheus]:
         prom.stop()
 
 
-def test_reactive_from_prometheus(platform: LocalDriver, live_prometheus: RunningPrometheus, run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_reactive_from_prometheus(
+    platform: LocalDriver, live_prometheus: RunningPrometheus, run: Runner, tmp_path: Path
+) -> None:
     set_faults(platform, cpu_burn=0.9)
     wait_cpu(platform, 40)
     live_prometheus.wait_for("research_platform_cpu_usage_percent > 30")
-    r = run("--service", SERVICE, "--prometheus", live_prometheus.url, "--policy", policy_file(tmp_path, LOW_CPU_POLICY))
+    r = run(
+        "--service",
+        SERVICE,
+        "--prometheus",
+        live_prometheus.url,
+        "--policy",
+        policy_file(tmp_path, LOW_CPU_POLICY),
+    )
     assert r.code == 0 and r.output("decision") == "scale-up", r.output("reason")
     cpu = r.report["observed"]["readings"]["cpu"]
     assert cpu["source"].startswith("prometheus: avg(research_platform_cpu_usage_percent{instance=~")
@@ -257,7 +325,7 @@ def test_reactive_from_prometheus(platform: LocalDriver, live_prometheus: Runnin
     assert platform.workload(SERVICE, "v1").replicas >= 2
 
 
-def test_prometheus_without_data_is_no_decision(platform: LocalDriver, run) -> None:  # type: ignore[no-untyped-def]
+def test_prometheus_without_data_is_no_decision(platform: LocalDriver, run: Runner) -> None:
     with start([]) as prom:  # scrapes nothing: every query is empty
         before = state_of(platform)
         r = run("--service", SERVICE, "--prometheus", prom.url)
@@ -266,7 +334,9 @@ def test_prometheus_without_data_is_no_decision(platform: LocalDriver, run) -> N
         assert state_of(platform) == before
 
 
-def test_prometheus_refusing_a_query_exits_2_and_unreachable_exits_3(platform: LocalDriver, run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_prometheus_refusing_a_query_exits_2_and_unreachable_exits_3(
+    platform: LocalDriver, run: Runner, tmp_path: Path
+) -> None:
     with start([]) as prom:
         policy = policy_file(tmp_path, "resources:\n  cpu: {query: 'avg(rate(x[$window])'}\n")
         r = run("--service", SERVICE, "--prometheus", prom.url, "--policy", policy)
@@ -284,23 +354,47 @@ def requests_history(instance: str, trace: Trace, start: float, end: float, step
     total = 0.0
     for t, rate in sample(trace, start, end, step):
         total += rate * step
-        lines.append(f'research_platform_requests_total{{instance="{instance}",job="workload",route="/health",'
-                     f'method="GET",status="200"}} {total:.3f} {t:.3f}')  # fmt: skip
+        lines.append(
+            f'research_platform_requests_total{{instance="{instance}",job="workload",route="/health",'
+            f'method="GET",status="200"}} {total:.3f} {t:.3f}'
+        )
     return "\n".join(lines) + "\n# EOF\n"
 
 
-def test_predictive_forecasts_a_ramp_and_prescales_only_when_asked(platform: LocalDriver, run) -> None:  # type: ignore[no-untyped-def]
+def test_predictive_forecasts_a_ramp_and_prescales_only_when_asked(
+    platform: LocalDriver, run: Runner
+) -> None:
     # "Now" is the last 08:00 UTC at least an hour ago; the daily ramp (to 100 rps) starts at 08:15.
     # History: two days of that pattern, backfilled for the running instance.
     day = 86400.0
     now = (time.time() - 3600 - 8 * 3600) // day * day + 8 * 3600
-    trace = Trace(base=10, peak=100, ramp_start_h=8.25, ramp_minutes=10, weekend_factor=1.0, trend_per_day=0.0,
-                  noise=0.03, origin=now)  # fmt: skip
+    trace = Trace(
+        base=10,
+        peak=100,
+        ramp_start_h=8.25,
+        ramp_minutes=10,
+        weekend_factor=1.0,
+        trend_per_day=0.0,
+        noise=0.03,
+        origin=now,
+    )
     instance = platform.instances(SERVICE, "v1")[0].url.split("//", 1)[1]
     history = requests_history(instance, trace, now - 2 * day, now)
     with start([], backfill_openmetrics=history) as prom:
-        args = ["--service", SERVICE, "--mode", "predictive", "--prometheus", prom.url, "--now", iso(now),
-                "--history-days", "2", "--replica-capacity-rps", "40"]  # fmt: skip
+        args = [
+            "--service",
+            SERVICE,
+            "--mode",
+            "predictive",
+            "--prometheus",
+            prom.url,
+            "--now",
+            iso(now),
+            "--history-days",
+            "2",
+            "--replica-capacity-rps",
+            "40",
+        ]
         r = run(*args)
         assert r.code == 0, r.err
         assert r.output("decision") == "scale-up" and r.output("scaled") == "false", r.output("reason")
@@ -313,8 +407,20 @@ def test_predictive_forecasts_a_ramp_and_prescales_only_when_asked(platform: Loc
         assert applied.code == 0 and applied.output("scaled") == "true" and applied.output("replicas") == "3"
         assert platform.workload(SERVICE, "v1").replicas == 3
         # with only 18 h of history before it, the 24 h minimum refuses to decide
-        short = run("--service", SERVICE, "--mode", "predictive", "--prometheus", prom.url,
-                    "--now", iso(now - 30 * 3600), "--history-days", "2", "--replica-capacity-rps", "40")  # fmt: skip
+        short = run(
+            "--service",
+            SERVICE,
+            "--mode",
+            "predictive",
+            "--prometheus",
+            prom.url,
+            "--now",
+            iso(now - 30 * 3600),
+            "--history-days",
+            "2",
+            "--replica-capacity-rps",
+            "40",
+        )
         assert short.code == 0 and short.output("decision") == "no-decision"
         assert "not enough history" in short.output("reason")
         assert platform.workload(SERVICE, "v1").replicas == 3
@@ -333,7 +439,7 @@ def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiServer]
     api.put(HPAS, SERVICE, hpa_obj(NS, SERVICE, "rp-v1", 2, 6))
     api.put(PODS, "rp-v1-a", pod_obj(NS, "rp-v1-a", SERVICE, "v1", "10.0.0.5"))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    monkeypatch.setenv("KUBECONFIG", str(api.kubeconfig(tmp_path)))
+    use_kubeconfig(monkeypatch, api.kubeconfig(tmp_path))
     monkeypatch.setenv("RPOPS_NAMESPACE", NS)
     monkeypatch.setenv("RPOPS_PLATFORM", "kubernetes")
     try:
@@ -342,15 +448,20 @@ def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiServer]
         api.close()
 
 
-def test_kubernetes_with_hpa_moves_min_replicas_only(kube: ApiServer, run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_kubernetes_with_hpa_moves_min_replicas_only(kube: ApiServer, run: Runner, tmp_path: Path) -> None:
     from rpops.workload.testing import start_workload
 
     # The pods' figures come from Prometheus scraping a real workload that burns CPU (the pod IPs
     # are never contacted).
-    with start_workload(version="v1", cpu_burn=0.9) as workload, start([f"127.0.0.1:{workload.port}"]) as prom:
+    with (
+        start_workload(version="v1", cpu_burn=0.9) as workload,
+        start([f"127.0.0.1:{workload.port}"]) as prom,
+    ):
         prom.wait_for("research_platform_cpu_usage_percent > 30")
         policy = policy_file(tmp_path, LOW_CPU_POLICY)
-        r = run("--service", SERVICE, "--prometheus", prom.url, "--selector", 'job="workload"', "--policy", policy)
+        r = run(
+            "--service", SERVICE, "--prometheus", prom.url, "--selector", 'job="workload"', "--policy", policy
+        )
     assert r.code == 0 and r.output("scaled") == "true", r.err + r.output("reason")
     hpa = kube.get(HPAS, SERVICE)
     deployment = kube.get(DEPLOYMENTS, "rp-v1")

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from rpops.errors import Unreachable
 from rpops.security.osv import AdvisoryDB, build_range, match_package, merge_aliases, parse_version
-from security_helpers import ADVISORIES
+from security_helpers import ADVISORIES, run_rpops
 
 
 def ids(db: AdvisoryDB, name: str, version: str) -> set[str]:
@@ -228,3 +228,15 @@ def test_merge_aliases_is_transitive(advisory_db: AdvisoryDB) -> None:
     advisories = advisory_db.advisories_for("zope")
     groups = merge_aliases([a for a in advisories if a.id in ("PYSEC-2021-104", "PYSEC-2021-88")])
     assert len(groups) == 1
+
+
+def test_scans_never_write_into_the_database_but_info_can(tmp_path: Path) -> None:
+    db_dir = tmp_path / "db"
+    _write(db_dir, "demo", _record("TEST-1", [{"introduced": "0"}]))
+    assert AdvisoryDB.open(db_dir, None).index_source == "built:not-cached"
+    assert AdvisoryDB.open(db_dir, tmp_path / "cache").index_source.startswith("built:")
+    assert not (db_dir / ".rpops-index.json").exists()
+    result = run_rpops("advisories", "info", "--db", str(db_dir), "--cache-dir", str(tmp_path / "cache"),
+                       "--write-index", outputs=tmp_path / "out")
+    assert result.returncode == 0 and "1 records, 1 packages" in result.stdout
+    assert AdvisoryDB.open(db_dir, None).index_source == f"cached:{db_dir / '.rpops-index.json'}"

@@ -14,10 +14,16 @@ MONDAY = 1_799_020_800.0  # 2027-01-04 00:00 UTC, a Monday
 assert (int(MONDAY // DAY) + 3) % 7 == 0
 
 
-def forecast_error(trace: Trace, origin: float, *, days: float = 7, look_ahead: float = 1800.0, seed: int = 1,
-                   **fit_args: float) -> float:
+def forecast_error(
+    trace: Trace,
+    origin: float,
+    *,
+    days: float = 7,
+    look_ahead: float = 1800.0,
+    seed: int = 1,
+) -> float:
     history = sample(trace, origin - days * DAY, origin, STEP, seed=seed)
-    model = fit(history, STEP, **fit_args)
+    model = fit(history, STEP)
     predicted = model.forecast(origin - STEP, look_ahead + STEP)
     return mape(truth_at(trace, [t for t, _ in predicted]), [v for _, v in predicted])
 
@@ -118,7 +124,9 @@ def test_gaps_and_nan_are_tolerated() -> None:
     trace = Trace(noise=0.03, origin=MONDAY)
     history = sample(trace, MONDAY, MONDAY + 7 * DAY, STEP)
     # drop a whole afternoon and poison some points
-    holes = [(t, v) for t, v in history if not (MONDAY + 3 * DAY + 12 * 3600 <= t < MONDAY + 3 * DAY + 18 * 3600)]
+    holes = [
+        (t, v) for t, v in history if not (MONDAY + 3 * DAY + 12 * 3600 <= t < MONDAY + 3 * DAY + 18 * 3600)
+    ]
     holes[10] = (holes[10][0], float("nan"))
     holes[20] = (holes[20][0], float("inf"))
     assert len(regularise(holes, STEP)) == len(holes) - 2

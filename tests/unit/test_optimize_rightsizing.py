@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 
 import pytest
 from rpops.platform.base import Resources
@@ -23,7 +24,7 @@ STEP = 60.0
 CURRENT = Resources(cpu_request="500m", cpu_limit="2", memory_request="512Mi", memory_limit="512Mi")
 
 
-def series(name: str, values: list[float], step: float = STEP) -> PodSeries:
+def series(name: str, values: Sequence[float], step: float = STEP) -> PodSeries:
     return PodSeries(name, tuple((T0 + i * step, v) for i, v in enumerate(values)))
 
 
@@ -50,15 +51,22 @@ def test_cpu_is_p95_pooled_over_pods_without_a_limit_and_memory_is_peak_plus_15(
     cpu_b = [0.12] * 240
     mem_a = [150 * MI] * 239 + [200 * MI]
     mem_b = [180 * MI] * 240
-    rec = recommend([series("a", cpu_a), series("b", cpu_b)], [series("a", mem_a), series("b", mem_b)],
-                    Resources(cpu_request="1", memory_request="1Gi", memory_limit="1Gi"))  # fmt: skip
+    rec = recommend(
+        [series("a", cpu_a), series("b", cpu_b)],
+        [series("a", mem_a), series("b", mem_b)],
+        Resources(cpu_request="1", memory_request="1Gi", memory_limit="1Gi"),
+    )
     # ... so the pooled P95 falls among the 0.3s
     assert rec.cpu.request == "300m" and rec.cpu.limit is None
     assert rec.memory.request == rec.memory.limit == memory_quantity(200 * MI * 1.15) == "230Mi"
     assert rec.cpu.points == 480 and rec.cpu.history_s == pytest.approx(239 * STEP)
     assert rec.resources == Resources(cpu_request="300m", memory_request="230Mi", memory_limit="230Mi")
-    assert rec.summary() == {"cpu_request": "300m", "cpu_limit": None, "memory_request": "230Mi",
-                             "memory_limit": "230Mi"}  # fmt: skip
+    assert rec.summary() == {
+        "cpu_request": "300m",
+        "cpu_limit": None,
+        "memory_request": "230Mi",
+        "memory_limit": "230Mi",
+    }
 
 
 def test_floors_of_10m_and_100mi() -> None:
@@ -81,7 +89,12 @@ def test_not_enough_data_changes_nothing(points: int, step: float, expected: str
     rec = recommend(cpu, mem, CURRENT)
     assert rec.resources is None and rec.cpu.request is None and rec.memory.request is None
     assert expected in rec.cpu.info and "not enough data" in rec.reason
-    assert rec.summary() == {"cpu_request": None, "cpu_limit": None, "memory_request": None, "memory_limit": None}
+    assert rec.summary() == {
+        "cpu_request": None,
+        "cpu_limit": None,
+        "memory_request": None,
+        "memory_limit": None,
+    }
 
 
 def test_no_series_at_all_is_not_enough_data() -> None:
@@ -96,14 +109,21 @@ def test_change_threshold() -> None:
     assert rec.memory.request == "301Mi" and rec.memory.apply
     assert rec.resources == Resources(memory_request="301Mi", memory_limit="301Mi")
     assert "cpu: keep 500m" in rec.reason and "memory: 512Mi -> 301Mi" in rec.reason
-    strict = recommend([series("a", [0.47] * 240)], [series("a", [261 * MI] * 240)], CURRENT,
-                       RightsizingSettings(change_threshold=0.05))  # fmt: skip
+    strict = recommend(
+        [series("a", [0.47] * 240)],
+        [series("a", [261 * MI] * 240)],
+        CURRENT,
+        RightsizingSettings(change_threshold=0.05),
+    )
     assert strict.cpu.apply and strict.resources is not None and strict.resources.cpu_request == "470m"
 
 
 def test_a_cpu_limit_below_the_new_request_is_raised() -> None:
-    rec = recommend([series("a", [0.8] * 240)], [series("a", [300 * MI] * 240)],
-                    Resources(cpu_request="200m", cpu_limit="500m"))  # fmt: skip
+    rec = recommend(
+        [series("a", [0.8] * 240)],
+        [series("a", [300 * MI] * 240)],
+        Resources(cpu_request="200m", cpu_limit="500m"),
+    )
     assert rec.cpu.request == rec.cpu.limit == "800m" and "limit is raised" in rec.cpu.info
     assert rec.resources is not None and rec.resources.cpu_limit == "800m"
 

@@ -35,6 +35,8 @@ def readings(**utilisation: float | None) -> dict[str, Reading]:
 
 
 LOW = {"cpu": 0.1, "memory": 0.1, "tasks": 0.1}
+DEFAULT_BOUNDS = Bounds(1, 10)
+EMPTY = ScaleState()
 COVERED_LOW = ScaleState(recommendations=((NOW - 400, 1), (NOW - 200, 1)))
 
 
@@ -42,8 +44,8 @@ def decide(
     current: int,
     reads: dict[str, Reading],
     *,
-    bounds: Bounds = Bounds(1, 10),
-    state: ScaleState = ScaleState(),
+    bounds: Bounds = DEFAULT_BOUNDS,
+    state: ScaleState = EMPTY,
     hpa: AutoscalingBounds | None = None,
     policy: Any = POLICY,
 ) -> Any:
@@ -113,7 +115,14 @@ CASES = [
         ("scale-down", "scale", 5),
         "above max",
     ),
-    ("no-data", 3, {"cpu": None, "memory": None, "tasks": None}, {}, ("no-decision", "none", None), "no usable"),
+    (
+        "no-data",
+        3,
+        {"cpu": None, "memory": None, "tasks": None},
+        {},
+        ("no-decision", "none", None),
+        "no usable",
+    ),
     ("nan-only", 3, {"cpu": math.nan}, {}, ("no-decision", "none", None), "not a number"),
     ("nan-skipped", 2, {"cpu": math.nan, "memory": 0.95}, {}, ("scale-up", "scale", 3), "memory"),
     ("negative-skipped", 3, {"cpu": -0.5}, {}, ("no-decision", "none", None), "negative"),
@@ -186,7 +195,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(
-    ("current", "utilisation", "kwargs", "expected", "reason"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+    ("current", "utilisation", "kwargs", "expected", "reason"),
+    [c[1:] for c in CASES],
+    ids=[c[0] for c in CASES],
 )
 def test_reactive_decision(
     current: int, utilisation: dict[str, float | None], kwargs: dict[str, Any], expected: tuple, reason: str

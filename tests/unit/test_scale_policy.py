@@ -11,7 +11,7 @@ from rpops.platform.base import AutoscalingBounds
 from rpops.scaling.policy import load_policy
 from rpops.scaling.predictive import Capacity, ForecastSummary, decide_predictive, measure_capacity
 from rpops.scaling.queries import instances_regex, render
-from rpops.scaling.reactive import Bounds, Reading, evaluate
+from rpops.scaling.reactive import Bounds, Decision, Reading, evaluate
 from rpops.scaling.state import (
     HPA_BASE_MIN,
     LAST_TIME,
@@ -23,6 +23,7 @@ from rpops.scaling.state import (
 )
 
 NOW = 1_800_000_000.0
+BOUNDS = Bounds(1, 10)
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -47,12 +48,17 @@ def test_default_policy_is_the_platforms() -> None:
 
 
 def test_a_policy_file_merges_over_the_default(tmp_path: Path) -> None:
-    p = load_policy(write(tmp_path, """
+    p = load_policy(
+        write(
+            tmp_path,
+            """
         max_replicas: 20
         resources:
           cpu: {scale_up: 0.6, scale_down: 0.2}
         predictive: {look_ahead_minutes: 45}
-    """))
+    """,
+        )
+    )
     assert p.max_replicas == 20 and p.min_replicas == 1
     cpu = p.resource("cpu")
     assert (cpu.scale_up, cpu.scale_down, cpu.cooldown_seconds) == (0.6, 0.2, 120.0)
@@ -109,12 +115,16 @@ def test_garbled_annotations_are_ignored_not_fatal() -> None:
     state = read_state({LAST_TIME: "yesterday", RECOMMENDATIONS: "{not json", HPA_BASE_MIN: "-3"})
     assert state == ScaleState()
     assert len(state.problems) == 3 and "yesterday" in state.problems[0]
-    assert read_state({RECOMMENDATIONS: '[[1, 2], ["x", 3], [5, -1], [6, true]]'}).recommendations == ((1.0, 2),)
+    assert read_state({RECOMMENDATIONS: '[[1, 2], ["x", 3], [5, -1], [6, true]]'}).recommendations == (
+        (1.0, 2),
+    )
 
 
 def test_parse_time_accepts_z_and_naive_as_utc() -> None:
-    assert parse_time("2027-01-15T08:00:00Z") == parse_time("2027-01-15T08:00:00") == parse_time(
-        "2027-01-15T09:00:00+01:00"
+    assert (
+        parse_time("2027-01-15T08:00:00Z")
+        == parse_time("2027-01-15T08:00:00")
+        == parse_time("2027-01-15T09:00:00+01:00")
     )
 
 
@@ -136,11 +146,30 @@ def test_render_substitutes_selector_then_placeholders() -> None:
     )
     assert text == 'sum(rate(x{namespace="ns",pod=~"rp-v2-.*"}[1m]))'
     with pytest.raises(UsageError, match=r"unknown placeholder\(s\) \$windw"):
-        render("rate(x[$windw])", label="q", selector="", window="1m", service="s", version="v", namespace="",
-               instances="")
+        render(
+            "rate(x[$windw])",
+            label="q",
+            selector="",
+            window="1m",
+            service="s",
+            version="v",
+            namespace="",
+            instances="",
+        )
     # a regex anchor is not a placeholder
-    assert render('x{a=~"b$"}', label="q", selector="", window="", service="", version="", namespace="",
-                  instances="") == 'x{a=~"b$"}'
+    assert (
+        render(
+            'x{a=~"b$"}',
+            label="q",
+            selector="",
+            window="",
+            service="",
+            version="",
+            namespace="",
+            instances="",
+        )
+        == 'x{a=~"b$"}'
+    )
 
 
 # --- predictive decision ----------------------------------------------------------------------
@@ -150,13 +179,26 @@ def forecast(peak: float) -> ForecastSummary:
     return ForecastSummary(peak=peak, peak_at=NOW + 900, points=((NOW + 900, peak),), model={})
 
 
-def predictive(peak: float | None, *, current: int = 2, apply: bool = False, capacity: float | None = 40.0,
-               hpa: AutoscalingBounds | None = None, bounds: Bounds = Bounds(1, 10)):  # type: ignore[no-untyped-def]
+def predictive(
+    peak: float | None,
+    *,
+    current: int = 2,
+    apply: bool = False,
+    capacity: float | None = 40.0,
+    hpa: AutoscalingBounds | None = None,
+    bounds: Bounds = BOUNDS,
+) -> Decision:
     return decide_predictive(
-        current=current, hpa=hpa, bounds=bounds, state=ScaleState(),
-        forecast=None if peak is None else forecast(peak), no_forecast_reason="not enough history (2 h)",
-        capacity=Capacity(capacity, "test"), apply=apply, now=NOW,
-    )  # fmt: skip
+        current=current,
+        hpa=hpa,
+        bounds=bounds,
+        state=ScaleState(),
+        forecast=None if peak is None else forecast(peak),
+        no_forecast_reason="not enough history (2 h)",
+        capacity=Capacity(capacity, "test"),
+        apply=apply,
+        now=NOW,
+    )
 
 
 def test_predictive_prescales_only_ahead_of_a_peak() -> None:

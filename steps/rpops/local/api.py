@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from rpops.local import leaves
 from rpops.local.catalog import Catalog, Document, load_documents
 from rpops.local.executor import Options, Run
 from rpops.local.nodes import Node
@@ -114,7 +115,7 @@ class RunHandle:
                     run.resume()
             for node in run.store.values():
                 if node.type == "Pod" and node.phase == "Running":
-                    run.read_progress(node)
+                    leaves.read_progress(run, node)
             self.recorder.flush()
 
     def wait(self, timeout: float | None = None) -> RunResult | None:

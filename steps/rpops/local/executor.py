@@ -11,11 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
-import re
-import shutil
-import sys
 import threading
 import time
 import uuid
@@ -25,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rpops.errors import UsageError
-from rpops.local import exprlang, flow, locks, metrics
+from rpops.local import dag, exprlang, flow, leaves, locks, metrics
 from rpops.local.catalog import Scope
 from rpops.local.durations import parse_duration, parse_int
 from rpops.local.expressions import ExpressionError
@@ -44,9 +40,9 @@ from rpops.local.nodes import (
     timestamp,
 )
 from rpops.local.plan import Plan
-from rpops.local.process import LocalProcess, resolve_command
-from rpops.local.secretstore import SecretMissing, SecretStore
-from rpops.local.substitute import deep_map, render, strings, tags
+from rpops.local.process import LocalProcess
+from rpops.local.secretstore import SecretStore
+from rpops.local.substitute import deep_map, render
 
 log = logging.getLogger("rpops.local")
 
@@ -54,7 +50,6 @@ NODE_TYPES = {"container": "Pod", "script": "Pod", "steps": "Steps", "dag": "DAG
 WORKFLOW_STATUS = {SUCCEEDED: SUCCEEDED, SKIPPED: SUCCEEDED, OMITTED: SUCCEEDED, FAILED: FAILED, ERROR: ERROR}
 DEADLINE_MESSAGE = "Step exceeded its deadline"
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' generateName alphabet
-_PROGRESS = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
 
 @dataclass
@@ -129,7 +124,7 @@ class Run:
         self.workflow_listeners: list[Callable[[Run], None]] = []
         self._procs: dict[LocalProcess, bool] = {}
         self._lock = threading.Lock()
-        self._sem = threading.BoundedSemaphore(plan.spec.parallelism) if plan.spec.parallelism else None
+        self.pod_slots = threading.BoundedSemaphore(plan.spec.parallelism) if plan.spec.parallelism else None
         self.secrets = SecretStore(options.secrets_file)
         self.globals = self._globals()
         self.exit_globals = dict(self.globals)
@@ -289,6 +284,14 @@ class Run:
         for proc in procs:
             proc.kill(reason)
 
+    def track(self, proc: LocalProcess, exit_handler: bool) -> None:
+        with self._lock:
+            self._procs[proc] = exit_handler
+
+    def untrack(self, proc: LocalProcess) -> None:
+        with self._lock:
+            self._procs.pop(proc, None)
+
     def resume(self) -> None:
         with self._lock:
             self.resumes += 1
@@ -371,13 +374,13 @@ class Run:
 
     def body(self, node: Node, call: Call, t: Template, scope: Scope) -> None:
         if t.kind in ("container", "script"):
-            self._pod(node, call, t)
+            leaves.run_pod(self, node, call, t)
         elif t.kind == "suspend":
-            self._suspend(node, call, t)
+            leaves.run_suspend(self, node, call, t)
         elif t.kind == "steps":
             flow.run_steps(self, node, call, t, scope)
         else:
-            flow.run_dag(self, node, call, t, scope)
+            dag.run_dag(self, node, call, t, scope)
 
     def _retry(self, node: Node, call: Call, t: Template, scope: Scope) -> None:
         strategy = t.retry
@@ -480,135 +483,6 @@ class Run:
 
     # -- leaves ----------------------------------------------------------------------------------
 
-    def _pod(self, node: Node, call: Call, t: Template) -> None:
-        c = t.container
-        assert c is not None
-        if self._sem is not None:
-            while not self._sem.acquire(timeout=0.05):
-                if self.cancelled(call):
-                    self.store.set_phase(node, FAILED, self.cancel_reason)
-                    return
-        try:
-            self._run_process(node, call, t)
-        finally:
-            if self._sem is not None:
-                self._sem.release()
-
-    def node_dir(self, node: Node) -> Path:
-        return self.dir / "nodes" / node.id
-
-    def log_path(self, node: Node) -> Path:
-        return self.dir / "logs" / f"{node.id}.log"
-
-    def _run_process(self, node: Node, call: Call, t: Template) -> None:
-        c = t.container
-        assert c is not None
-        if self.cancelled(call):
-            self.store.set_phase(node, FAILED, self.cancel_reason)
-            return
-        node_dir = self.node_dir(node)
-        out_dir = node_dir / "outputs"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        leftover = [tag for _, text in strings((c, t.active_deadline, t.timeout)) for tag in tags(text)]
-        if leftover:
-            self.store.set_phase(node, ERROR, f"failed to resolve {{{{{leftover[0]}}}}}")
-            return
-        try:
-            env = self._env(c.env, node_dir)
-            deadline = _deadline(t)
-        except (SecretMissing, ValueError) as exc:
-            self.store.set_phase(node, ERROR, str(exc))
-            return
-        argv = list(c.command) + list(c.args)
-        if t.kind == "script":
-            script = node_dir / "script"
-            script.write_text(c.source or "")
-            argv.append(str(script))
-        argv[0] = resolve_command(argv[0], env["PATH"])
-        cwd = c.working_dir or (str(self.options.workdir) if self.options.workdir else None)
-        if cwd and not Path(cwd).is_dir():
-            self.store.set_phase(node, ERROR, f"workingDir {cwd} does not exist on this machine")
-            return
-        proc = LocalProcess(argv, env, cwd, self.log_path(node), self.options.kill_grace_s)
-        with self._lock:
-            self._procs[proc] = call.exit_handler
-        try:
-            if self.cancelled(call):
-                proc.kill(self.cancel_reason)
-            error = proc.start()
-            if error is not None:
-                self.store.set_phase(node, ERROR, error)
-                return
-            self.store.set_phase(node, RUNNING)
-            outcome = proc.wait(None if deadline is None else time.monotonic() + deadline)
-        finally:
-            with self._lock:
-                self._procs.pop(proc, None)
-        self.read_progress(node, final=True)
-        outputs: dict[str, Any] = {} if outcome.exit_code is None else {"exitCode": str(outcome.exit_code)}
-        if outcome.stdout:
-            outputs["result"] = outcome.stdout
-        if outcome.killed:
-            phase, message = FAILED, outcome.killed
-        elif outcome.exit_code == 0:
-            phase, message = SUCCEEDED, ""
-        else:
-            phase, message = FAILED, f"Error (exit code {outcome.exit_code})"
-        problem = _collect(t, out_dir, node_dir / "artifacts", outputs)
-        if problem and phase == SUCCEEDED:
-            phase, message = ERROR, problem
-        node.outputs = outputs
-        self.store.set_phase(node, phase, message)
-
-    def _env(self, env_vars: Any, node_dir: Path) -> dict[str, str]:
-        env = dict(os.environ)
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-        for var in env_vars:
-            if var.secret is not None:
-                try:
-                    env[var.name] = self.secrets.get(var.secret.name, var.secret.key)
-                except SecretMissing:
-                    if not var.secret.optional:
-                        raise
-            else:
-                env[var.name] = var.value or ""
-        env["RPOPS_OUTPUTS"] = str(node_dir / "outputs")
-        env["ARGO_PROGRESS_FILE"] = str(node_dir / "progress")
-        env["RPOPS_PLATFORM"] = "local"  # steps drive the local platform, whatever the template says
-        return env
-
-    def read_progress(self, node: Node, final: bool = False) -> None:
-        text = ""
-        try:
-            text = (self.node_dir(node) / "progress").read_text()
-        except OSError:
-            pass
-        m = _PROGRESS.match(text)
-        done, total = (int(m.group(1)), int(m.group(2))) if m else (0, 1)
-        if final:
-            done = total
-        self.store.set_progress(node, f"{done}/{total}")
-
-    def _suspend(self, node: Node, call: Call, t: Template) -> None:
-        try:
-            duration = parse_duration(t.suspend_duration) if t.suspend_duration else None
-        except ValueError as exc:
-            self.store.set_phase(node, ERROR, str(exc))
-            return
-        seen = self.resumes
-        started = time.monotonic()
-        self.store.set_phase(node, RUNNING, f"Suspended: resume with `rpops local resume {self.name}`")
-        while True:
-            if self.resumes > seen:
-                self.store.set_phase(node, SUCCEEDED, "")
-                return
-            if duration is not None and time.monotonic() - started >= duration:
-                self.store.set_phase(node, SUCCEEDED, "")
-                return
-            if self.cancel_event(call).wait(0.05):
-                self.store.set_phase(node, FAILED, self.cancel_reason)
-                return
-
 
 def _renderer(values: dict[str, str]) -> Callable[[str], str]:
     def fn(text: str) -> str:
@@ -630,52 +504,6 @@ def _inputs(template: Template, arguments: tuple[Parameter, ...]) -> tuple[dict[
             return values, f"inputs.parameters.{p.name} value '{value}' is not one of: {', '.join(p.enum)}"
         values[p.name] = value
     return values, None
-
-
-def _deadline(t: Template) -> float | None:
-    limits = []
-    if t.active_deadline:
-        limits.append(float(parse_int(t.active_deadline, "activeDeadlineSeconds")))
-    if t.timeout:
-        limits.append(parse_duration(t.timeout))
-    return min(limits) if limits else None
-
-
-def _collect(t: Template, out_dir: Path, art_dir: Path, outputs: dict[str, Any]) -> str | None:
-    """Output parameters and artifacts from the node's files; the first problem, if any."""
-    problem = None
-    params = []
-    for o in t.outputs:
-        assert o.path is not None
-        path = out_dir / o.path[len("/tmp/outputs/") :]  # noqa: S108 - Argo's path, mapped per node
-        try:
-            value = path.read_text(encoding="utf-8", errors="replace")
-            value = value[:-1] if value.endswith("\n") else value
-        except OSError:
-            if o.default is None:
-                problem = problem or f"open {o.path}: no such file or directory"
-                continue
-            value = o.default
-        params.append({"name": o.name, "value": value})
-    if params:
-        outputs["parameters"] = params
-    arts = []
-    for a in t.artifacts:
-        src = out_dir / a.path[len("/tmp/outputs/") :]  # noqa: S108
-        if not src.exists():
-            if not a.optional:
-                problem = problem or f"path {a.path} does not exist"
-            continue
-        dest = art_dir / a.name
-        art_dir.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dest, dirs_exist_ok=True)
-        else:
-            shutil.copyfile(src, dest)
-        arts.append({"name": a.name, "path": str(dest)})
-    if arts:
-        outputs["artifacts"] = arts
-    return problem
 
 
 def _human(seconds: float) -> str:

@@ -1,7 +1,9 @@
 """PromQL templates: the label selector of a workload's series, and placeholder substitution.
 
 Placeholders: $selector (label matchers of the version's series), $window (rate window),
-$service, $version, $namespace, $instances (a regex of the version's instances' host:port).
+$service, $version, $namespace, $instances (a regex of the version's instances' host:port),
+$step (the resolution of a range query, for `max_over_time(...[$step])` so that no peak falls
+between two points).
 
 The default selector depends on the platform (`RPOPS_PLATFORM`):
 - kubernetes: `namespace="$namespace",pod=~"$service-$version-.*"`: the pod and namespace labels
@@ -18,7 +20,7 @@ from urllib.parse import urlsplit
 
 from rpops.errors import UsageError
 
-PLACEHOLDERS = ("$selector", "$window", "$service", "$version", "$namespace", "$instances", "$rate_window")
+PLACEHOLDERS = ("$selector", "$window", "$service", "$version", "$namespace", "$instances", "$step")
 DEFAULT_SELECTORS = {
     "kubernetes": 'namespace="$namespace",pod=~"$service-$version-.*"',
     "local": 'instance=~"$instances"',
@@ -50,11 +52,12 @@ def render(
     version: str,
     namespace: str,
     instances: str,
+    step: str = "1m",
 ) -> str:
     """Substitute the placeholders (the selector first: it may hold placeholders itself)."""
     text = template.replace("$selector", selector)
     values = {
-        "$rate_window": window,
+        "$step": step,
         "$window": window,
         "$service": service,
         "$version": version,

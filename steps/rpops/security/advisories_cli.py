@@ -42,6 +42,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="Where the index is cached (default: $RPOPS_CACHE_DIR, else ~/.cache/rpops)",
     )
     info.add_argument("--json", action="store_true", help="Print JSON")
+    info.add_argument(
+        "--write-index",
+        action="store_true",
+        help="Also store the index inside the database directory (do this when baking a "
+        "read-only copy into an image, so scans never rebuild it)",
+    )
     parser.add_argument("--verbose", action="store_true", help="Debug logging")
 
 
@@ -69,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     cache_dir = Path(args.cache_dir) if args.cache_dir else osv.default_cache_dir()
     database = osv.AdvisoryDB.open(db, cache_dir)
+    if args.write_index:
+        database.store_index_in_db()
     facts = database.describe(datetime.now(UTC))
     if args.json:
         print(json.dumps(facts, indent=2, default=str))

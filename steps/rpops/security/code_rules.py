@@ -272,16 +272,62 @@ _SQL_SINKS = frozenset(
     {"execute", "executemany", "executescript", "raw", "text", "read_sql", "read_sql_query", "mogrify"}
 )
 _SKIP_FIELDS = frozenset({"ctx", "op", "ops", "type_ignores"})
-_LEAVES = (ast.Constant, ast.Name, ast.expr_context, ast.operator, ast.unaryop, ast.cmpop, ast.boolop)
-_CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
+# Nodes never worth visiting: no handler looks at them and they hold nothing that needs one.
+_LEAF_TYPES = (
+    ast.Constant,
+    ast.Name,
+    ast.expr_context,
+    ast.operator,
+    ast.unaryop,
+    ast.cmpop,
+    ast.boolop,
+    ast.alias,
+    ast.type_ignore,
+)
 
 
-def _child_fields(cls: type) -> tuple[str, ...]:
-    fields = _CHILD_FIELDS.get(cls)
-    if fields is None:
-        fields = tuple(f for f in cls._fields if f not in _SKIP_FIELDS)  # type: ignore[attr-defined]
-        _CHILD_FIELDS[cls] = fields
-    return fields
+def _all_node_types() -> list[type]:
+    out: list[type] = []
+    pending: list[type] = [ast.AST]
+    while pending:
+        cls = pending.pop()
+        out.append(cls)
+        pending.extend(cls.__subclasses__())
+    return out
+
+
+# Node classes to walk into, and for each class the fields that may hold nodes.
+_WALKED: frozenset[type] = frozenset(c for c in _all_node_types() if not issubclass(c, _LEAF_TYPES))
+_CHILD_FIELDS: dict[type, tuple[str, ...]] = {
+    c: tuple(f for f in getattr(c, "_fields", ()) if f not in _SKIP_FIELDS) for c in _WALKED
+}
+
+
+def _leaf_names(*groups: Iterable[str]) -> frozenset[str]:
+    return frozenset(q.rsplit(".", 1)[-1] for group in groups for q in group)
+
+
+_INTERESTING_LEAVES = _leaf_names(
+    (
+        "builtins.eval",
+        "builtins.exec",
+        "builtins.compile",
+        "builtins.getattr",
+        "builtins.__import__",
+        "importlib.import_module",
+    ),
+    _SUBPROCESS,
+    _ALWAYS_SHELL,
+    _OS_SHELL,
+    _DESERIALIZE,
+    _YAML_LOAD,
+    _YAML_UNSAFE,
+    _MKTEMP,
+    _JINJA_ENV,
+    _JINJA_TEMPLATE,
+    _HTTPX_CLIENTS,
+    (f"x.{m}" for m in _HTTP_METHODS),
+)
 
 
 def _dotted(node: ast.AST) -> str | None:
@@ -357,6 +403,7 @@ class FileScan:
         self._sql_sinks: set[int] = set()
         self._resolving: set[str] = set()
         self._memo: dict[str, set[str]] = {}
+        self._cycles = 0
 
     # ---- reporting -------------------------------------------------------------------------
     def report(
@@ -372,34 +419,37 @@ class FileScan:
 
     # ---- walk ------------------------------------------------------------------------------
     def run(self) -> list[RawFinding]:
+        # Hot loop (millions of nodes on a large tree): locals, type() set lookups, no isinstance.
         handlers = _HANDLERS
+        fields_of = _CHILD_FIELDS
+        walked = _WALKED
         stack: list[Any] = [self.tree]
         pop = stack.pop
         push = stack.append
-        leaves = _LEAVES
         while stack:
             node = pop()
-            handler = handlers.get(node.__class__)
+            cls = type(node)
+            handler = handlers.get(cls)
             if handler is not None:
                 handler(self, node)
-            for name in _child_fields(node.__class__):
+            for name in fields_of[cls]:
                 value = getattr(node, name, None)
                 if value is None:
                     continue
-                if isinstance(value, list):
+                if type(value) is list:
                     for item in value:
-                        if isinstance(item, ast.AST) and not isinstance(item, leaves):
+                        if type(item) in walked:
                             push(item)
-                elif isinstance(value, ast.AST) and not isinstance(value, leaves):
+                elif type(value) in walked:
                     push(value)
         self._memo.clear()  # answers given during the walk saw only part of the file's bindings
         for _ in range(3):  # a safe loader's subclass's subclass is safe too
-            for cls in self.classes:
+            for class_node in self.classes:
                 if any(
                     self._resolve(b) & _YAML_SAFE_LOADERS or _dotted(b) in self.safe_yaml_classes
-                    for b in cls.bases
+                    for b in class_node.bases
                 ):
-                    self.safe_yaml_classes.add(cls.name)
+                    self.safe_yaml_classes.add(class_node.name)
         for call in self.calls:
             self._judge_call(call)
         self.findings.sort(key=lambda f: (f[1], f[2], f[0]))
@@ -636,7 +686,9 @@ class FileScan:
         if memo is not None:
             return memo
         if prefix in self._resolving:
+            self._cycles += 1
             return set()
+        cycles_before = self._cycles
         self._resolving.add(prefix)
         try:
             out: set[str] = set()
@@ -644,23 +696,30 @@ class FileScan:
                 out |= {value} if isinstance(value, str) else self._resolve(value, depth + 1)
         finally:
             self._resolving.discard(prefix)
-        if not self._resolving:  # only complete (non-cyclic) answers are remembered
+        if self._cycles == cycles_before:  # a cycle makes the answer partial: do not remember it
             self._memo[prefix] = out
         return out
 
     # ---- call judgement (after the walk) ---------------------------------------------------
     def _judge_call(self, call: ast.Call) -> None:
-        names = self._resolve(call.func)
-        func_leaf = (
-            call.func.attr
-            if isinstance(call.func, ast.Attribute)
-            else (call.func.id if isinstance(call.func, ast.Name) else "")
-        )
+        func = call.func
+        if isinstance(func, ast.Attribute):
+            leaf = func.attr
+            # Resolution is the costly part: only calls whose last name could matter, or whose
+            # dotted path was itself bound to something, are resolved.
+            wanted = leaf in _INTERESTING_LEAVES or _dotted(func) in self.aliases
+        elif isinstance(func, ast.Name):
+            leaf = func.id
+            wanted = leaf in _INTERESTING_LEAVES or leaf in self.aliases
+        else:
+            leaf, wanted = "", True
+        names = self._resolve(func) if wanted else set()
         confidence = "high" if len(names) <= 1 else "medium"
         for q in names:
             self._judge_qualified(call, q, confidence)
-        self._judge_tls(call, names)
-        self._judge_bind(call, func_leaf)
+        if call.keywords:
+            self._judge_tls(call, names)
+        self._judge_bind(call, leaf)
 
     def _judge_qualified(self, call: ast.Call, q: str, confidence: str) -> None:
         if q in ("builtins.eval", "builtins.exec"):

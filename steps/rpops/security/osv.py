@@ -432,6 +432,12 @@ class AdvisoryDB:
                 log.warning("cannot cache the advisory index in %s: %s", target, exc)
         return cls(root, index, "built:not-cached")
 
+    def store_index_in_db(self) -> Path:
+        """Write the index into the database directory (for a read-only copy baked into an image)."""
+        target = self.root / INDEX_NAME
+        write_index(target, self.index)
+        return target
+
     # ---- facts about the database ---------------------------------------------------------
     @property
     def records(self) -> int:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from rpops.local import locks, schema
+from rpops.local.dag import assess_dag_phase
 from rpops.local.durations import parse_duration
-from rpops.local.flow import assess_dag_phase
 from rpops.local.model import Sequence, scalar_str
 from rpops.local.nodes import Node, node_id
 from rpops.local.secretstore import SecretMissing, SecretStore, env_name

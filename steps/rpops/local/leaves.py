@@ -1,0 +1,208 @@
+"""The leaves of a workflow: container and script steps as local processes, and suspends."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rpops.local.durations import parse_duration, parse_int
+from rpops.local.model import Template
+from rpops.local.nodes import ERROR, FAILED, RUNNING, SUCCEEDED, Node
+from rpops.local.process import LocalProcess, resolve_command
+from rpops.local.secretstore import SecretMissing
+from rpops.local.substitute import strings, tags
+
+if TYPE_CHECKING:
+    from rpops.local.executor import Call, Run
+
+_PROGRESS = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+def run_pod(run: Run, node: Node, call: Call, t: Template) -> None:
+    """A container or script template: one local process; phase, outputs and artifacts from it."""
+    c = t.container
+    assert c is not None
+    if run.pod_slots is not None:
+        while not run.pod_slots.acquire(timeout=0.05):
+            if run.cancelled(call):
+                run.store.set_phase(node, FAILED, run.cancel_reason)
+                return
+    try:
+        _run_process(run, node, call, t)
+    finally:
+        if run.pod_slots is not None:
+            run.pod_slots.release()
+
+
+def node_dir(run: Run, node: Node) -> Path:
+    return run.dir / "nodes" / node.id
+
+
+def log_path(run: Run, node: Node) -> Path:
+    return run.dir / "logs" / f"{node.id}.log"
+
+
+def _run_process(run: Run, node: Node, call: Call, t: Template) -> None:
+    c = t.container
+    assert c is not None
+    if run.cancelled(call):
+        run.store.set_phase(node, FAILED, run.cancel_reason)
+        return
+    work = node_dir(run, node)
+    out_dir = work / "outputs"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    leftover = [tag for _, text in strings((c, t.active_deadline, t.timeout)) for tag in tags(text)]
+    if leftover:
+        run.store.set_phase(node, ERROR, f"failed to resolve {{{{{leftover[0]}}}}}")
+        return
+    try:
+        env = _env(run, c.env, work)
+        deadline = deadline_of(t)
+    except (SecretMissing, ValueError) as exc:
+        run.store.set_phase(node, ERROR, str(exc))
+        return
+    argv = list(c.command) + list(c.args)
+    if t.kind == "script":
+        script = work / "script"
+        script.write_text(c.source or "")
+        argv.append(str(script))
+    argv[0] = resolve_command(argv[0], env["PATH"])
+    cwd = c.working_dir or (str(run.options.workdir) if run.options.workdir else None)
+    if cwd and not Path(cwd).is_dir():
+        run.store.set_phase(node, ERROR, f"workingDir {cwd} does not exist on this machine")
+        return
+    proc = LocalProcess(argv, env, cwd, log_path(run, node), run.options.kill_grace_s)
+    with run._lock:
+        run._procs[proc] = call.exit_handler
+    try:
+        if run.cancelled(call):
+            proc.kill(run.cancel_reason)
+        error = proc.start()
+        if error is not None:
+            run.store.set_phase(node, ERROR, error)
+            return
+        run.store.set_phase(node, RUNNING)
+        outcome = proc.wait(None if deadline is None else time.monotonic() + deadline)
+    finally:
+        with run._lock:
+            run._procs.pop(proc, None)
+    read_progress(run, node, final=True)
+    outputs: dict[str, Any] = {} if outcome.exit_code is None else {"exitCode": str(outcome.exit_code)}
+    if outcome.stdout:
+        outputs["result"] = outcome.stdout
+    if outcome.killed:
+        phase, message = FAILED, outcome.killed
+    elif outcome.exit_code == 0:
+        phase, message = SUCCEEDED, ""
+    else:
+        phase, message = FAILED, f"Error (exit code {outcome.exit_code})"
+    problem = _collect(t, out_dir, work / "artifacts", outputs)
+    if problem and phase == SUCCEEDED:
+        phase, message = ERROR, problem
+    node.outputs = outputs
+    run.store.set_phase(node, phase, message)
+
+
+def _env(run: Run, env_vars: Any, work: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    for var in env_vars:
+        if var.secret is not None:
+            try:
+                env[var.name] = run.secrets.get(var.secret.name, var.secret.key)
+            except SecretMissing:
+                if not var.secret.optional:
+                    raise
+        else:
+            env[var.name] = var.value or ""
+    env["RPOPS_OUTPUTS"] = str(work / "outputs")
+    env["ARGO_PROGRESS_FILE"] = str(work / "progress")
+    env["RPOPS_PLATFORM"] = "local"  # steps drive the local platform, whatever the template says
+    return env
+
+
+def read_progress(run: Run, node: Node, final: bool = False) -> None:
+    """`N/M` from the node's ARGO_PROGRESS_FILE (0/1 when absent); M/M once the node is over."""
+    text = ""
+    try:
+        text = (node_dir(run, node) / "progress").read_text()
+    except OSError:
+        pass
+    m = _PROGRESS.match(text)
+    done, total = (int(m.group(1)), int(m.group(2))) if m else (0, 1)
+    if final:
+        done = total
+    run.store.set_progress(node, f"{done}/{total}")
+
+
+def run_suspend(run: Run, node: Node, call: Call, t: Template) -> None:
+    """Wait for `rpops local resume` (or the duration); a stop or deadline fails the node."""
+    try:
+        duration = parse_duration(t.suspend_duration) if t.suspend_duration else None
+    except ValueError as exc:
+        run.store.set_phase(node, ERROR, str(exc))
+        return
+    seen = run.resumes
+    started = time.monotonic()
+    run.store.set_phase(node, RUNNING, f"Suspended: resume with `rpops local resume {run.name}`")
+    while True:
+        if run.resumes > seen:
+            run.store.set_phase(node, SUCCEEDED, "")
+            return
+        if duration is not None and time.monotonic() - started >= duration:
+            run.store.set_phase(node, SUCCEEDED, "")
+            return
+        if run.cancel_event(call).wait(0.05):
+            run.store.set_phase(node, FAILED, run.cancel_reason)
+            return
+
+
+def deadline_of(t: Template) -> float | None:
+    limits = []
+    if t.active_deadline:
+        limits.append(float(parse_int(t.active_deadline, "activeDeadlineSeconds")))
+    if t.timeout:
+        limits.append(parse_duration(t.timeout))
+    return min(limits) if limits else None
+
+
+def _collect(t: Template, out_dir: Path, art_dir: Path, outputs: dict[str, Any]) -> str | None:
+    """Output parameters and artifacts from the node's files; the first problem, if any."""
+    problem = None
+    params = []
+    for o in t.outputs:
+        assert o.path is not None
+        path = out_dir / o.path[len("/tmp/outputs/") :]  # noqa: S108 - Argo's path, mapped per node
+        try:
+            value = path.read_text(encoding="utf-8", errors="replace")
+            value = value[:-1] if value.endswith("\n") else value
+        except OSError:
+            if o.default is None:
+                problem = problem or f"open {o.path}: no such file or directory"
+                continue
+            value = o.default
+        params.append({"name": o.name, "value": value})
+    if params:
+        outputs["parameters"] = params
+    arts = []
+    for a in t.artifacts:
+        src = out_dir / a.path[len("/tmp/outputs/") :]  # noqa: S108
+        if not src.exists():
+            if not a.optional:
+                problem = problem or f"path {a.path} does not exist"
+            continue
+        dest = art_dir / a.name
+        art_dir.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dest, dirs_exist_ok=True)
+        else:
+            shutil.copyfile(src, dest)
+        arts.append({"name": a.name, "path": str(dest)})
+    if arts:
+        outputs["artifacts"] = arts
+    return problem

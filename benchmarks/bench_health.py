@@ -6,12 +6,14 @@ Starts 3 regions x 10 reference-workload processes on 127.0.0.1, each with 100 m
 latency, then measures (in-process, the same code `rpops health-check` runs):
 - the time to probe each target alone; the slowest is the baseline;
 - the time to probe all 30 together (median of 3) -> target <= 1.3x that baseline;
-- for reference, a plain script probing the same endpoints one after another with httpx.
+- for reference, a plain script probing the same endpoints one after another with httpx, and
+  the same requests over bare asyncio sockets (the floor set by the machine and its load).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -49,6 +51,33 @@ def sequential_script(urls: list[str]) -> float:
     return time.perf_counter() - started
 
 
+def raw_socket_floor(ports: list[int]) -> float:
+    """The same requests over bare asyncio streams: what this machine allows, whatever the client."""
+    import asyncio
+
+    async def get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str) -> None:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:"))
+        await reader.readexactly(length)
+
+    async def chain(port: int, paths: list[str]) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for path in paths:
+            await get(reader, writer, path)
+        writer.close()
+
+    async def everything() -> None:
+        health = ["/health"] * (1 + SAMPLES)
+        await asyncio.gather(*(chain(p, health) for p in ports),
+                             *(chain(p, ["/ready", "/api/performance/status"]) for p in ports))
+
+    started = time.perf_counter()
+    run_async(everything())
+    return time.perf_counter() - started
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--regions", type=int, default=3)
@@ -73,6 +102,9 @@ def main() -> int:
         slowest_single = max(singles)
         together = statistics.median(probe_all(targets) for _ in range(3))
         sequential = sequential_script([w.url for w in workloads])
+        ports = [w.port for w in workloads]
+        floor_single = max(raw_socket_floor([p]) for p in ports[:5])
+        floor_all = statistics.median(raw_socket_floor(ports) for _ in range(3))
     finally:
         for w in workloads:
             w.stop()
@@ -84,6 +116,9 @@ def main() -> int:
           f"{'PASS' if ok else 'FAIL'}")
     print(f"health-check {count} targets: measured {together * 1000:.0f} ms vs baseline sequential plain "
           f"script {sequential * 1000:.0f} ms -> ratio {together / sequential:.3f} (reference, no target)")
+    print(f"raw-socket floor {count} targets: measured {floor_all * 1000:.0f} ms vs baseline single target "
+          f"{floor_single * 1000:.0f} ms -> ratio {floor_all / floor_single:.2f} (reference: the machine's "
+          f"share of the overhead; load average {os.getloadavg()[0]:.1f})")
     return 0 if ok else 1
 
 

@@ -229,6 +229,14 @@ def main() -> int:
         )
         + (f" ({failures} non-200 responses)" if failures else "")
     )
+    # Every pair, so the noise of a shared machine is visible next to the verdict.
+    print(
+        "  pairs: added ms "
+        + " ".join(f"{a:.3f}" for a in added_ms)
+        + "; throughput ratios "
+        + " ".join(f"{r:.3f}" for r in ratios),
+        file=sys.stderr,
+    )
     return 0 if ok_latency and ok_throughput else 1
 
 

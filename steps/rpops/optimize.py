@@ -61,7 +61,7 @@ class OptimizeSettings:
     version: str = setting("", help="Version to right-size; empty: the version the active route selects")
     history_hours: float = setting(168.0, help="Hours of usage history to read")
     change_threshold: float = setting(
-        0.10, help="Apply only changes larger than this share of the current value (0.10 = 10%)"
+        0.10, help="Apply only changes larger than this share of the current value (0.10 = 10%%)"
     )
     queries: str = setting(
         "",

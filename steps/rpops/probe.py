@@ -238,21 +238,23 @@ class _PoolPerOrigin(httpx.AsyncBaseTransport):
     def __init__(self, limits: httpx.Limits) -> None:
         self._limits = limits
         self._pools: dict[tuple[bytes, bytes, int | None], httpx.AsyncHTTPTransport] = {}
-        self._tls: ssl.SSLContext | None = None
+        self._contexts: dict[bool, ssl.SSLContext] = {}
+
+    def _context(self, verified: bool) -> ssl.SSLContext:
+        # A transport builds an SSL context unless given one (~1 ms; ~50 ms with the CA bundle):
+        # build each kind once. A plain-http pool never negotiates TLS, so it gets the unverified
+        # one; https origins get the verifying one, created only if one is probed.
+        context = self._contexts.get(verified)
+        if context is None:
+            context = self._contexts[verified] = httpx.create_ssl_context(verify=verified, trust_env=False)
+        return context
 
     def _pool(self, url: httpx.URL) -> httpx.AsyncHTTPTransport:
         key = (url.raw_scheme, url.raw_host, url.port)
         pool = self._pools.get(key)
         if pool is None:
-            # Loading the CA bundle costs ~50 ms: once, and only if an https origin is probed. A
-            # plain-http pool never negotiates TLS, so it gets no verifying context at all.
-            if url.scheme == "https":
-                if self._tls is None:
-                    self._tls = httpx.create_ssl_context(trust_env=False)
-                verify: ssl.SSLContext | bool = self._tls
-            else:
-                verify = False
-            pool = self._pools[key] = httpx.AsyncHTTPTransport(verify=verify, limits=self._limits,
+            context = self._context(verified=url.scheme == "https")
+            pool = self._pools[key] = httpx.AsyncHTTPTransport(verify=context, limits=self._limits,
                                                                trust_env=False)
         return pool
 

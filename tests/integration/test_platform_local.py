@@ -245,6 +245,17 @@ def test_dead_proxy_is_restarted_on_its_port(running: LocalDriver) -> None:
         assert client.get(f"{after.url}/ready").json()["version"] == "v1"
 
 
+def test_a_proxy_with_stale_sets_is_healed_on_the_next_read(running: LocalDriver, root: Path) -> None:
+    from rpops.platform.processes import ProxyControl
+
+    proxy = json.loads((root / "state.json").read_text())["services"][SERVICE]["proxy"]
+    wanted = running.proxy_status(SERVICE)["sets"]
+    ProxyControl(proxy["control_port"], proxy["token"]).set_backends([], [])  # an interrupted command
+    with httpx.Client(trust_env=False) as client:
+        assert client.get(running.service_url(SERVICE) + "/ready").status_code == 200  # the read healed it
+    assert running.proxy_status(SERVICE)["sets"] == wanted
+
+
 def test_state_survives_a_fresh_driver(running: LocalDriver, root: Path) -> None:
     running.annotate(SERVICE, {"deployed-by": "test"}, version="v1")
     running.set_resources(SERVICE, "v1", Resources(cpu_request="250m", memory_limit="512Mi"))

@@ -38,7 +38,9 @@ def test_bad_manifest_fails_every_check() -> None:
     capabilities = next(f for f in findings if f.rule_id == "k8s-capabilities-added")
     assert capabilities.severity == "high"  # SYS_ADMIN is dangerous
     hosts = sorted(f.snippet for f in findings if f.rule_id == "k8s-host-namespace")
-    assert [h.rsplit(".", 1)[1] for h in hosts] == ["hostIPC", "hostNetwork", "hostPID"]
+    assert hosts == ["hostIPC: true", "hostNetwork: true", "hostPID: true"]  # the manifest's own lines
+    assert privileged.snippet == "privileged: true"
+    assert privileged.properties["field"] == "spec.template.spec.containers.0.securityContext.privileged"
 
 
 def test_live_objects_are_plain_dicts() -> None:

@@ -236,7 +236,15 @@ def test_scans_never_write_into_the_database_but_info_can(tmp_path: Path) -> Non
     assert AdvisoryDB.open(db_dir, None).index_source == "built:not-cached"
     assert AdvisoryDB.open(db_dir, tmp_path / "cache").index_source.startswith("built:")
     assert not (db_dir / ".rpops-index.json").exists()
-    result = run_rpops("advisories", "info", "--db", str(db_dir), "--cache-dir", str(tmp_path / "cache"),
-                       "--write-index", outputs=tmp_path / "out")
+    result = run_rpops(
+        "advisories",
+        "info",
+        "--db",
+        str(db_dir),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--write-index",
+        outputs=tmp_path / "out",
+    )
     assert result.returncode == 0 and "1 records, 1 packages" in result.stdout
     assert AdvisoryDB.open(db_dir, None).index_source == f"cached:{db_dir / '.rpops-index.json'}"

@@ -182,8 +182,8 @@ class LocalDriver:
             if len(ver.instances) < ver.replicas:
                 self._start_instances(state, svc, vname, ver, ver.replicas - len(ver.instances))
                 changed = True
-        if changed:
-            self._push(svc)
+        if changed or self._proxy_sets(svc) != self._wanted_sets(svc):
+            self._push(svc)  # also heals a proxy left behind by an interrupted command
 
     # -- processes ---------------------------------------------------------------------------
 
@@ -286,11 +286,22 @@ class LocalDriver:
         self.store.save(state)
         return out
 
+    def _wanted_sets(self, svc: ServiceState) -> dict[str, list[str]]:
+        return {"active": self._addrs(svc, svc.active), "preview": self._addrs(svc, svc.preview)}
+
+    def _proxy_sets(self, svc: ServiceState) -> dict[str, list[str]] | None:
+        try:
+            sets: dict[str, list[str]] = self._control(svc).status()["sets"]
+        except (OSError, PlatformError, KeyError):
+            return None
+        return sets
+
     def _push(self, svc: ServiceState) -> None:
         """Tell the proxy the current backend sets (idempotent)."""
         if svc.proxy is None:
             return
-        self._control(svc).set_backends(self._addrs(svc, svc.active), self._addrs(svc, svc.preview))
+        wanted = self._wanted_sets(svc)
+        self._control(svc).set_backends(wanted["active"], wanted["preview"])
 
     @staticmethod
     def _addrs(svc: ServiceState, version: str | None) -> list[str]:

@@ -78,18 +78,18 @@ def head_fields(head: bytes) -> tuple[bytes, int | None, bool, bool, bool, bool]
         if length < 0 or low.find(b"\r\ncontent-length:", j) != -1:
             raise BadMessage("bad or repeated Content-Length")
     chunked = close = keep_alive = expect = False
-    if b"\r\ntransfer-encoding:" in low:
-        i = low.find(b"\r\ntransfer-encoding:")
+    i = low.find(b"\r\ntransfer-encoding:")
+    if i != -1:
         chunked = b"chunked" in low[i : low.find(b"\r\n", i + 20)]
         if chunked and length is not None:
             raise BadMessage("both Content-Length and chunked")
-    if b"\r\nconnection:" in low:
-        i = low.find(b"\r\nconnection:")
+    i = low.find(b"\r\nconnection:")
+    if i != -1:
         value = low[i + 13 : low.find(b"\r\n", i + 13)]
         close = b"close" in value
         keep_alive = b"keep-alive" in value
-    if b"\r\nexpect:" in low:
-        i = low.find(b"\r\nexpect:")
+    i = low.find(b"\r\nexpect:")
+    if i != -1:
         expect = b"100-continue" in low[i : low.find(b"\r\n", i + 9)]
     return first, length, chunked, close, keep_alive, expect
 
@@ -528,14 +528,13 @@ class Proxy:
         n = len(members)
         if not n:
             return None
-        now = time.monotonic()
         start = self.rr[set_name]
         fallback = None
         for i in range(n):
             backend = members[(start + i) % n]
-            if backend.addr in tried or not backend.ready:
+            if not backend.ready or (tried and backend.addr in tried):
                 continue
-            if backend.down_until > now:
+            if backend.down_until and backend.down_until > time.monotonic():
                 fallback = fallback or backend
                 continue
             self.rr[set_name] = (start + i + 1) % n

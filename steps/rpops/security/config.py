@@ -240,6 +240,7 @@ class K8sObject:
     source: str  # manifest path (display form) or "live"
     index: int = 0  # document index within the file
     lines: dict[tuple[Any, ...], int] = field(default_factory=dict)  # key path -> 1-based line
+    text: list[str] = field(default_factory=list, repr=False)  # the manifest's lines, for snippets
 
     @property
     def kind(self) -> str:
@@ -286,7 +287,7 @@ def _expand_lists(obj: K8sObject) -> Iterator[K8sObject]:
         for i, item in enumerate(obj.doc["items"]):
             if isinstance(item, dict):
                 lines = {k[2:]: v for k, v in obj.lines.items() if k[:2] == ("items", i)}
-                yield K8sObject(item, obj.source, obj.index, lines)
+                yield K8sObject(item, obj.source, obj.index, lines, obj.text)
     else:
         yield obj
 
@@ -312,6 +313,7 @@ def read_manifest_file(path: Path, display: str) -> tuple[list[K8sObject], list[
                 mark.line + 1 if mark else 0,
             )
         ]
+    text_lines = text.splitlines()
     for i, (doc, node) in enumerate(zip(docs, nodes, strict=False)):
         if doc is None:
             continue
@@ -329,7 +331,7 @@ def read_manifest_file(path: Path, display: str) -> tuple[list[K8sObject], list[
         lines: dict[tuple[Any, ...], int] = {}
         if node is not None:
             _line_map(node, (), lines)
-        objects.extend(_expand_lists(K8sObject(doc, display, i, lines)))
+        objects.extend(_expand_lists(K8sObject(doc, display, i, lines, text_lines)))
     return objects, notices
 
 
@@ -408,6 +410,8 @@ class _Checker:
         check = CHECKS[check_id]
         where = f"{obj.ref}" + (f" container {container}" if container else "")
         line = obj.line_of(path) if obj.source != "live" else 0
+        field_path = ".".join(str(p) for p in path)
+        snippet = obj.text[line - 1].strip() if 0 < line <= len(obj.text) else field_path
         fingerprint = hashlib.sha256(f"{check_id}|{obj.source}|{where}|{message}".encode()).hexdigest()[:32]
         self.findings.append(
             Finding(
@@ -418,13 +422,14 @@ class _Checker:
                 confidence=confidence,
                 message=f"{where}: {message}; fix: {check.remediation}",
                 location=Location(obj.source, line, 1 if line else 0, logical=where),
-                snippet=".".join(str(p) for p in path),
+                snippet=snippet,
                 fingerprint=fingerprint,
                 properties={
                     "kubescape": check.kubescape,
                     "checkov": check.checkov,
                     "object": obj.ref,
                     "container": container,
+                    "field": field_path,
                 },
             )
         )

@@ -50,6 +50,8 @@ class Monitor:
         return float(self._process.memory_info().rss) / 2**20
 
     def start(self) -> None:
+        # A fresh sample before serving, so /health is healthy from the first request.
+        self.refresh()
         self._thread.start()
 
     def stop(self) -> None:

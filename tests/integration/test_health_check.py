@@ -17,7 +17,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from rpops.cli import main
 from rpops.workload.testing import RunningWorkload, start_workload
+from werkzeug import Request, Response
 
 
 @dataclass
@@ -44,6 +45,9 @@ class Result:
         return json.loads(self.output("report.json"))
 
 
+Run = Callable[..., Result]
+
+
 @pytest.fixture(scope="module")
 def shared() -> Iterator[RunningWorkload]:
     with start_workload(version="v1", admin_token="t") as workload:
@@ -58,7 +62,7 @@ def workload(shared: RunningWorkload) -> Iterator[RunningWorkload]:
 
 
 @pytest.fixture()
-def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
     """Run `rpops health-check ARGS` in-process with outputs under tmp_path."""
     outputs = tmp_path / "outputs"
     monkeypatch.setenv("RPOPS_OUTPUTS", str(outputs))
@@ -130,7 +134,7 @@ def test_healthy_subprocess(workload: RunningWorkload, tmp_path: Path) -> None:
     assert report["prometheus"] is None
 
 
-def test_latency_over_acceptable_is_degraded(workload: RunningWorkload, run) -> None:  # type: ignore[no-untyped-def]
+def test_latency_over_acceptable_is_degraded(workload: RunningWorkload, run: Run) -> None:
     workload.set_faults(latency_ms=1050)
     result = run("--target", f"a={workload.url}", "--samples", "1", "--timeout", "5")
     assert result.code == 0, result.stderr
@@ -143,7 +147,7 @@ def test_latency_over_acceptable_is_degraded(workload: RunningWorkload, run) -> 
     assert result.output("reason").endswith("ms > acceptable 1000 ms")
 
 
-def test_cpu_burn_is_overloaded(workload: RunningWorkload, run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cpu_burn_is_overloaded(workload: RunningWorkload, run: Run, tmp_path: Path) -> None:
     workload.set_faults(cpu_burn=1.0)
     cpu = wait_cpu_at_least(workload, 25)
     # The threshold sits under what the burn reliably shows on a shared 2-core machine, and well
@@ -159,7 +163,7 @@ def test_cpu_burn_is_overloaded(workload: RunningWorkload, run, tmp_path: Path) 
     assert cpu >= 25
 
 
-def test_slow_and_busy_is_overloaded(workload: RunningWorkload, run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_slow_and_busy_is_overloaded(workload: RunningWorkload, run: Run, tmp_path: Path) -> None:
     workload.set_faults(cpu_burn=1.0, latency_ms=250)
     wait_cpu_at_least(workload, 25)
     rules = rules_file(tmp_path, """
@@ -175,7 +179,7 @@ def test_slow_and_busy_is_overloaded(workload: RunningWorkload, run, tmp_path: P
     assert result.report["rule"]["evidence"]["p95_ms"] >= 200
 
 
-def test_unhealthy_fault_is_unhealthy(workload: RunningWorkload, run) -> None:  # type: ignore[no-untyped-def]
+def test_unhealthy_fault_is_unhealthy(workload: RunningWorkload, run: Run) -> None:
     workload.set_faults(unhealthy=True)
     result = run("--target", f"eu-1={workload.url}")
     assert result.code == 0
@@ -186,14 +190,14 @@ def test_unhealthy_fault_is_unhealthy(workload: RunningWorkload, run) -> None:  
     assert report["targets"][0]["reason"] == "/health HTTP 503; status 'unhealthy'"
 
 
-def test_not_ready_is_degraded(workload: RunningWorkload, run) -> None:  # type: ignore[no-untyped-def]
+def test_not_ready_is_degraded(workload: RunningWorkload, run: Run) -> None:
     workload.set_faults(not_ready=True)
     result = run("--target", f"a={workload.url}")
     assert result.stdout == "degraded\n"
     assert result.report["rule"]["name"] == "not-ready"
 
 
-def test_http_500_from_health_is_unhealthy(workload: RunningWorkload, run) -> None:  # type: ignore[no-untyped-def]
+def test_http_500_from_health_is_unhealthy(workload: RunningWorkload, run: Run) -> None:
     workload.set_faults(error_rate=1.0)
     result = run("--target", f"a={workload.url}", "--samples", "2")
     assert result.stdout == "unhealthy\n"
@@ -223,7 +227,7 @@ def test_unreachable_target_among_regions(workload: RunningWorkload, tmp_path: P
     assert report["signals"]["unreachable_names"] == ["ap-south"]
 
 
-def test_all_targets_unreachable_is_unhealthy_exit_0(run) -> None:  # type: ignore[no-untyped-def]
+def test_all_targets_unreachable_is_unhealthy_exit_0(run: Run) -> None:
     result = run("--target", f"a=http://127.0.0.1:{closed_port()},b=http://127.0.0.1:{closed_port()}",
                  "--retries", "0")
     assert result.code == 0
@@ -232,7 +236,7 @@ def test_all_targets_unreachable_is_unhealthy_exit_0(run) -> None:  # type: igno
     assert result.report["signals"]["unreachable_targets"] == 2
 
 
-def test_target_slower_than_the_timeout(workload: RunningWorkload, run) -> None:  # type: ignore[no-untyped-def]
+def test_target_slower_than_the_timeout(workload: RunningWorkload, run: Run) -> None:
     workload.set_faults(latency_ms=1500)
     result = run("--target", f"slow={workload.url}", "--timeout", "0.3")
     assert result.stdout == "unhealthy\n"
@@ -244,7 +248,7 @@ def test_target_slower_than_the_timeout(workload: RunningWorkload, run) -> None:
     assert report["signals"]["timeout_targets"] == 1
 
 
-def test_malformed_json_from_health(httpserver: HTTPServer, workload: RunningWorkload, run) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_json_from_health(httpserver: HTTPServer, workload: RunningWorkload, run: Run) -> None:
     httpserver.expect_request("/health").respond_with_data('{"status": "healthy", "checks": {',
                                                            content_type="application/json")
     httpserver.expect_request("/ready").respond_with_json({"ready": True})
@@ -282,7 +286,7 @@ def test_malformed_json_from_health(httpserver: HTTPServer, workload: RunningWor
          "rule #1 ('x'): 'when' was refused"),
     ],
 )
-def test_bad_input_exits_2_before_any_request(httpserver: HTTPServer, tmp_path: Path, run,  # type: ignore[no-untyped-def]
+def test_bad_input_exits_2_before_any_request(httpserver: HTTPServer, tmp_path: Path, run: Run,
                                               args: list[str], message: str) -> None:
     host = httpserver.url_for("/").rstrip("/")
     resolved = []
@@ -316,12 +320,10 @@ def prom_vector(value: str) -> dict[str, Any]:
                                           "result": [{"metric": {}, "value": [time.time(), value]}]}}
 
 
-def test_prometheus_signals_decide(httpserver: HTTPServer, workload: RunningWorkload, run) -> None:  # type: ignore[no-untyped-def]
+def test_prometheus_signals_decide(httpserver: HTTPServer, workload: RunningWorkload, run: Run) -> None:
     queries: list[str] = []
 
-    def answer(request):  # type: ignore[no-untyped-def]
-        from werkzeug import Response
-
+    def answer(request: Request) -> Response:
         query = request.form["query"]
         queries.append(query)
         values = {"cpu": "97.5", "memory_usage": "812", "histogram": "NaN", "requests_total": "0.001"}
@@ -348,16 +350,14 @@ def test_prometheus_signals_decide(httpserver: HTTPServer, workload: RunningWork
                         "memory_limit_mb": "empty"}
 
 
-def test_query_flag_overrides_and_bad_query_exits_2(httpserver: HTTPServer, workload: RunningWorkload,  # type: ignore[no-untyped-def]
-                                                    run) -> None:
-    def answer(request):  # type: ignore[no-untyped-def]
-        from werkzeug import Response
-
+def test_query_flag_overrides_and_bad_query_exits_2(httpserver: HTTPServer, workload: RunningWorkload,
+                                                    run: Run) -> None:
+    def answer(request: Request) -> Response:
         if request.form["query"] == "max(my_cpu":
-            doc = {"status": "error", "errorType": "bad_data", "error": "1:11: parse error: unclosed paren"}
-            return Response(json.dumps(doc), status=400, content_type="application/json")
-        doc = {"status": "success", "data": {"resultType": "vector", "result": []}}
-        return Response(json.dumps(doc), content_type="application/json")
+            refused = {"status": "error", "errorType": "bad_data", "error": "1:11: unclosed paren"}
+            return Response(json.dumps(refused), status=400, content_type="application/json")
+        empty = {"status": "success", "data": {"resultType": "vector", "result": []}}
+        return Response(json.dumps(empty), content_type="application/json")
 
     httpserver.expect_request("/api/v1/query", method="POST").respond_with_handler(answer)
     result = run("--target", f"a={workload.url}", "--prometheus", httpserver.url_for("/"),
@@ -380,7 +380,7 @@ def test_prometheus_unreachable_exits_3(workload: RunningWorkload, tmp_path: Pat
 PROMETHEUS = shutil.which("prometheus")
 
 
-def test_default_queries_against_a_real_prometheus(workload: RunningWorkload, run) -> None:  # type: ignore[no-untyped-def]
+def test_default_queries_against_a_real_prometheus(workload: RunningWorkload, run: Run) -> None:
     """Debian's prometheus scrapes the workload every second; the built-in queries must answer."""
     assert PROMETHEUS, "prometheus is missing: install Debian's 'prometheus' package (make system-deps)"
     port = closed_port()

@@ -7,7 +7,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,9 @@ class Result:
         return json.loads(self.output("report.json"))
 
 
+Run = Callable[..., Result]
+
+
 @pytest.fixture(scope="module")
 def shared() -> Iterator[RunningWorkload]:
     with start_workload(version="v2", admin_token="t") as workload:
@@ -47,7 +50,7 @@ def workload(shared: RunningWorkload) -> Iterator[RunningWorkload]:
 
 
 @pytest.fixture()
-def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
     outputs = tmp_path / "outputs"
     monkeypatch.setenv("RPOPS_OUTPUTS", str(outputs))
 
@@ -90,7 +93,7 @@ def test_healthy_workload_passes_subprocess(workload: RunningWorkload, tmp_path:
     assert all(c["elapsed_ms"] > 0 for c in report["checks"])
 
 
-def test_json_output(workload: RunningWorkload, run) -> None:  # type: ignore[no-untyped-def]
+def test_json_output(workload: RunningWorkload, run: Run) -> None:
     result = run("--url", workload.url, "--output", "json")
     assert result.code == 0, result.stderr
     doc = json.loads(result.stdout)
@@ -113,7 +116,7 @@ def test_unhealthy_fault_fails_health_only(workload: RunningWorkload, tmp_path: 
     assert f"validation of {workload.url} failed: health" in result.stderr
 
 
-def test_latency_over_the_threshold_fails_response_time(workload: RunningWorkload, run) -> None:  # type: ignore[no-untyped-def]
+def test_latency_over_the_threshold_fails_response_time(workload: RunningWorkload, run: Run) -> None:
     workload.set_faults(latency_ms=300)
     result = run("--url", workload.url, "--max-response-ms", "200", "--output", "json")
     assert result.code == 1
@@ -124,13 +127,13 @@ def test_latency_over_the_threshold_fails_response_time(workload: RunningWorkloa
     assert result.output("failed") == "response_time"
 
 
-def test_same_latency_under_a_looser_threshold_passes(workload: RunningWorkload, run) -> None:  # type: ignore[no-untyped-def]
+def test_same_latency_under_a_looser_threshold_passes(workload: RunningWorkload, run: Run) -> None:
     workload.set_faults(latency_ms=300)
     result = run("--url", workload.url, "--max-response-ms", "2000")
     assert result.code == 0, result.stdout
 
 
-def test_error_rate_fails_every_request(workload: RunningWorkload, run) -> None:  # type: ignore[no-untyped-def]
+def test_error_rate_fails_every_request(workload: RunningWorkload, run: Run) -> None:
     workload.set_faults(error_rate=1.0)
     result = run("--url", workload.url)
     assert result.code == 1
@@ -141,7 +144,7 @@ def test_error_rate_fails_every_request(workload: RunningWorkload, run) -> None:
     assert details["monitoring"].startswith("HTTP 500")
 
 
-def test_slower_than_the_timeout_is_a_failure_not_unreachable(workload: RunningWorkload, run) -> None:  # type: ignore[no-untyped-def]
+def test_slower_than_the_timeout_is_a_failure_not_unreachable(workload: RunningWorkload, run: Run) -> None:
     workload.set_faults(latency_ms=1500)
     result = run("--url", workload.url, "--timeout", "0.3")
     assert result.code == 1
@@ -149,7 +152,7 @@ def test_slower_than_the_timeout_is_a_failure_not_unreachable(workload: RunningW
     assert "timeout: no answer within 0.3s" in result.stdout
 
 
-def test_wrong_answers_from_another_service(httpserver: HTTPServer, run) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_answers_from_another_service(httpserver: HTTPServer, run: Run) -> None:
     httpserver.expect_request("/health").respond_with_json({"status": "healthy"})
     httpserver.expect_request("/api/secure-eval", method="POST").respond_with_json({"result": 11})
     httpserver.expect_request("/api/performance/status").respond_with_data("<html>", content_type="text/html")
@@ -185,7 +188,7 @@ def test_unreachable_exits_3(tmp_path: Path) -> None:
         ([], "the following arguments are required: --url"),
     ],
 )
-def test_bad_input_exits_2_before_any_request(httpserver: HTTPServer, run, args: list[str],  # type: ignore[no-untyped-def]
+def test_bad_input_exits_2_before_any_request(httpserver: HTTPServer, run: Run, args: list[str],
                                               message: str) -> None:
     result = run(*[a.replace("URL", httpserver.url_for("/")) for a in args])
     assert result.code == 2

@@ -302,7 +302,7 @@ def test_latency_fault_delays_requests_without_blocking(workload: RunningWorkloa
     async def concurrent() -> float:
         async with httpx.AsyncClient(timeout=10.0, trust_env=False) as aclient:
             start = time.perf_counter()
-            answers = await asyncio.gather(*(aclient.get(f"{workload.url}/ready") for _ in range(10)))
+            answers = await asyncio.gather(*(aclient.get(f"{workload.url}/health") for _ in range(10)))
             assert all(a.status_code == 200 for a in answers)
             return time.perf_counter() - start
 
@@ -311,6 +311,7 @@ def test_latency_fault_delays_requests_without_blocking(workload: RunningWorkloa
     # The scrape and the admin endpoint are never delayed (a 5 s delay would miss this timeout).
     workload.set_faults(latency_ms=5000)
     assert client.get(f"{workload.url}/metrics", timeout=2.5).status_code == 200
+    assert client.get(f"{workload.url}/ready", timeout=2.5).status_code == 200
     workload.clear_faults()
     summary = client.get(f"{workload.url}/performance/metrics").json()["routes"]["/health"]
     assert summary["max_ms"] >= 400
@@ -318,7 +319,7 @@ def test_latency_fault_delays_requests_without_blocking(workload: RunningWorkloa
 
 def test_error_rate_fault_proportion(workload: RunningWorkload, client: httpx.Client) -> None:
     workload.set_faults(error_rate=0.5)
-    codes = [client.get(f"{workload.url}/ready").status_code for _ in range(400)]
+    codes = [client.get(f"{workload.url}/health").status_code for _ in range(400)]
     errors = codes.count(500)
     assert set(codes) <= {200, 500}
     assert 140 <= errors <= 260  # p = 0.5, n = 400: sd 10; this is +/- 6 sd
@@ -329,6 +330,7 @@ def test_error_rate_fault_proportion(workload: RunningWorkload, client: httpx.Cl
     assert failed.headers["x-fault"] == "error_rate"
     assert client.get(f"{workload.url}/metrics").status_code == 200
     assert client.get(f"{workload.url}/admin/faults", headers=admin()).status_code == 200
+    assert client.get(f"{workload.url}/ready").status_code == 200
     count = metric(client, workload.url, "research_platform_requests_total",
                    route="/health", method="GET", status="500")
     assert count >= 1

@@ -9,7 +9,7 @@ import statistics
 
 import pytest
 from pytest_httpserver import HTTPServer
-from rpops.probe import Prober, backoff_delay, percentile
+from rpops.probe import Prober, ProbeResult, backoff_delay, percentile
 
 
 class KeepAliveServer:
@@ -99,7 +99,7 @@ def test_probes_run_concurrently_over_the_shared_client() -> None:
 def test_connection_refused_is_retried_then_reported_unreachable() -> None:
     port = closed_port()
 
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario() -> ProbeResult:
         async with Prober(timeout=1.0, retries=3, backoff_s=0.01) as prober:
             return await prober.get(f"http://127.0.0.1:{port}/health")
 
@@ -117,7 +117,7 @@ def test_retry_succeeds_when_the_server_comes_up() -> None:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
 
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario() -> ProbeResult:
         server = KeepAliveServer()
 
         async def start_later() -> None:
@@ -137,7 +137,7 @@ def test_retry_succeeds_when_the_server_comes_up() -> None:
 def test_http_error_status_is_never_retried(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/health").respond_with_data("boom", status=500)
 
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario() -> ProbeResult:
         async with Prober(timeout=1.0, retries=3, backoff_s=0.01) as prober:
             return await prober.get(httpserver.url_for("/health"))
 
@@ -150,7 +150,7 @@ def test_http_error_status_is_never_retried(httpserver: HTTPServer) -> None:
 
 
 def test_slow_answer_times_out_without_retry() -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario() -> tuple[ProbeResult, int]:
         server = KeepAliveServer(delay_s=1.0)
         url = await server.start()
         async with Prober(timeout=0.2, retries=3, backoff_s=0.01) as prober:
@@ -169,7 +169,7 @@ def test_json_body_and_malformed_json(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/good").respond_with_json({"status": "healthy"})
     httpserver.expect_request("/bad").respond_with_data('{"status": "heal', content_type="application/json")
 
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario() -> tuple[ProbeResult, ProbeResult]:
         async with Prober(timeout=1.0) as prober:
             return await asyncio.gather(prober.get(httpserver.url_for("/good")),
                                         prober.get(httpserver.url_for("/bad")))
@@ -184,7 +184,7 @@ def test_post_json_sends_the_payload(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/api/secure-eval", method="POST",
                               json={"expression": "1 + 1"}).respond_with_json({"result": 2})
 
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario() -> ProbeResult:
         async with Prober(timeout=1.0) as prober:
             return await prober.post_json(httpserver.url_for("/api/secure-eval"), {"expression": "1 + 1"})
 
@@ -196,7 +196,7 @@ def test_post_json_sends_the_payload(httpserver: HTTPServer) -> None:
 def test_oversized_body_is_truncated_not_held(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/big").respond_with_data("x" * 50_000)
 
-    async def scenario():  # type: ignore[no-untyped-def]
+    async def scenario() -> ProbeResult:
         async with Prober(timeout=1.0, max_body_bytes=1000) as prober:
             return await prober.get(httpserver.url_for("/big"))
 

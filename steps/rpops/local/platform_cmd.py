@@ -3,6 +3,7 @@
     rpops local platform up [--service research-platform] [--version v1] [--replicas 2] [--port 8080]
     rpops local platform status [--service NAME] [--output table|json]
     rpops local platform down [--service NAME]
+    rpops local platform fault [--service NAME] [--version V] latency_ms=1500 | --clear
 
 `up` starts (or converges) a service: a proxy on --port and --replicas processes of the reference
 workload, routed; it prints the URLs and returns while they keep running. `down` stops every
@@ -75,6 +76,69 @@ def configure(parser: argparse.ArgumentParser) -> None:
     status.add_argument("--output", choices=("table", "json"), default="table", help="Output format.")
     common(status)
 
+    fault = actions.add_parser(
+        "fault",
+        help="Inject faults into (or clear them from) every instance of a version.",
+        description="Set faults on every running instance of a version through its admin endpoint. "
+        "Faults: latency_ms, error_rate (0..1), unhealthy, not_ready, cpu_burn (0..1), "
+        "memory_growth_mb_per_s. Instances started later begin without faults.",
+    )
+    fault.add_argument("faults", nargs="*", metavar="NAME=VALUE", help="Faults to set, e.g. latency_ms=1500.")
+    fault.add_argument("--clear", action="store_true", help="Clear every fault instead.")
+    fault.add_argument(
+        "--service", default="research-platform", help="Service name (default: research-platform)."
+    )
+    fault.add_argument("--version", default=None, help="Version (default: the active route's).")
+    common(fault)
+
+
+def _parse_faults(items: list[str]) -> dict[str, object]:
+    faults: dict[str, object] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"fault {item!r} is malformed: write NAME=VALUE, e.g. latency_ms=1500")
+        value: object = raw
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        else:
+            try:
+                value = float(raw) if "." in raw else int(raw)
+            except ValueError:
+                raise UsageError(
+                    f"fault {item!r} has a non-numeric value: use a number or true/false"
+                ) from None
+        faults[name] = value
+    return faults
+
+
+def _inject(driver: LocalDriver, args: argparse.Namespace) -> int:
+    import httpx
+
+    if bool(args.faults) == bool(args.clear):
+        raise UsageError(
+            "fault: give NAME=VALUE pairs (e.g. latency_ms=1500) or --clear, not both or neither"
+        )
+    faults = _parse_faults(args.faults)
+    version = args.version or driver.routes(args.service).active
+    if version is None:
+        raise UsageError(f"service {args.service!r} routes no version: pass --version")
+    headers = {"Authorization": f"Bearer {driver.admin_token(args.service)}"}
+    instances = driver.instances(args.service, version)
+    with httpx.Client(timeout=5.0, headers=headers) as client:
+        for inst in instances:
+            if args.clear:
+                response = client.delete(f"{inst.url}/admin/faults")
+            else:
+                response = client.post(f"{inst.url}/admin/faults", json=faults)
+            if response.status_code >= 400:
+                raise UsageError(
+                    f"{inst.name} refused the faults ({response.status_code}): {response.text.strip()}"
+                )
+    what = "cleared faults" if args.clear else "set " + " ".join(args.faults)
+    print(f"{args.service} {version}: {what} on {len(instances)} instance(s)")
+    return 0
+
 
 def _driver(args: argparse.Namespace) -> LocalDriver:
     from rpops.platform.local import LocalDriver
@@ -135,4 +199,6 @@ def run(args: argparse.Namespace) -> int:
         else:
             _print_status(statuses)
         return 0
-    raise UsageError(f"unknown action {action!r}: use up, down or status")
+    if action == "fault":
+        return _inject(driver, args)
+    raise UsageError(f"unknown action {action!r}: use up, down, status or fault")

@@ -34,8 +34,10 @@ from rpops.workload.openapi import build_openapi
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
-# Paths that faults never touch: scraping and the admin endpoint must keep working while faulty.
-UNFAULTED = ("/metrics", "/admin/faults")
+# Paths that latency and error faults never touch: scraping and the admin endpoint must keep
+# working while faulty, and readiness is governed by the not_ready fault alone (a slow /health
+# must read as degraded, not make the proxy take every instance out of rotation).
+UNFAULTED = ("/metrics", "/admin/faults", "/ready")
 INJECTED_ERROR = b'{"error":"injected fault: error_rate"}'
 
 

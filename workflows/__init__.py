@@ -12,4 +12,6 @@ TEMPLATE_MODULES: tuple[str, ...] = (
     "workflows.validate",
     "workflows.scale",
     "workflows.optimize",
+    "workflows.recovery",
+    "workflows.alerts_binding",
 )

@@ -24,7 +24,7 @@ from hera.workflows import (
     Task,
     WorkflowTemplate,
 )
-from hera.workflows.metrics import Gauge
+from hera.workflows.metrics import Counter, Gauge, Histogram
 from hera.workflows.models import (
     Backoff,
     Capabilities,
@@ -207,7 +207,7 @@ class StepSpec:
     deadline_seconds: int
     resources: StepResources = field(default_factory=StepResources)
     mutex: Synchronization | None = None
-    metrics: Sequence[Gauge] = ()
+    metrics: Sequence[Gauge | Counter | Histogram] = ()
 
 
 def step_container(config: RenderConfig, spec: StepSpec) -> Container:

@@ -55,6 +55,14 @@ RESTART_LEAKING = Input(
     "false",
     enum=BOOLEANS,
 )
+MIN_HISTORY_HOURS = Input(
+    "min-history-hours", "Least history to recommend from, in hours (krr's simple strategy: 3).", "3"
+)
+MIN_POINTS = Input("min-points", "Least data points, summed over pods, to recommend from.", "100")
+STEP_SECONDS = Input(
+    "step-seconds", "Resolution of the history in seconds; 0: 60, or coarser to stay under 11,000 points.", "0"
+)
+RATE_WINDOW = Input("rate-window", "Range of rate() in the CPU query, a PromQL duration.", "5m")
 REGION = Input(
     "region",
     "Region of the service (us-east, eu-west, asia-pacific), recorded as the metrics' region label; "
@@ -62,7 +70,10 @@ REGION = Input(
     "",
     enum=("", *REGIONS),
 )
-INPUTS = (SERVICE, VERSION, PROMETHEUS, HISTORY_HOURS, APPLY, CHANGE_THRESHOLD, RESTART_LEAKING, REGION)
+INPUTS = (
+    SERVICE, VERSION, PROMETHEUS, HISTORY_HOURS, APPLY, CHANGE_THRESHOLD, RESTART_LEAKING,
+    MIN_HISTORY_HOURS, MIN_POINTS, STEP_SECONDS, RATE_WINDOW, REGION,
+)
 
 OUTPUTS = (
     Output(
@@ -124,6 +135,10 @@ def build(config: RenderConfig) -> WorkflowTemplate:
                     ("--apply", APPLY.ref),
                     ("--change-threshold", CHANGE_THRESHOLD.ref),
                     ("--restart-leaking", RESTART_LEAKING.ref),
+                    ("--min-history-hours", MIN_HISTORY_HOURS.ref),
+                    ("--min-points", MIN_POINTS.ref),
+                    ("--step-seconds", STEP_SECONDS.ref),
+                    ("--rate-window", RATE_WINDOW.ref),
                 ),
                 inputs=INPUTS,
                 outputs=OUTPUTS,
@@ -133,7 +148,7 @@ def build(config: RenderConfig) -> WorkflowTemplate:
                 deadline_seconds=600,
                 resources=StepResources(memory_request="256Mi", memory_limit="512Mi"),
                 mutex=service_mutex(SERVICE.name),
-                metrics=_counters(),  # type: ignore[arg-type]
+                metrics=_counters(),
             ),
         )
         entry_dag(

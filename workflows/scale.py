@@ -127,7 +127,7 @@ def build(config: RenderConfig) -> WorkflowTemplate:
                 deadline_seconds=300,
                 resources=StepResources(),
                 mutex=service_mutex(SERVICE.name),
-                metrics=[_scaling_counter()],  # type: ignore[list-item]
+                metrics=[_scaling_counter()],
             ),
         )
         entry_dag(

@@ -9,6 +9,7 @@ Some tests run the CLI as a subprocess (exit codes, stdout, output files), other
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import socket
@@ -56,7 +57,10 @@ def shared() -> Iterator[RunningWorkload]:
 
 @pytest.fixture()
 def workload(shared: RunningWorkload) -> Iterator[RunningWorkload]:
+    """The module's workload with no faults, and settled: its CPU figure (sampled every 0.5 s)
+    no longer shows start-up work or an earlier test's CPU burn."""
     shared.clear_faults()
+    wait_cpu(shared, lambda cpu: cpu < 15, "settle under 15%")
     yield shared
     shared.clear_faults()
 
@@ -99,16 +103,22 @@ def rules_file(tmp_path: Path, text: str) -> str:
     return str(path)
 
 
-def wait_cpu_at_least(workload: RunningWorkload, percent: float, timeout: float = 15.0) -> float:
-    """Wait until the workload's own CPU figure shows the burn (sampled every 0.5 s)."""
+def wait_cpu(workload: RunningWorkload, done: Callable[[float], bool], what: str,
+             timeout: float = 15.0) -> float:
+    """Wait until the workload's own CPU figure satisfies `done` (it is sampled every 0.5 s)."""
     deadline = time.monotonic() + timeout
-    cpu = 0.0
+    cpu = math.nan
     while time.monotonic() < deadline:
-        cpu = httpx.get(f"{workload.url}/api/performance/status", trust_env=False).json()["cpu_percent"]
-        if cpu >= percent:
-            return float(cpu)
+        status = httpx.get(f"{workload.url}/api/performance/status", trust_env=False).json()
+        cpu = float(status["cpu_percent"])
+        if done(cpu):
+            return cpu
         time.sleep(0.2)
-    raise AssertionError(f"cpu_burn never showed: cpu_percent {cpu} < {percent}")
+    raise AssertionError(f"the workload's cpu_percent did not {what} within {timeout:g}s (last {cpu})")
+
+
+def wait_cpu_at_least(workload: RunningWorkload, percent: float) -> float:
+    return wait_cpu(workload, lambda cpu: cpu >= percent, f"reach {percent:g}%")
 
 
 # --- each status, for the right reason --------------------------------------------------------

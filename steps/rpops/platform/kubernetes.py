@@ -118,6 +118,8 @@ class KubernetesDriver:
         self._client = client
         cfg = client.Configuration()
         kube_namespace: str | None = None
+        # The client reads $KUBECONFIG once at import; read it now so a later change counts.
+        kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or None
         in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and not (kubeconfig or context)
         try:
             if in_cluster:

@@ -1,0 +1,280 @@
+"""`make run`: the pipelines on the embedded default, end to end, on this machine.
+
+It starts the local platform (the reference workload behind a proxy), then runs the rendered
+WorkflowTemplates from manifests/argo/ unchanged through `rpops local run`: a health check, the
+post-deployment validation, a latency fault that turns the service degraded, a CPU fault that
+makes it overloaded and gets it scaled up, a right-sizing report, a security scan of a sample
+project, and a blue-green promotion that succeeds and one that is rolled back. Every process it
+started is stopped at the end, also on Ctrl-C or a failure.
+
+Sections whose template is not in manifests/argo/ are skipped with a note. Everything lives under
+.rpops/demo/ (platform state, run records, Prometheus data), wiped at the start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".rpops" / "demo"
+MANIFESTS = ROOT / "manifests" / "argo"
+BIN = Path(sys.executable).parent
+RPOPS = str(BIN / "rpops")
+SERVICE = "research-platform"
+SAMPLE_PROJECT = ROOT / "tests" / "security" / "data" / "sample-project"
+ADVISORIES = ROOT / "tests" / "data" / "advisories"
+
+BOLD, DIM, RESET = ("\033[1m", "\033[2m", "\033[0m") if sys.stdout.isatty() else ("", "", "")
+ENV = {**os.environ, "RPOPS_PLATFORM_DIR": str(WORK / "platform"), "RPOPS_PLATFORM": "local"}
+
+
+def heading(text: str) -> None:
+    print(f"\n{BOLD}== {text} =={RESET}", flush=True)
+
+
+def note(text: str) -> None:
+    print(f"{DIM}   {text}{RESET}", flush=True)
+
+
+def rpops(*args: str, check: bool = True, quiet: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run `rpops ARGS`, echoing the command and (unless quiet) its output, indented."""
+    if not quiet:
+        print(f"$ rpops {' '.join(args)}", flush=True)
+    done = subprocess.run([RPOPS, *args], cwd=WORK, env=ENV, capture_output=True, text=True,
+                          check=False)
+    if not quiet:
+        for line in (done.stdout + done.stderr).splitlines():
+            print(f"   {line}")
+    if check and done.returncode != 0:
+        if quiet:
+            print(done.stdout + done.stderr)
+        raise SystemExit(f"demo: `rpops {' '.join(args)}` exited {done.returncode}")
+    return done
+
+
+def has_template(name: str) -> bool:
+    if (MANIFESTS / f"{name}.yaml").exists():
+        return True
+    note(f"skipped: {name} is not in manifests/argo/ yet")
+    return False
+
+
+def run_template(template: str, run_name: str, **params: str) -> dict[str, Any]:
+    """`rpops local run` a rendered template; returns the run's status document."""
+    args = ["local", "run", template, "--manifests", str(MANIFESTS), "--runs-dir", str(WORK / "runs"),
+            "--name", run_name]
+    for key, value in params.items():
+        args += ["-p", f"{key.replace('_', '-')}={value}"]
+    rpops(*args, check=False)
+    return json.loads((WORK / "runs" / run_name / "status.json").read_text())
+
+
+def outputs(status: dict[str, Any], template: str) -> dict[str, str]:
+    """Output parameters of the (last) node that ran `template`."""
+    found: dict[str, str] = {}
+    nodes = sorted(status["status"]["nodes"].values(), key=lambda n: n.get("startedAt") or "")
+    for node in nodes:
+        if node.get("templateName") == template and node.get("type") in ("Pod", "Retry"):
+            params = (node.get("outputs") or {}).get("parameters") or []
+            found = {p["name"]: p.get("value", "") for p in params}
+    return found
+
+
+def platform_url() -> str:
+    status = json.loads(rpops("local", "platform", "status", "--output", "json", quiet=True).stdout)
+    return str(status[0]["url"])
+
+
+def replicas() -> int:
+    status = json.loads(rpops("local", "platform", "status", "--output", "json", quiet=True).stdout)
+    active = status[0]["active"]
+    return next(int(v["replicas"]) for v in status[0]["versions"] if v["version"] == active)
+
+
+# --- Prometheus, for the right-sizing report (optional: Debian's package) -------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_prometheus(targets: Sequence[str]) -> tuple[subprocess.Popen[bytes], str] | None:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        note("Prometheus is not installed (Debian's `prometheus`; `make test` installs it): "
+             "the right-sizing report is skipped")
+        return None
+    data = Path(tempfile.mkdtemp(prefix="prom-", dir=WORK))
+    config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+              "scrape_configs": [{"job_name": SERVICE, "static_configs": [{"targets": list(targets)}]}]}
+    (data / "prometheus.yml").write_text(json.dumps(config))
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, f"--config.file={data / 'prometheus.yml'}", f"--storage.tsdb.path={data / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=(data / "prometheus.log").open("wb"), start_new_session=True)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def wait_scraped(url: str, want: int, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = httpx.get(f"{url}/api/v1/query", params={"query": "sum(up)"}, timeout=2).json()
+            values = result["data"]["result"]
+            if values and float(values[0]["value"][1]) >= want:
+                return True
+        except (httpx.HTTPError, KeyError, ValueError):
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def load(url: str, seconds: float) -> int:
+    """Steady traffic through the service so there is usage to right-size; returns failures."""
+    failures = 0
+    deadline = time.monotonic() + seconds
+    with httpx.Client(timeout=5) as client:
+        while time.monotonic() < deadline:
+            try:
+                if client.get(f"{url}/health").status_code >= 500:
+                    failures += 1
+            except httpx.HTTPError:
+                failures += 1
+    return failures
+
+
+# --- The scenario ---------------------------------------------------------------------------------
+
+def health_and_validation(url: str) -> None:
+    heading("Health check: research-platform-health-check, run by `rpops local run`")
+    status = run_template("research-platform-health-check", "demo-health-1",
+                          targets=f"us-east={url}", region="us-east")
+    out = outputs(status, "check-health")
+    print(f"{BOLD}   -> status: {out.get('status')} ({out.get('reason')}){RESET}")
+
+    heading("Post-deployment validation: research-platform-validate")
+    run_template("research-platform-validate", "demo-validate-1", url=url)
+    note("the same checks as a table:")
+    rpops("validate", "--url", url)
+
+    heading("A latency fault: 1.5 s on every instance")
+    rpops("local", "platform", "fault", "latency_ms=1500")
+    status = run_template("research-platform-health-check", "demo-health-2",
+                          targets=f"us-east={url}", region="us-east", timeout="5", samples="3")
+    out = outputs(status, "check-health")
+    print(f"{BOLD}   -> status: {out.get('status')} ({out.get('reason')}){RESET}")
+    note("validation now fails on response time (exit 1):")
+    rpops("validate", "--url", url, "--timeout", "5", check=False)
+    rpops("local", "platform", "fault", "--clear")
+
+
+def scaling(url: str) -> None:
+    heading("Overload: CPU burn on every instance, then research-platform-scale")
+    if not has_template("research-platform-scale"):
+        return
+    before = replicas()
+    rpops("local", "platform", "fault", "cpu_burn=1.0")
+    time.sleep(1.5)  # the workload samples its CPU every 0.5 s
+    status = run_template("research-platform-health-check", "demo-health-3",
+                          targets=f"us-east={url}", region="us-east")
+    out = outputs(status, "check-health")
+    print(f"{BOLD}   -> status: {out.get('status')} ({out.get('reason')}){RESET}")
+    status = run_template("research-platform-scale", "demo-scale-1", service=SERVICE)
+    out = outputs(status, "scale")
+    print(f"{BOLD}   -> {out.get('decision')}: replicas {before} -> {replicas()} ({out.get('reason')}){RESET}")
+    rpops("local", "platform", "fault", "--clear")
+
+
+def rightsizing(url: str) -> None:
+    heading("Right-sizing: research-platform-optimize against a real Prometheus")
+    if not has_template("research-platform-optimize"):
+        return
+    status_doc = json.loads(rpops("local", "platform", "status", "--output", "json", quiet=True).stdout)
+    targets = [f"127.0.0.1:{i['port']}" for v in status_doc[0]["versions"] for i in v["instances"]]
+    started = start_prometheus(targets)
+    if started is None:
+        return
+    proc, prom = started
+    try:
+        if not wait_scraped(prom, len(targets)):
+            note("Prometheus did not scrape the instances in time: skipped")
+            return
+        note(f"Prometheus {prom} scrapes {len(targets)} instances every second; 20 s of traffic follow")
+        load(url, 20)
+        note("demo thresholds: 20 s of history stand in for the production minimum of 3 h and 100 points")
+        status = run_template("research-platform-optimize", "demo-optimize-1", service=SERVICE,
+                              prometheus=prom, history_hours="0.01", min_history_hours="0.004",
+                              min_points="20", step_seconds="1", rate_window="10s")
+        out = outputs(status, "optimize")
+        print(f"{BOLD}   -> {out.get('reason')}{RESET}")
+        if out.get("recommendation"):
+            print(f"   recommendation: {out['recommendation']}")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+def security() -> None:
+    heading("Security scan of a sample vulnerable project: research-platform-security-scan")
+    if not has_template("research-platform-security-scan") or not SAMPLE_PROJECT.exists():
+        return
+    status = run_template("research-platform-security-scan", "demo-security-1",
+                          path=str(SAMPLE_PROJECT), db=str(ADVISORIES / "vulns"))
+    out = outputs(status, "security-scan")
+    print(f"{BOLD}   -> critical {out.get('critical')}, high {out.get('high')}, total {out.get('total')}{RESET}")
+
+
+def bluegreen() -> None:
+    heading("Blue-green: promote v2 (good), then v3 (fails after the switch and is rolled back)")
+    if not has_template("research-platform-blue-green"):
+        return
+    for version, faults in (("v2", ""), ("v3", "error_rate=0.5")):
+        status = run_template("research-platform-blue-green", f"demo-bluegreen-{version}", service=SERVICE,
+                              version=version, scale_down_delay_seconds="2", verify_seconds="3",
+                              inject_after_switch=faults)
+        out = outputs(status, "promote")
+        print(f"{BOLD}   -> {version}: {status['status']['phase']}, active {out.get('active_version')}, "
+              f"rolled back: {out.get('rolled_back')} ({out.get('reason')}){RESET}")
+    rpops("bluegreen", "status", "--service", SERVICE)
+
+
+def main() -> int:
+    started = time.monotonic()
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    heading("Start the local platform: research-platform v1, 2 instances behind a proxy")
+    try:
+        rpops("local", "platform", "up", "--service", SERVICE, "--version", "v1", "--replicas", "2",
+              "--port", "0")
+        url = platform_url()
+        health_and_validation(url)
+        scaling(url)
+        rightsizing(url)
+        security()
+        bluegreen()
+        heading("Recorded runs")
+        rpops("local", "list", "--runs-dir", str(WORK / "runs"))
+    finally:
+        heading("Stop everything")
+        rpops("local", "platform", "down", check=False)
+    print(f"\ndemo finished in {time.monotonic() - started:.0f} s; records under {WORK.relative_to(ROOT)}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

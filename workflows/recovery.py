@@ -1,0 +1,201 @@
+"""`research-platform-recovery`: diagnose a service, remediate what the diagnosis names, check again.
+
+The DAG, every step a `templateRef` to the template that owns it:
+
+    check-health ─┬─ security-scan   when status == unhealthy   (research-platform-security-scan)
+                  ├─ optimize        when status == degraded    (research-platform-optimize, applied)
+                  ├─ scale           when status == overloaded  (research-platform-scale, reactive)
+                  └────────────────── verify-health: the workflow's outputs (status, reason, p95_ms)
+
+Alertmanager starts it through the WorkflowEventBinding `research-platform-alerts`
+(workflows/alerts_binding.py); SREs can submit it by hand. The triggering alert arrives as
+`alertname` and `alert-labels` (JSON): they are recorded in the workflow's arguments and never
+substituted into a `when`, a script or a shell, so a hostile label value cannot change what runs.
+`when` reads only the health check's own `status` output, one of four fixed words.
+
+The workflow holds the mutex `research-platform-recovery-<service>`: one recovery per service at
+a time, a second one waits. The remediation templates take the service's own mutex
+(`research-platform-<service>`) around each change; the workflow must not hold that same name,
+or its steps would wait for their own workflow.
+"""
+
+from __future__ import annotations
+
+from hera.workflows import DAG, Parameter, Task, WorkflowTemplate
+from hera.workflows.models import Mutex, Synchronization, TemplateRef, ValueFrom
+
+from workflows import health_check, optimize, scale
+from workflows.common import (
+    DESCRIPTION_ANNOTATION,
+    NAME_PREFIX,
+    Input,
+    Output,
+    RenderConfig,
+    workflow_template,
+)
+
+PURPOSE = "recovery"
+NAME = f"{NAME_PREFIX}{PURPOSE}"
+ENTRYPOINT = "main"
+MUTEX = f"{NAME_PREFIX}recovery-{{{{workflow.parameters.service}}}}"
+
+# The security scan's template, referenced once it is rendered (workflows/security_scan.py).
+SECURITY_SCAN: tuple[str, str] | None = None
+
+TARGETS = Input(
+    "targets",
+    "Comma-separated NAME=URL pairs the health checks probe, e.g. "
+    "us-east=http://research-platform.research-platform.svc:8000. Required.",
+)
+SERVICE = Input(
+    "service",
+    "Service to recover, e.g. research-platform: what optimize and scale change, and the mutex's name. Required.",
+)
+REGION = Input(
+    "region",
+    "Region of the service (us-east, eu-west, asia-pacific), passed to every step's metrics; empty when "
+    "not region-specific.",
+    "",
+    enum=health_check.REGION.enum,
+)
+PROMETHEUS = Input(
+    "prometheus",
+    "Base URL of the Prometheus that the health checks read signals from, optimize reads usage history "
+    "from and scale reads utilisation from. Required.",
+)
+SAMPLES = Input("samples", "Requests the health checks send to each target.", "5")
+TIMEOUT = Input("timeout", "Timeout of each health-check request, in seconds.", "2.0")
+ALERTNAME = Input(
+    "alertname",
+    "Name of the alert that started this run (set by the research-platform-alerts binding); empty when "
+    "started by hand. Recorded only: no step interprets it.",
+    "",
+)
+ALERT_LABELS = Input(
+    "alert-labels",
+    "All labels of the triggering alert group, as a JSON object (set by the binding); {} when started by "
+    "hand. Recorded only: never substituted into an expression, a script or a shell.",
+    "{}",
+)
+ARGUMENTS = (TARGETS, SERVICE, REGION, PROMETHEUS, SAMPLES, TIMEOUT, ALERTNAME, ALERT_LABELS)
+
+CHECK, VERIFY = "check-health", "verify-health"
+STATUS = f"{{{{tasks.{CHECK}.outputs.parameters.status}}}}"
+
+OUTPUTS = (
+    Output(
+        "status",
+        "unknown",
+        "Health after the remediation: healthy, degraded, overloaded or unhealthy; unknown when the "
+        "second check did not run.",
+    ),
+    Output("reason", "the second health check did not run", "Why that status was chosen, in one line."),
+    Output("p95_ms", "-1", "95th percentile response time of the second check, in ms; -1 when unknown."),
+    Output(
+        "initial-status",
+        "unknown",
+        "Health found by the first check, which chose the remediation; unknown when it did not run.",
+    ),
+)
+
+
+def _health_arguments() -> dict[str, str]:
+    return {
+        "targets": TARGETS.workflow_ref,
+        "samples": SAMPLES.workflow_ref,
+        "timeout": TIMEOUT.workflow_ref,
+        "prometheus": PROMETHEUS.workflow_ref,
+        "region": REGION.workflow_ref,
+    }
+
+
+def _dag_outputs() -> list[Parameter]:
+    status, reason, p95, initial = OUTPUTS
+    first = Parameter(
+        name=initial.name,
+        description=initial.description,
+        value_from=ValueFrom(parameter=f"{{{{tasks.{CHECK}.outputs.parameters.status}}}}", default=initial.default),
+    )
+    return [status.forwarded(VERIFY), reason.forwarded(VERIFY), p95.forwarded(VERIFY), first]
+
+
+def build(config: RenderConfig) -> WorkflowTemplate:
+    with workflow_template(
+        purpose=PURPOSE,
+        description="Recover a Research Platform service: check its health, then scan it when unhealthy, "
+        "right-size it when degraded or scale it out when overloaded, and check its health again "
+        "(outputs status, reason, p95_ms, initial-status). Submitted by Alertmanager through the "
+        "research-platform-alerts binding.",
+        arguments=ARGUMENTS,
+        entrypoint=ENTRYPOINT,
+    ) as wt:
+        with DAG(
+            name=ENTRYPOINT,
+            outputs=_dag_outputs(),
+            annotations={
+                DESCRIPTION_ANNOTATION: "Check health, run the remediation the status calls for, check again."
+            },
+        ):
+            Task(
+                name=CHECK,
+                template_ref=TemplateRef(name=health_check.NAME, template=health_check.TEMPLATE),
+                arguments=_health_arguments(),
+            )
+            remediations = []
+            if SECURITY_SCAN is not None:
+                remediations.append(
+                    Task(
+                        name="security-scan",
+                        template_ref=TemplateRef(name=SECURITY_SCAN[0], template=SECURITY_SCAN[1]),
+                        when=f"{STATUS} == unhealthy",
+                        depends=CHECK,
+                    )
+                )
+            remediations.append(
+                Task(
+                    name="optimize",
+                    template_ref=TemplateRef(name=optimize.NAME, template=optimize.TEMPLATE),
+                    when=f"{STATUS} == degraded",
+                    depends=CHECK,
+                    arguments={
+                        "service": SERVICE.workflow_ref,
+                        "version": "",
+                        "prometheus": PROMETHEUS.workflow_ref,
+                        "history-hours": "168",
+                        # A remediation acts: apply past the change threshold, restart a leaking version.
+                        "apply": "true",
+                        "change-threshold": "0.10",
+                        "restart-leaking": "true",
+                        "region": REGION.workflow_ref,
+                    },
+                )
+            )
+            remediations.append(
+                Task(
+                    name="scale",
+                    template_ref=TemplateRef(name=scale.NAME, template=scale.TEMPLATE),
+                    when=f"{STATUS} == overloaded",
+                    depends=CHECK,
+                    arguments={
+                        "service": SERVICE.workflow_ref,
+                        "version": "",
+                        "mode": "reactive",
+                        "prometheus": PROMETHEUS.workflow_ref,
+                        "min-replicas": "",
+                        "max-replicas": "",
+                        "dry-run": "false",
+                        "apply-forecast": "false",
+                        "region": REGION.workflow_ref,
+                    },
+                )
+            )
+            # A skipped remediation counts as done (`depends: x` = x Succeeded or Skipped); a failed
+            # one leaves the second check out and fails the workflow.
+            Task(
+                name=VERIFY,
+                template_ref=TemplateRef(name=health_check.NAME, template=health_check.TEMPLATE),
+                arguments=_health_arguments(),
+                depends=" && ".join(t.name for t in remediations),
+            )
+    wt.synchronization = Synchronization(mutexes=[Mutex(name=MUTEX)])
+    return wt

@@ -257,9 +257,11 @@ def main() -> int:
     started = time.monotonic()
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
-    heading("Start the local platform: research-platform v1, 2 instances behind a proxy")
+    # One instance to start with: a CPU fault then reads as overloaded even on a 2-core machine,
+    # and the scale step has somewhere to go.
+    heading("Start the local platform: research-platform v1, one instance behind a proxy")
     try:
-        rpops("local", "platform", "up", "--service", SERVICE, "--version", "v1", "--replicas", "2",
+        rpops("local", "platform", "up", "--service", SERVICE, "--version", "v1", "--replicas", "1",
               "--port", "0")
         url = platform_url()
         health_and_validation(url)

@@ -150,7 +150,9 @@ def judge(spec: MetricSpec, value: Any, at: float = 0.0) -> Measurement:
         return Measurement(Phase.ERROR, value, f"condition failed: {exc}", at)
     shown = _show(value)
     if bad:
-        return Measurement(Phase.FAILED, value, f"result {shown}: failureCondition `{spec.failure}` holds", at)
+        return Measurement(
+            Phase.FAILED, value, f"result {shown}: failureCondition `{spec.failure}` holds", at
+        )
     if ok is None and bad is None:
         return Measurement(Phase.SUCCESSFUL, value, f"result {shown}", at)
     if ok is None:
@@ -158,7 +160,9 @@ def judge(spec: MetricSpec, value: Any, at: float = 0.0) -> Measurement:
     if ok:
         return Measurement(Phase.SUCCESSFUL, value, f"result {shown}: successCondition holds", at)
     if bad is None:
-        return Measurement(Phase.FAILED, value, f"result {shown}: successCondition `{spec.success}` does not hold", at)
+        return Measurement(
+            Phase.FAILED, value, f"result {shown}: successCondition `{spec.success}` does not hold", at
+        )
     return Measurement(Phase.INCONCLUSIVE, value, f"result {shown}: neither condition holds", at)
 
 
@@ -250,7 +254,11 @@ class Tracker:
             self.next_due[spec.name] = self.started + spec.initial_delay
 
     def due(self, now: float) -> list[MetricSpec]:
-        return [s for s in self.specs if self.results[s.name].phase is Phase.RUNNING and self.next_due[s.name] <= now]
+        return [
+            s
+            for s in self.specs
+            if self.results[s.name].phase is Phase.RUNNING and self.next_due[s.name] <= now
+        ]
 
     def record(self, spec: MetricSpec, measurement: Measurement, now: float) -> Phase:
         old = self.results[spec.name]
@@ -266,7 +274,9 @@ class Tracker:
         for spec in self.specs:
             result = self.results[spec.name]
             if result.phase is Phase.RUNNING:
-                self.results[spec.name] = MetricResult(spec.name, result.measurements, assess(spec, result, True))
+                self.results[spec.name] = MetricResult(
+                    spec.name, result.measurements, assess(spec, result, True)
+                )
 
     def next_time(self) -> float | None:
         running = [self.next_due[s.name] for s in self.specs if self.results[s.name].phase is Phase.RUNNING]
@@ -329,8 +339,20 @@ def _condition(raw: Any, where: str) -> str | None:
 
 
 _KNOWN = {
-    "name", "query", "provider", "successCondition", "failureCondition", "interval", "count", "failureLimit",
-    "inconclusiveLimit", "consecutiveErrorLimit", "noDataPolicy", "allowEmpty", "when", "initialDelay",
+    "name",
+    "query",
+    "provider",
+    "successCondition",
+    "failureCondition",
+    "interval",
+    "count",
+    "failureLimit",
+    "inconclusiveLimit",
+    "consecutiveErrorLimit",
+    "noDataPolicy",
+    "allowEmpty",
+    "when",
+    "initialDelay",
 }
 
 
@@ -340,7 +362,9 @@ def parse_metric(raw: Any, index: int, source: str) -> MetricSpec:
         raise UsageError(f"{where} must be a mapping with name, query and conditions")
     unknown = sorted(set(raw) - _KNOWN)
     if unknown:
-        raise UsageError(f"{where} has unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(_KNOWN))}")
+        raise UsageError(
+            f"{where} has unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(_KNOWN))}"
+        )
     name = raw.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
         raise UsageError(f"{where}.name {name!r} must be letters, digits, '-', '_' or '.'")
@@ -395,7 +419,10 @@ def parse_metric(raw: Any, index: int, source: str) -> MetricSpec:
         failure_limit=_int(raw.get("failureLimit", 0), f"{where}.failureLimit", 0, MAX_COUNT),
         inconclusive_limit=_int(raw.get("inconclusiveLimit", 0), f"{where}.inconclusiveLimit", 0, MAX_COUNT),
         consecutive_error_limit=_int(
-            raw.get("consecutiveErrorLimit", DEFAULT_CONSECUTIVE_ERRORS), f"{where}.consecutiveErrorLimit", 0, MAX_COUNT
+            raw.get("consecutiveErrorLimit", DEFAULT_CONSECUTIVE_ERRORS),
+            f"{where}.consecutiveErrorLimit",
+            0,
+            MAX_COUNT,
         ),
         no_data=no_data_policy,
         when=when,
@@ -464,6 +491,9 @@ def builtin_specs(
         specs.append(MetricSpec(name="checks", success="len(result) == 0", **common))
     else:
         # No traffic in an interval is no evidence against green.
-        specs.append(MetricSpec(name="served-error-rate", success=f"result <= {max_error_rate!r}", no_data="pass",
-                                **common))
+        specs.append(
+            MetricSpec(
+                name="served-error-rate", success=f"result <= {max_error_rate!r}", no_data="pass", **common
+            )
+        )
     return specs

@@ -94,7 +94,9 @@ def _hint(service: str, record: Record) -> str:
     )
 
 
-def plan_promotion(world: World, version: str, override_replicas: int | None) -> Start | Resume | NoOp | Refuse | FinishRollback:
+def plan_promotion(
+    world: World, version: str, override_replicas: int | None
+) -> Start | Resume | NoOp | Refuse | FinishRollback:
     """What `deploy` (and `promote`) should do for `version`."""
     record = world.record
     if record.phase is State.ROLLING_BACK:

@@ -59,7 +59,9 @@ class Holder:
         import psutil
 
         pid = os.getpid()
-        return cls(owner=owner, host=socket.gethostname(), pid=pid, pid_start=psutil.Process(pid).create_time())
+        return cls(
+            owner=owner, host=socket.gethostname(), pid=pid, pid_start=psutil.Process(pid).create_time()
+        )
 
 
 class Verdict(enum.Enum):
@@ -94,7 +96,11 @@ def decide(lock: LockInfo | None, me: Holder, now: float, holder_alive: bool | N
 
 def describe(lock: LockInfo, now: float, record: Record) -> str:
     where = f"{lock.host} pid {lock.pid}" if lock.host else "another machine"
-    what = f"promoting {record.preview} (phase {record.phase.value})" if record.phase and record.preview else "busy"
+    what = (
+        f"promoting {record.preview} (phase {record.phase.value})"
+        if record.phase and record.preview
+        else "busy"
+    )
     return f"{lock.owner} on {where} is {what}; its lock expires in {max(0.0, lock.expires - now):.0f}s"
 
 
@@ -133,7 +139,12 @@ class PromotionLock:
     def _mine(self, token: str) -> LockInfo:
         h = self.holder
         return LockInfo(
-            owner=h.owner, token=token, host=h.host, pid=h.pid, pid_start=h.pid_start, expires=self.clock() + self.ttl
+            owner=h.owner,
+            token=token,
+            host=h.host,
+            pid=h.pid,
+            pid_start=h.pid_start,
+            expires=self.clock() + self.ttl,
         )
 
     def acquire(self, wait: float, *, force: bool = False) -> Record:
@@ -149,7 +160,9 @@ class PromotionLock:
                 alive = process_alive(lock.pid, lock.pid_start)
             if force or decide(lock, self.holder, now, alive) is Verdict.TAKE:
                 if force and lock is not None and lock.owner != self.holder.owner and lock.expires > now:
-                    log.warning("taking the lock of %s from %s (--force)", self.service, describe(lock, now, record))
+                    log.warning(
+                        "taking the lock of %s from %s (--force)", self.service, describe(lock, now, record)
+                    )
                 token = secrets.token_hex(8)
                 self._write(record, replace(record, lock=self._mine(token)))
                 self.sleep(self.settle)

@@ -86,9 +86,7 @@ def _why(tracker: Tracker) -> list[str]:
     return [f"{r.name} {r.phase.value.lower()}: {r.message()}" for r in tracker.failures()]
 
 
-async def run(
-    config: AnalysisConfig, heartbeat: Callable[[], Awaitable[None]] | None = None
-) -> AnalysisRun:
+async def run(config: AnalysisConfig, heartbeat: Callable[[], Awaitable[None]] | None = None) -> AnalysisRun:
     from rpops.probe import Prober
     from rpops.prometheus import AsyncPrometheus
 
@@ -160,7 +158,9 @@ async def run(
             if heartbeat is not None:
                 await heartbeat()
             nxt = tracker.next_time()
-            wake = min(t for t in (nxt, end) if t is not None) if (nxt is not None or end is not None) else now
+            wake = (
+                min(t for t in (nxt, end) if t is not None) if (nxt is not None or end is not None) else now
+            )
             await asyncio.sleep(max(0.0, wake - monotonic()))
     failures = tracker.failures()
     phase = worst([r.phase for r in failures]) if failures else tracker.phase()

@@ -182,7 +182,10 @@ class Record:
             "replicas": self.replicas,
             "autoscaling": None
             if self.autoscaling is None
-            else {"min_replicas": self.autoscaling.min_replicas, "max_replicas": self.autoscaling.max_replicas},
+            else {
+                "min_replicas": self.autoscaling.min_replicas,
+                "max_replicas": self.autoscaling.max_replicas,
+            },
             "image": self.image,
             "reason": self.reason,
             "rolled_back": self.rolled_back,
@@ -315,9 +318,7 @@ def annotations_for(old: Record, new: Record) -> dict[str, str | None]:
         "autoscaling",
         old.autoscaling,
         new.autoscaling,
-        None
-        if new.autoscaling is None
-        else f"{new.autoscaling.min_replicas}-{new.autoscaling.max_replicas}",
+        None if new.autoscaling is None else f"{new.autoscaling.min_replicas}-{new.autoscaling.max_replicas}",
     )
     put("rolled-back", old.rolled_back, new.rolled_back, "true" if new.rolled_back else None)
     put(

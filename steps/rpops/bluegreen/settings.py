@@ -26,7 +26,8 @@ class BlueGreenSettings:
         "", help="Version to promote (green), e.g. v2; phases after deploy default to the recorded one"
     )
     image: str = setting(
-        "", help="Container image of the new version; empty: the active version's image retagged with --version"
+        "",
+        help="Container image of the new version; empty: the active version's image retagged with --version",
     )
     preview_replica_count: str = setting(
         "", help="Green's replica count; empty: blue's current count, at least the HPA's minReplicas"
@@ -38,7 +39,9 @@ class BlueGreenSettings:
     scale_down_delay_seconds: float = setting(
         30.0, help="Seconds after the switch before blue is scaled to 0 (kept, for a fast rollback)"
     )
-    analysis: str = setting("", help="Analysis file (YAML metrics with conditions, as Argo AnalysisTemplates)")
+    analysis: str = setting(
+        "", help="Analysis file (YAML metrics with conditions, as Argo AnalysisTemplates)"
+    )
     analysis_yaml: str = setting("", help="The analysis as YAML text instead of a file (for templates)")
     prometheus: str = setting("", help="Prometheus base URL for the analysis file's queries")
     max_error_rate: float = setting(0.01, help="Built-in analysis: highest share of failed probes")
@@ -48,8 +51,12 @@ class BlueGreenSettings:
     analysis_requests: int = setting(10, help="Probes per target (route and each instance) in a measurement")
     verify_interval: float = setting(1.0, help="Seconds between measurements in the verify window")
     owner: str = setting("", help="Who runs the promotion (the lock owner); default user@host")
-    lock_wait: float = setting(0.0, help="Seconds to wait for a concurrent promotion's lock; 0 refuses at once")
-    lock_ttl: float = setting(300.0, help="Seconds a lock lives without renewal (a crashed run's lock expires)")
+    lock_wait: float = setting(
+        0.0, help="Seconds to wait for a concurrent promotion's lock; 0 refuses at once"
+    )
+    lock_ttl: float = setting(
+        300.0, help="Seconds a lock lives without renewal (a crashed run's lock expires)"
+    )
     reason: str = setting("", help="Rollback: why, recorded on the service")
     phases: str = setting(
         "", help=f"Promote: a comma-separated subset of {','.join(PHASES)} to run (default: all, in order)"
@@ -60,7 +67,8 @@ class BlueGreenSettings:
     output: str = setting("table", help="status: table or json", choices=("table", "json"))
     force: bool = setting(False, help="Rollback: take the lock even from a live promotion (it stops)")
     if_owner: bool = setting(
-        False, help="Rollback: act only on an unfinished promotion run by --owner (the template's exit handler)"
+        False,
+        help="Rollback: act only on an unfinished promotion run by --owner (the template's exit handler)",
     )
 
 
@@ -141,7 +149,9 @@ def build_plan(command: str, s: BlueGreenSettings) -> Plan:
     service = check_service(s.service)
     version = s.version.strip() or None
     if command in ("deploy", "promote") and version is None:
-        raise UsageError(f"`rpops bluegreen {command}` needs --version: the version to promote, e.g. --version v2")
+        raise UsageError(
+            f"`rpops bluegreen {command}` needs --version: the version to promote, e.g. --version v2"
+        )
     if version is not None:
         check_version(service, version)
     image = s.image.strip() or None
@@ -152,7 +162,9 @@ def build_plan(command: str, s: BlueGreenSettings) -> Plan:
         try:
             replicas = int(s.preview_replica_count)
         except ValueError:
-            raise UsageError(f"--preview-replica-count {s.preview_replica_count!r}: use a whole number >= 1") from None
+            raise UsageError(
+                f"--preview-replica-count {s.preview_replica_count!r}: use a whole number >= 1"
+            ) from None
         if not 1 <= replicas <= 1000:
             raise UsageError(f"--preview-replica-count {replicas}: use a whole number from 1 to 1000")
     metrics: list[MetricSpec] = []

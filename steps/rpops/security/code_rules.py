@@ -404,6 +404,7 @@ class FileScan:
         self._resolving: set[str] = set()
         self._memo: dict[str, set[str]] = {}
         self._cycles = 0
+        self._dotted_roots: set[str] = set()
 
     # ---- reporting -------------------------------------------------------------------------
     def report(
@@ -443,6 +444,7 @@ class FileScan:
                 elif type(value) in walked:
                     push(value)
         self._memo.clear()  # answers given during the walk saw only part of the file's bindings
+        self._dotted_roots = {key.split(".", 1)[0] for key in self.aliases if "." in key}
         for _ in range(3):  # a safe loader's subclass's subclass is safe too
             for class_node in self.classes:
                 if any(
@@ -706,8 +708,17 @@ class FileScan:
         if isinstance(func, ast.Attribute):
             leaf = func.attr
             # Resolution is the costly part: only calls whose last name could matter, or whose
-            # dotted path was itself bound to something, are resolved.
-            wanted = leaf in _INTERESTING_LEAVES or _dotted(func) in self.aliases
+            # dotted path was itself bound to something (`self.run = subprocess.run`), are resolved.
+            wanted = leaf in _INTERESTING_LEAVES
+            if not wanted:
+                root = func.value
+                while isinstance(root, ast.Attribute):
+                    root = root.value
+                wanted = (
+                    isinstance(root, ast.Name)
+                    and root.id in self._dotted_roots
+                    and (_dotted(func) in self.aliases)
+                )
         elif isinstance(func, ast.Name):
             leaf = func.id
             wanted = leaf in _INTERESTING_LEAVES or leaf in self.aliases

@@ -14,4 +14,5 @@ TEMPLATE_MODULES: tuple[str, ...] = (
     "workflows.optimize",
     "workflows.recovery",
     "workflows.alerts_binding",
+    "workflows.bluegreen",
 )

@@ -384,7 +384,8 @@ def parse_metric(raw: Any, index: int, source: str) -> MetricSpec:
     unknown_ph = sorted(set(_PLACEHOLDER.findall(query)) - set(PLACEHOLDERS))
     if unknown_ph:
         raise UsageError(
-            f"{where}.query uses unknown placeholder(s) {', '.join(unknown_ph)}; known: {', '.join(PLACEHOLDERS)}"
+            f"{where}.query uses unknown placeholder(s) {', '.join(unknown_ph)}; "
+            f"known: {', '.join(PLACEHOLDERS)}"
         )
     success = _condition(raw.get("successCondition"), f"{where}.successCondition")
     failure = _condition(raw.get("failureCondition"), f"{where}.failureCondition")

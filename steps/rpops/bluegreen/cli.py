@@ -93,9 +93,8 @@ def render_status(outcome: Any, versions: list[Any]) -> str:
         lines.append(f"reason    {record.reason}")
     if record.lock is not None:
         left = record.lock.expires - time.time()
-        lines.append(
-            f"lock      {record.lock.owner} ({'expires in %.0fs' % left if left > 0 else 'expired'})"
-        )
+        expiry = f"expires in {left:.0f}s" if left > 0 else "expired"
+        lines.append(f"lock      {record.lock.owner} ({expiry})")
     lines.append(
         "versions  " + ", ".join(f"{w.version} {w.ready_replicas}/{w.replicas} ready" for w in versions)
     )

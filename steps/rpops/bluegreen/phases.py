@@ -7,8 +7,8 @@ promotion, or rolls it back. A phase whose result is recorded is skipped on a re
 
 Test hook: RPOPS_BLUEGREEN_CRASH_AFTER=<point> makes the process exit hard (os._exit(137), no
 cleanup, as a SIGKILL would) at that point: after a phase (`deploy`, `wait-ready`, `analyze`,
-`switch`, `verify`, `finalize`, `rollback`) or inside the switch (`switch:before-route`,
-`switch:after-route`).
+`switch`, `verify`, `finalize`, `rollback`), inside the switch (`switch:before-route`,
+`switch:after-route`) or inside a rollback (`rollback:after-route`).
 """
 
 from __future__ import annotations
@@ -112,8 +112,8 @@ class Promoter:
             ) from None
         if world.routes.active is None and not world.versions:
             raise UsageError(
-                f"--service {self.service}: no such service on the {self.driver.name} platform (no active route, "
-                "no versions); check the name"
+                f"--service {self.service}: no such service on the {self.driver.name} platform "
+                "(no active route, no versions); check the name"
             )
         return world
 
@@ -433,14 +433,19 @@ class Promoter:
         reason = "post-promotion analysis failed: " + "; ".join(result.failures)
         detected = result.detected_at or time.monotonic()
         self.end("verify", "failed", reason)
-        routed = self.rollback(reason)
+        counted: dict[str, tuple[float, float]] = {}
+
+        def count() -> None:
+            # Green's counters once traffic is back on blue and before green goes: the whole window.
+            async def read() -> dict[str, tuple[float, float]]:
+                async with Prober(timeout=self.plan.timeout, retries=0) as prober:
+                    return await read_counters(prober, list(result.counters_start))
+
+            counted.update(run_async(read()))
+
+        routed = self.rollback(reason, on_routed=count)
         back_s = (routed - detected) if routed is not None else None
-
-        async def count() -> dict[str, tuple[float, float]]:
-            async with Prober(timeout=self.plan.timeout, retries=0) as prober:
-                return await read_counters(prober, list(result.counters_start))
-
-        served, errors = served_delta(result.counters_start, run_async(count()))
+        served, errors = served_delta(result.counters_start, counted) if counted else result.served()
         window.update(
             served_requests=int(served),
             failed_requests=int(errors),
@@ -466,8 +471,8 @@ class Promoter:
         self.lock.check(record)
         if world.routes.active != version:
             raise RpopsError(
-                f"the active route of {self.service} is on {world.routes.active}, not {version}: someone moved it; "
-                "see `rpops bluegreen status`"
+                f"the active route of {self.service} is on {world.routes.active}, not {version}: "
+                "someone moved it; see `rpops bluegreen status`"
             )
         notes = []
         blue = record.previous if record.previous != version else None
@@ -477,9 +482,8 @@ class Promoter:
         green = world.versions.get(version)
         if record.autoscaling is not None and green is not None and green.autoscaling != record.autoscaling:
             self.driver.set_autoscaling(self.service, record.autoscaling)
-            notes.append(
-                f"autoscaling {record.autoscaling.min_replicas}-{record.autoscaling.max_replicas} on {version}"
-            )
+            bounds = record.autoscaling
+            notes.append(f"autoscaling {bounds.min_replicas}-{bounds.max_replicas} on {version}")
         for stale in d.stale_versions(world, (version, blue)):
             self.driver.remove(self.service, stale, delete=True)
             notes.append(f"removed {stale}")
@@ -495,9 +499,10 @@ class Promoter:
 
     # --- rollback ----------------------------------------------------------------------------------
 
-    def rollback(self, reason: str) -> float | None:
+    def rollback(self, reason: str, on_routed: Callable[[], None] | None = None) -> float | None:
         """Route back to the stable version (scaling it up first if needed), scale green down,
-        record why. Returns the monotonic time the route moved back (None when it did not move)."""
+        record why. Returns the monotonic time the route moved back (None when it did not move).
+        `on_routed` runs once traffic is back and before green is scaled down."""
         world = self.observe()
         plan = d.plan_rollback(world)
         if isinstance(plan, d.Refuse):
@@ -513,11 +518,16 @@ class Promoter:
             self.detail = f"already {record.phase.value}: {record.reason or 'no reason recorded'}"
             log.info("%s: %s", self.service, self.detail)
             return None
+        # The intent names target and source, so that a rerun after a crash finishes this rollback.
         self.update(
             lambda r: replace(
                 r,
                 phase=State.ROLLING_BACK,
                 reason=reason,
+                stable=plan.target,
+                preview=plan.source,
+                previous=None if plan.clear_previous else r.previous,
+                switched_at=r.switched_at if r.switched_at or not plan.switched else self.clock(),
                 timeline=timeline_start(r.timeline, "rollback", self.clock()),
             )
         )
@@ -544,6 +554,9 @@ class Promoter:
             self.driver.route(self.service, plan.target)
             routed = time.monotonic()
             notes.append(f"active route {world.routes.active} -> {plan.target}")
+            crash_point("rollback:after-route")
+        if on_routed is not None:
+            on_routed()
         if shrink and plan.source:
             self.driver.scale(self.service, plan.source, 0)
             notes.append(f"{plan.source} scaled to 0")
@@ -559,7 +572,7 @@ class Promoter:
             stable=plan.target,
             previous=None if plan.clear_previous else record.previous,
         )
-        self.detail = f"{state.value}: {reason} ({detail})"
+        self.detail = f"{reason} ({detail})"
         crash_point("rollback")
         return routed
 

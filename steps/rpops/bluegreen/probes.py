@@ -17,6 +17,7 @@ from rpops.probe import percentile
 
 if TYPE_CHECKING:
     from rpops.probe import Prober, ProbeResult
+    from rpops.validate import Observation
 
 HEALTH_PATH = "/health"
 K8S_SERVICE_PORT = 8000  # manifests/platform/service.yaml
@@ -140,9 +141,8 @@ async def probe_round(
         from rpops.validate import observe
 
         check_jobs = [observe(t.url, timeout, 0) for t in targets]
-    gathered = await asyncio.gather(*(c for _, c in calls), *check_jobs)
-    probes: list[ProbeResult] = list(gathered[: len(calls)])
-    observations = gathered[len(calls) :]
+    probes: list[ProbeResult] = list(await asyncio.gather(*(c for _, c in calls)))
+    observations: list[Observation] = list(await asyncio.gather(*check_jobs))
     errors = 0
     latencies: list[float] = []
     wrong: list[str] = []

@@ -185,8 +185,8 @@ def build_plan(command: str, s: BlueGreenSettings) -> Plan:
             )
         if spec.applies("pre") and spec.count is None:
             raise UsageError(
-                f"metric {spec.name!r} has an interval but no count, so before the switch it would never end: "
-                "set count, or `when: post` to measure it only in the verify window"
+                f"metric {spec.name!r} has an interval but no count, so before the switch it would "
+                "never end: set count, or `when: post` to measure it only in the verify window"
             )
     if not 0 <= s.max_error_rate <= 1:
         raise UsageError(f"--max-error-rate {s.max_error_rate:g}: use a share from 0 to 1, e.g. 0.01")

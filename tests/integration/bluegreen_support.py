@@ -4,6 +4,7 @@ a service with every failure time-stamped, fault injection on a version's instan
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -17,7 +18,6 @@ from typing import Any
 
 import httpx
 import psutil
-import pytest
 from rpops.platform.local import LocalDriver
 
 SERVICE = "rp"
@@ -52,13 +52,8 @@ def _gone(pid: int) -> bool:
     return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
-@pytest.fixture()
-def root(tmp_path: Path) -> Path:
-    return tmp_path / "platform"
-
-
-@pytest.fixture()
-def platform(root: Path) -> Iterator[LocalDriver]:
+@contextlib.contextmanager
+def running_platform(root: Path) -> Iterator[LocalDriver]:
     """The local platform with service `rp` at v1 (2 replicas); every process stopped afterwards."""
     driver = LocalDriver(root=root, ready_interval=0.2, drain_timeout=5.0)
     seen: set[int] = set()

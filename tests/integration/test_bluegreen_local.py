@@ -10,18 +10,18 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bluegreen_support import (  # noqa: F401 - fixtures
+from bluegreen_support import (
     FAST,
     SERVICE,
     Load,
     outputs_of,
-    platform,
     report_of,
-    root,
     run_cli,
+    running_platform,
     set_faults,
     start_cli,
     wait_until,
@@ -32,6 +32,17 @@ from rpops.platform.local import LocalDriver
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = "rpops.research-platform.io/bluegreen."
+
+
+@pytest.fixture()
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "platform"
+
+
+@pytest.fixture()
+def platform(root: Path) -> Iterator[LocalDriver]:
+    with running_platform(root) as driver:
+        yield driver
 
 
 def promote(root: Path, out: Path, version: str, *extra: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -46,7 +57,9 @@ def replicas(driver: LocalDriver) -> dict[str, int]:
     return {w.version: w.replicas for w in driver.versions(SERVICE)}
 
 
-def test_good_promotion_under_load_fails_no_request(platform: LocalDriver, root: Path, tmp_path: Path) -> None:
+def test_good_promotion_under_load_fails_no_request(
+    platform: LocalDriver, root: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
     with Load(platform.service_url(SERVICE)) as load:
         switch_started = time.monotonic()
@@ -75,7 +88,14 @@ def test_good_promotion_under_load_fails_no_request(platform: LocalDriver, root:
     assert "bluegreen.lock" not in state  # released
     report = report_of(out)
     timeline = report["timeline"]
-    assert [e["phase"] for e in timeline] == ["deploy", "wait-ready", "analyze", "switch", "verify", "finalize"]
+    assert [e["phase"] for e in timeline] == [
+        "deploy",
+        "wait-ready",
+        "analyze",
+        "switch",
+        "verify",
+        "finalize",
+    ]
     assert all(e["result"] == "succeeded" and e["start"] <= e["end"] for e in timeline)
     assert all(a["end"] <= b["start"] + 0.001 for a, b in zip(timeline, timeline[1:], strict=False))
     pre = report["analysis"][0]
@@ -101,7 +121,14 @@ def test_green_that_never_becomes_ready_is_aborted_with_blue_untouched(
         # The local driver starts instances without faults: make green unready through its admin API.
         set_faults(platform, "v2", not_ready=True)
         waited = run_cli(
-            root, tmp_path / "b", "wait-ready", "--service", SERVICE, *FAST, "--progress-deadline-seconds", "1"
+            root,
+            tmp_path / "b",
+            "wait-ready",
+            "--service",
+            SERVICE,
+            *FAST,
+            "--progress-deadline-seconds",
+            "1",
         )
     assert waited.returncode == 1, waited.stderr
     outputs = outputs_of(tmp_path / "b")
@@ -149,7 +176,10 @@ def test_failure_after_the_switch_goes_back_to_blue_within_the_window(
     assert isinstance(verify["detection_to_route_back_s"], float) and verify["detection_to_route_back_s"] >= 0
     assert f"{verify['failed_requests']} failed requests" in stderr
     timeline = report_of(out)["timeline"]
-    assert [(e["phase"], e["result"]) for e in timeline][-2:] == [("verify", "failed"), ("rollback", "succeeded")]
+    assert [(e["phase"], e["result"]) for e in timeline][-2:] == [
+        ("verify", "failed"),
+        ("rollback", "succeeded"),
+    ]
 
 
 CRASH_POINTS = (
@@ -212,7 +242,6 @@ def test_a_killed_rollback_is_finished_by_a_rerun(platform: LocalDriver, root: P
     assert promote(root, tmp_path / "a", "v2").returncode == 0
     with Load(platform.service_url(SERVICE)) as load:
         crashed = run_cli(
-            root,
             tmp_path / "b",
             "rollback",
             "--service",
@@ -302,7 +331,11 @@ def test_rollback_by_hand_after_completion_brings_blue_back_under_load(
     assert load.failures == []
     assert [s.version for s in load.samples[-20:]] == ["v1"] * 20
     outputs = outputs_of(tmp_path / "b")
-    assert (outputs["result"], outputs["phase"], outputs["rolled_back"]) == ("rolled-back", "rolled-back", "true")
+    assert (outputs["result"], outputs["phase"], outputs["rolled_back"]) == (
+        "rolled-back",
+        "rolled-back",
+        "true",
+    )
     assert outputs["reason"] == "customer reports"
     assert replicas(platform) == {"v1": 2, "v2": 0}
     # Rolling back again changes nothing and keeps the first reason.
@@ -374,7 +407,7 @@ def test_prometheus_analysis_no_data_is_a_failure_unless_allowed(
             "spec:\n"
             "  metrics:\n"
             "    - name: green-errors\n"
-            '      provider: {prometheus: {query: \'sum(rate(no_such_series_total{version="$version"}[1m]))\'}}\n'
+            "      provider: {prometheus: {query: 'sum(rate(no_such_series_total{version=\"$version\"}[1m]))'}}\n"
             "      successCondition: result[0] < 0.01\n"
         )
         failed = promote(root, tmp_path / "b", "v3", "--analysis", str(empty), "--prometheus", prom.url)
@@ -424,13 +457,13 @@ def test_the_template_runs_under_rpops_local(platform: LocalDriver, root: Path, 
         assert run.returncode == 0, stderr
         doc = json.loads(stdout)
         assert doc["status"]["phase"] == "Succeeded"
-        assert {p["name"]: p["value"] for p in doc["status"]["outputs"]["parameters"]} >= {
+        assert {p["name"]: p["value"] for p in doc["status"]["outputs"]["parameters"]}.items() >= {
             "phase": "complete",
             "active_version": "v2",
             "previous_version": "v1",
             "rolled_back": "false",
             "result": "promoted",
-        }
+        }.items()
         assert [m["labels"] for m in _promotion_metrics(doc)] == [{"service": SERVICE, "result": "promoted"}]
         assert platform.routes(SERVICE).active == "v2"
 
@@ -439,7 +472,9 @@ def test_the_template_runs_under_rpops_local(platform: LocalDriver, root: Path, 
 
         def suspended() -> bool:
             nodes = (_run_status(tmp_path, "bg-manual").get("status") or {}).get("nodes") or {}  # type: ignore[union-attr]
-            return any(n.get("displayName") == "approval" and n.get("phase") == "Running" for n in nodes.values())
+            return any(
+                n.get("displayName") == "approval" and n.get("phase") == "Running" for n in nodes.values()
+            )
 
         wait_until(suspended, timeout=60, interval=0.1)
         assert annotations(platform)["bluegreen.phase"] == "analyzed"

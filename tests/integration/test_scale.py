@@ -114,6 +114,20 @@ def wait_cpu(driver: LocalDriver, percent: float, timeout: float = 15.0) -> None
     raise AssertionError(f"cpu_burn never showed {percent}% on every instance")
 
 
+def wait_idle(driver: LocalDriver, percent: float = 20.0, timeout: float = 20.0) -> None:
+    """Wait until every instance's CPU reads below `percent` (start-up work has settled)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        figures = [
+            httpx.get(f"{i.url}/api/performance/status", trust_env=False).json()["cpu_percent"]
+            for i in driver.instances(SERVICE, "v1")
+        ]
+        if max(figures) < percent:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"the instances never settled below {percent}% CPU")
+
+
 def policy_file(tmp_path: Path, text: str) -> str:
     path = tmp_path / "policy.yaml"
     path.write_text(text)
@@ -182,6 +196,7 @@ def test_dry_run_reports_and_changes_nothing(platform: LocalDriver, run: Runner,
 
 def test_scale_down_waits_out_the_stabilisation_window(platform: LocalDriver, run: Runner) -> None:
     platform.scale(SERVICE, "v1", 3)
+    wait_idle(platform)  # a scale-down needs utilisation under 0.3: let start-up CPU settle
     now = time.time()
     first = run("--service", SERVICE, "--now", iso(now))
     assert first.code == 0 and first.output("decision") == "hold", first.output("reason")

@@ -332,9 +332,14 @@ def _condition(raw: Any, where: str) -> str | None:
     if not isinstance(raw, str):
         raise UsageError(f"{where}: must be a rule over `result` as a string, e.g. 'result[0] <= 0.01'")
     try:
-        compile_rule(raw)
+        rule = compile_rule(raw)
     except RuleError as exc:
         raise UsageError(f"{where} does not compile: {exc}") from None
+    unknown = sorted(set(rule.names) - {"result"})
+    if unknown:
+        raise UsageError(
+            f"{where} does not compile: it uses {', '.join(unknown)}, but a condition sees only `result`"
+        )
     return raw
 
 

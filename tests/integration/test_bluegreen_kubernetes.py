@@ -1,0 +1,198 @@
+"""`rpops bluegreen` through the kubernetes driver (the real `kubernetes` client) against kmock,
+with the Deployment controller and kube-proxy played for real (bluegreen_cluster): the switch is
+one selector patch, the state lives in the Service's annotations, the HPA follows green, and a
+failure after the switch patches the selector back."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bluegreen_cluster import FakeCluster
+from bluegreen_support import Load, wait_until
+from kmock_fixture import DEPLOYMENTS, HPAS, SERVICES, ApiServer, deployment_obj, hpa_obj, service_obj
+from rpops.bluegreen.phases import Promoter, PromotionFailed
+from rpops.bluegreen.settings import BlueGreenSettings, build_plan
+from rpops.platform.kubernetes import KubernetesDriver
+
+NS = "research-platform"
+SERVICE = "rp"
+PREFIX = "rpops.research-platform.io/bluegreen."
+FAST = dict(
+    analysis_interval=0.1,
+    analysis_count=2,
+    analysis_requests=5,
+    verify_seconds=1.0,
+    verify_interval=0.1,
+    scale_down_delay_seconds=0.0,
+    progress_deadline_seconds=30.0,
+    lock_ttl=30.0,
+)
+
+
+@pytest.fixture()
+def api() -> Iterator[ApiServer]:
+    server = ApiServer(NS)
+    blue = deployment_obj(NS, SERVICE, "v1", 2)
+    server.put(DEPLOYMENTS, "rp-v1", blue)
+    server.put(SERVICES, SERVICE, service_obj(NS, SERVICE, SERVICE, "v1"))
+    server.put(SERVICES, f"{SERVICE}-preview", service_obj(NS, f"{SERVICE}-preview", SERVICE, "v1"))
+    server.put(HPAS, SERVICE, hpa_obj(NS, SERVICE, "rp-v1", 3, 6))  # blue runs 2; the HPA floor is 3
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture()
+def cluster(api: ApiServer, tmp_path: Path) -> Iterator[FakeCluster]:
+    fake = FakeCluster(api, SERVICE, tmp_path / "cluster")
+    try:
+        fake.wait_settled()
+        yield fake
+    finally:
+        fake.close()
+    assert fake.errors == []
+
+
+@pytest.fixture()
+def driver(api: ApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> KubernetesDriver:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    return KubernetesDriver(
+        kubeconfig=str(api.kubeconfig(tmp_path)),
+        namespace=NS,
+        request_timeout=5.0,
+        poll_interval=0.05,
+        backoff=0.01,
+    )
+
+
+def promoter(driver: KubernetesDriver, cluster: FakeCluster, command: str, **kw: Any) -> Promoter:
+    settings = BlueGreenSettings(
+        service=SERVICE,
+        active_url=cluster.active_url,
+        preview_url=cluster.preview_url,
+        owner="wf-test",
+        **{**FAST, **kw},  # type: ignore[arg-type]
+    )
+    return Promoter(driver, build_plan(command, settings))
+
+
+def service_patches(api: ApiServer, name: str = SERVICE) -> list[dict[str, Any]]:
+    path = f"/api/v1/namespaces/{NS}/services/{name}"
+    requests = api.run(lambda: list(api.kmock))
+    return [r.data for r in requests if r.method.value == "PATCH" and r.url.path == path]
+
+
+def bluegreen_annotations(api: ApiServer) -> dict[str, str]:
+    raw = api.get(SERVICES, SERVICE)["metadata"].get("annotations") or {}
+    return {k[len(PREFIX) :]: v for k, v in raw.items() if k.startswith(PREFIX)}
+
+
+def test_promotion_is_one_selector_patch_with_state_on_the_service(
+    api: ApiServer, cluster: FakeCluster, driver: KubernetesDriver
+) -> None:
+    with Load(cluster.active_url) as load:
+        outcome = promoter(driver, cluster, "promote", version="v2").run()
+        time.sleep(0.3)
+    assert outcome.result == "promoted", outcome.detail
+    assert load.failures == []
+    assert [s.version for s in load.samples[-10:]] == ["v2"] * 10
+    # the switch: one merge patch of the active Service's selector, nothing else in it
+    selector_patches = [p for p in service_patches(api) if "spec" in p]
+    assert [p["spec"] for p in selector_patches] == [{"selector": {"version": "v2"}}]
+    assert cluster.selector() == "v2" and cluster.selector(f"{SERVICE}-preview") == "v2"
+    green = api.get(DEPLOYMENTS, "rp-v2")
+    assert green["spec"]["replicas"] == 3  # the HPA's floor, not blue's 2
+    assert (
+        green["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example/research-platform:v2"
+    )
+    blue = api.get(DEPLOYMENTS, "rp-v1")
+    assert blue["spec"]["replicas"] == 0  # kept, scaled down
+    assert api.get(HPAS, SERVICE)["spec"]["scaleTargetRef"]["name"] == "rp-v2"
+    state = bluegreen_annotations(api)
+    assert {k: state[k] for k in ("phase", "stable", "previous", "preview", "owner", "autoscaling")} == {
+        "phase": "complete",
+        "stable": "v2",
+        "previous": "v1",
+        "preview": "v2",
+        "owner": "wf-test",
+        "autoscaling": "3-6",
+    }
+    assert "lock" not in state and "started-at" in state
+    # every annotation write is a merge patch of metadata.annotations on the Service
+    assert all(set(p) <= {"metadata", "spec"} for p in service_patches(api))
+
+
+def test_failure_after_the_switch_patches_the_selector_back(
+    api: ApiServer, cluster: FakeCluster, driver: KubernetesDriver
+) -> None:
+    errors: list[BaseException] = []
+    run = promoter(driver, cluster, "promote", version="v2", verify_seconds=20.0)
+
+    def promote() -> None:
+        try:
+            run.run()
+        except BaseException as exc:  # noqa: BLE001 - inspected below
+            errors.append(exc)
+
+    with Load(cluster.active_url) as load:
+        thread = threading.Thread(target=promote)
+        thread.start()
+        wait_until(lambda: bluegreen_annotations(api).get("phase") == "switched", timeout=60, interval=0.05)
+        injected = time.monotonic()
+        cluster.set_faults("v2", error_rate=1.0)
+        thread.join(timeout=60)
+        ended = time.monotonic()
+        wait_until(lambda: [s.version for s in load.samples[-10:]] == ["v1"] * 10, timeout=10)
+    assert len(errors) == 1 and isinstance(errors[0], PromotionFailed), errors
+    assert "post-promotion analysis failed" in str(errors[0])
+    assert all(injected <= f.at <= ended + 0.5 for f in load.failures)  # the proxy follows within its loop
+    assert [p["spec"] for p in service_patches(api) if "spec" in p] == [
+        {"selector": {"version": "v2"}},
+        {"selector": {"version": "v1"}},
+    ]
+    assert api.get(DEPLOYMENTS, "rp-v1")["spec"]["replicas"] == 2
+    assert api.get(DEPLOYMENTS, "rp-v2")["spec"]["replicas"] == 0
+    assert api.get(HPAS, SERVICE)["spec"]["scaleTargetRef"]["name"] == "rp-v1"
+    state = bluegreen_annotations(api)
+    assert state["phase"] == "rolled-back" and state["rolled-back"] == "true"
+    assert "post-promotion analysis failed" in state["reason"]
+    assert run.verify_report["failed_requests"] >= 1
+
+
+def test_green_that_never_becomes_ready_never_gets_the_selector(
+    api: ApiServer, cluster: FakeCluster, driver: KubernetesDriver
+) -> None:
+    cluster.faults["v2"] = {"not_ready": True}
+    with Load(cluster.active_url) as load, pytest.raises(PromotionFailed, match="not ready within"):
+        promoter(driver, cluster, "promote", version="v2", progress_deadline_seconds=2.0).run()
+    assert load.failures == []
+    assert [p for p in service_patches(api) if "spec" in p] == []  # the active Service was never touched
+    assert cluster.selector() == "v1"
+    assert api.get(DEPLOYMENTS, "rp-v1")["spec"]["replicas"] == 2
+    assert api.get(DEPLOYMENTS, "rp-v2")["spec"]["replicas"] == 0
+    state = bluegreen_annotations(api)
+    assert state["phase"] == "aborted" and "rp-v2 not ready after 2s" in state["reason"]
+
+
+def test_rollback_after_completion_scales_blue_up_before_the_selector_moves(
+    api: ApiServer, cluster: FakeCluster, driver: KubernetesDriver
+) -> None:
+    assert promoter(driver, cluster, "promote", version="v2").run().result == "promoted"
+    assert api.get(DEPLOYMENTS, "rp-v1")["spec"]["replicas"] == 0
+    with Load(cluster.active_url) as load:
+        outcome = promoter(driver, cluster, "rollback", reason="pager").run()
+        time.sleep(0.3)
+    assert outcome.result == "rolled-back"
+    assert load.failures == []  # blue was ready before any traffic went to it
+    assert cluster.selector() == "v1"
+    assert api.get(DEPLOYMENTS, "rp-v1")["spec"]["replicas"] == 3
+    assert api.get(DEPLOYMENTS, "rp-v2")["spec"]["replicas"] == 0
+    state = bluegreen_annotations(api)
+    assert (state["phase"], state["stable"], state["reason"]) == ("rolled-back", "v1", "pager")
+    assert "previous" not in state

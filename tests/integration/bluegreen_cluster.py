@@ -54,7 +54,8 @@ class FakeCluster:
         info = workdir / "proxy.json"
         token = secrets.token_urlsafe(16)
         argv = [sys.executable, "-m", "rpops.platform.proxy", "--host", "127.0.0.1", "--port", "0",
-                "--preview-port", "0", "--control-port", "0", "--info-file", str(info), "--ready-interval", "0.2"]  # fmt: skip
+                "--preview-port", "0", "--control-port", "0", "--info-file", str(info),
+                "--ready-interval", "0.2"]  # fmt: skip
         log = workdir / "proxy.log"
         self.proxy_pid, self.proxy_created = proc.spawn(argv, {**os.environ, "RPOPS_PROXY_TOKEN": token}, log)
         data = json.loads(
@@ -132,17 +133,13 @@ class FakeCluster:
             }
             if self._status.get(name) != status:
                 self._status[name] = status
-                self.api.run(
-                    lambda n=name, s=status: self.api.kmock.objects[DEPLOYMENTS, self.namespace, n].patch(
-                        {"status": s}
-                    )
-                )
+                self._patch_status(name, status)
         for name, pod in wanted_pods.items():
             if self._pods.get(name) != pod:
                 self.api.put(PODS, name, pod)
                 self._pods[name] = pod
         for name in [n for n in self._pods if n not in wanted_pods]:
-            self.api.run(lambda n=name: self.api.kmock.objects.__delitem__((PODS, self.namespace, n)))
+            self._delete_pod(name)
             del self._pods[name]
         # kube-proxy
         services = self._objects("services")
@@ -155,6 +152,18 @@ class FakeCluster:
         if sets != self._sets:
             self.control.set_backends(*sets)
             self._sets = sets
+
+    def _patch_status(self, name: str, status: dict[str, Any]) -> None:
+        def patch() -> None:
+            self.api.kmock.objects[DEPLOYMENTS, self.namespace, name].patch({"status": status})
+
+        self.api.run(patch)
+
+    def _delete_pod(self, name: str) -> None:
+        def delete() -> None:
+            del self.api.kmock.objects[PODS, self.namespace, name]
+
+        self.api.run(delete)
 
     def _pod(self, name: str, version: str, port: int, ready: bool) -> dict[str, Any]:
         return {

@@ -155,7 +155,7 @@ def rpops_argv(*args: str) -> list[str]:
 
 
 def run_cli(
-    root: Path, outputs: Path, *args: str, timeout: float = 120, **env: str
+    root: Path, outputs: Path, *args: str, timeout: float = 120, **env: Any
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         rpops_argv(*args), env=cli_env(root, outputs, **env), capture_output=True, text=True, timeout=timeout

@@ -77,7 +77,7 @@ def promoter(driver: KubernetesDriver, cluster: FakeCluster, command: str, **kw:
         active_url=cluster.active_url,
         preview_url=cluster.preview_url,
         owner="wf-test",
-        **{**FAST, **kw},  # type: ignore[arg-type]
+        **{**FAST, **kw},
     )
     return Promoter(driver, build_plan(command, settings))
 

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bluegreen_support import (
@@ -45,11 +46,11 @@ def platform(root: Path) -> Iterator[LocalDriver]:
         yield driver
 
 
-def promote(root: Path, out: Path, version: str, *extra: str, **env: str) -> subprocess.CompletedProcess[str]:
+def promote(root: Path, out: Path, version: str, *extra: str, **env: Any) -> subprocess.CompletedProcess[str]:
     return run_cli(root, out, "promote", "--service", SERVICE, "--version", version, *FAST, *extra, **env)
 
 
-def annotations(driver: LocalDriver) -> dict[str, str]:
+def state_of(driver: LocalDriver) -> dict[str, str]:
     return {k: v for k, v in driver.annotations(SERVICE).items() if k.startswith("bluegreen.")}
 
 
@@ -81,7 +82,7 @@ def test_good_promotion_under_load_fails_no_request(
     # blue is kept, at 0 replicas, for a fast rollback; green runs blue's count
     assert replicas(platform) == {"v1": 0, "v2": 2}
     assert platform.routes(SERVICE).active == "v2" and platform.routes(SERVICE).preview == "v2"
-    state = annotations(platform)
+    state = state_of(platform)
     assert state["bluegreen.phase"] == "complete"
     assert (state["bluegreen.stable"], state["bluegreen.previous"]) == ("v2", "v1")
     assert state["bluegreen.owner"] == "ci"
@@ -107,7 +108,7 @@ def test_good_promotion_under_load_fails_no_request(
     again = promote(root, tmp_path / "again", "v2")
     assert again.returncode == 0, again.stderr
     assert outputs_of(tmp_path / "again")["result"] == "no-op"
-    assert annotations(platform)["bluegreen.timeline"] == state["bluegreen.timeline"]
+    assert state_of(platform)["bluegreen.timeline"] == state["bluegreen.timeline"]
 
 
 def test_green_that_never_becomes_ready_is_aborted_with_blue_untouched(
@@ -212,7 +213,7 @@ def test_a_killed_runner_is_finished_by_a_rerun(
         crashed = promote(root, tmp_path / "a", "v2", "--owner", "job-1", RPOPS_BLUEGREEN_CRASH_AFTER=point)
         assert crashed.returncode == 137, crashed.stderr
         phase, active = STATE_AFTER[point]
-        state = annotations(platform)
+        state = state_of(platform)
         assert state["bluegreen.phase"] == phase
         assert platform.routes(SERVICE).active == active
         assert "bluegreen.lock" in state  # the dead run still holds it ...
@@ -223,7 +224,7 @@ def test_a_killed_runner_is_finished_by_a_rerun(
     assert load.failures == []
     assert platform.routes(SERVICE).active == "v2"
     assert replicas(platform) == {"v1": 0, "v2": 2}
-    final = annotations(platform)
+    final = state_of(platform)
     assert final["bluegreen.phase"] == "complete" and final["bluegreen.previous"] == "v1"
     assert "bluegreen.lock" not in final
     timeline = json.loads(final["bluegreen.timeline"])
@@ -242,6 +243,7 @@ def test_a_killed_rollback_is_finished_by_a_rerun(platform: LocalDriver, root: P
     assert promote(root, tmp_path / "a", "v2").returncode == 0
     with Load(platform.service_url(SERVICE)) as load:
         crashed = run_cli(
+            root,
             tmp_path / "b",
             "rollback",
             "--service",
@@ -252,13 +254,13 @@ def test_a_killed_rollback_is_finished_by_a_rerun(platform: LocalDriver, root: P
         )
         assert crashed.returncode == 137, crashed.stderr
         assert platform.routes(SERVICE).active == "v1"
-        assert annotations(platform)["bluegreen.phase"] == "rolling-back"
+        assert state_of(platform)["bluegreen.phase"] == "rolling-back"
         # A promotion of the same version finishes the rollback first, and says so.
         rerun = promote(root, tmp_path / "c", "v2")
         time.sleep(0.2)
     assert rerun.returncode == 1 and "interrupted rollback was finished" in rerun.stderr
     assert load.failures == []
-    state = annotations(platform)
+    state = state_of(platform)
     assert state["bluegreen.phase"] == "rolled-back" and state["bluegreen.stable"] == "v1"
     assert state["bluegreen.reason"] == "bad release"
     assert replicas(platform) == {"v1": 2, "v2": 0}
@@ -287,7 +289,7 @@ def test_concurrent_promotions_one_at_a_time(platform: LocalDriver, root: Path, 
         # A third run that may wait gets the service once the running one is done.
         running = start_cli(root, tmp_path / "c", "promote", "--service", SERVICE, "--version", "v4", *FAST,
                             "--owner", "carol", "--verify-seconds", "2")  # fmt: skip
-        wait_until(lambda: annotations(platform).get("bluegreen.owner") == "carol", interval=0.05)
+        wait_until(lambda: state_of(platform).get("bluegreen.owner") == "carol", interval=0.05)
         waiting = run_cli(root, tmp_path / "d", "promote", "--service", SERVICE, "--version", "v5", *FAST,
                           "--owner", "dave", "--lock-wait", "60")  # fmt: skip
         running.communicate(timeout=60)
@@ -297,7 +299,7 @@ def test_concurrent_promotions_one_at_a_time(platform: LocalDriver, root: Path, 
     assert "waiting for the lock" in waiting.stderr
     assert load.failures == []
     assert platform.routes(SERVICE).active == "v5"
-    state = annotations(platform)
+    state = state_of(platform)
     assert (state["bluegreen.stable"], state["bluegreen.previous"]) == ("v5", "v4")
     # Each finalize removed the versions older than the previous one.
     assert replicas(platform) == {"v4": 0, "v5": 2}
@@ -312,7 +314,7 @@ def test_green_starts_at_the_autoscaler_floor(platform: LocalDriver, root: Path,
     assert replicas(platform) == {"v1": 0, "v2": 3}
     green = platform.workload(SERVICE, "v2")
     assert green.active and green.autoscaling == AutoscalingBounds(3, 6)  # the HPA follows green
-    assert annotations(platform)["bluegreen.autoscaling"] == "3-6"
+    assert state_of(platform)["bluegreen.autoscaling"] == "3-6"
     # --preview-replica-count overrides the count
     done = promote(root, tmp_path / "b", "v3", "--preview-replica-count", "1")
     assert done.returncode == 0, done.stderr
@@ -341,13 +343,21 @@ def test_rollback_by_hand_after_completion_brings_blue_back_under_load(
     # Rolling back again changes nothing and keeps the first reason.
     again = run_cli(root, tmp_path / "c", "rollback", "--service", SERVICE, "--reason", "again")
     assert again.returncode == 0
-    assert annotations(platform)["bluegreen.reason"] == "customer reports"
+    assert state_of(platform)["bluegreen.reason"] == "customer reports"
     status = run_cli(root, tmp_path / "d", "status", "--service", SERVICE, "--output", "json")
     doc = json.loads(status.stdout)
     assert doc["state"]["phase"] == "rolled-back" and doc["routes"]["active"] == "v1"
     assert [e["phase"] for e in doc["state"]["timeline"]][-1] == "rollback"
     table = run_cli(root, tmp_path / "e", "status", "--service", SERVICE)
     assert "phase     rolled-back" in table.stdout and "rollback   succeeded" in table.stdout
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalDriver, Path]]:
+    """One platform for the tests that must leave it unchanged."""
+    root = tmp_path_factory.mktemp("shared") / "platform"
+    with running_platform(root) as driver:
+        yield driver, root
 
 
 @pytest.mark.parametrize(
@@ -359,7 +369,8 @@ def test_rollback_by_hand_after_completion_brings_blue_back_under_load(
         (["promote", "--service", SERVICE, "--version", "v2", "--scale-down-delay-seconds", "-5"],
          "--scale-down-delay-seconds -5"),
         (["promote", "--service", SERVICE, "--version", "v2", "--image", "bad image"], "--image 'bad image'"),
-        (["promote", "--service", SERVICE, "--version", "v2", "--analysis", "/nonexistent.yaml"], "no such file"),
+        (["promote", "--service", SERVICE, "--version", "v2", "--analysis", "/nonexistent.yaml"],
+         "no such file"),
         (["promote", "--service", SERVICE, "--version", "v2", "--prometheus", "http://127.0.0.1:9",
           "--analysis-yaml", "metrics: [{name: m, query: up, successCondition: 'result[0] >>> 1'}]"],
          "does not compile"),
@@ -371,8 +382,9 @@ def test_rollback_by_hand_after_completion_brings_blue_back_under_load(
     ],
 )  # fmt: skip
 def test_bad_input_exits_2_and_changes_nothing(
-    platform: LocalDriver, root: Path, tmp_path: Path, args: list[str], message: str
+    shared: tuple[LocalDriver, Path], tmp_path: Path, args: list[str], message: str
 ) -> None:
+    _, root = shared
     before = (root / "state.json").read_bytes()
     done = run_cli(root, tmp_path / "out", *args)
     assert done.returncode == 2, done.stderr
@@ -407,7 +419,8 @@ def test_prometheus_analysis_no_data_is_a_failure_unless_allowed(
             "spec:\n"
             "  metrics:\n"
             "    - name: green-errors\n"
-            "      provider: {prometheus: {query: 'sum(rate(no_such_series_total{version=\"$version\"}[1m]))'}}\n"
+            "      provider:\n"
+            "        prometheus: {query: 'sum(rate(no_such_series_total{version=\"$version\"}[1m]))'}\n"
             "      successCondition: result[0] < 0.01\n"
         )
         failed = promote(root, tmp_path / "b", "v3", "--analysis", str(empty), "--prometheus", prom.url)
@@ -428,7 +441,8 @@ def test_prometheus_analysis_no_data_is_a_failure_unless_allowed(
 def _local_run(tmp_path: Path, root: Path, name: str, *params: str) -> subprocess.Popen[str]:
     argv = [sys.executable, "-m", "rpops.cli", "local", "run", "research-platform-blue-green",
             "--runs-dir", str(tmp_path / "runs"), "--name", name, "--output", "json",
-            "-p", f"service={SERVICE}", "-p", "verify-seconds=1", "-p", "scale-down-delay-seconds=0", *params]  # fmt: skip
+            "-p", f"service={SERVICE}", "-p", "verify-seconds=1", "-p", "scale-down-delay-seconds=0",
+            *params]  # fmt: skip
     from bluegreen_support import cli_env
 
     return subprocess.Popen(argv, cwd=REPO, env=cli_env(root, tmp_path / "unused"), stdout=subprocess.PIPE,
@@ -471,18 +485,20 @@ def test_the_template_runs_under_rpops_local(platform: LocalDriver, root: Path, 
         held = _local_run(tmp_path, root, "bg-manual", "-p", "version=v3", "-p", "auto-promote=false")
 
         def suspended() -> bool:
-            nodes = (_run_status(tmp_path, "bg-manual").get("status") or {}).get("nodes") or {}  # type: ignore[union-attr]
+            status: Any = _run_status(tmp_path, "bg-manual").get("status") or {}
+            nodes = status.get("nodes") or {}
             return any(
                 n.get("displayName") == "approval" and n.get("phase") == "Running" for n in nodes.values()
             )
 
         wait_until(suspended, timeout=60, interval=0.1)
-        assert annotations(platform)["bluegreen.phase"] == "analyzed"
+        assert state_of(platform)["bluegreen.phase"] == "analyzed"
         assert platform.routes(SERVICE).active == "v2"
         time.sleep(0.5)
         assert platform.routes(SERVICE).active == "v2"  # still waiting
         resumed = subprocess.run(
-            [sys.executable, "-m", "rpops.cli", "local", "resume", "bg-manual", "--runs-dir", str(tmp_path / "runs")],
+            [sys.executable, "-m", "rpops.cli", "local", "resume", "bg-manual",
+             "--runs-dir", str(tmp_path / "runs")],
             capture_output=True, text=True, timeout=30, cwd=REPO,
         )  # fmt: skip
         assert resumed.returncode == 0, resumed.stderr
@@ -508,7 +524,7 @@ def test_the_template_rolls_back_and_counts_a_failed_promotion(
     assert [m["labels"] for m in _promotion_metrics(doc)] == [{"service": SERVICE, "result": "aborted"}]
     assert platform.routes(SERVICE).active == "v1"
     assert replicas(platform) == {"v1": 2, "v2": 0}
-    state = annotations(platform)
+    state = state_of(platform)
     assert state["bluegreen.phase"] == "aborted" and "latency-p95 failed" in state["bluegreen.reason"]
     assert "bluegreen.lock" not in state
 
@@ -517,11 +533,11 @@ def test_sigterm_leaves_a_state_a_rerun_finishes(platform: LocalDriver, root: Pa
     """A runner stopped mid-verify (a pod evicted) leaves the switch recorded; the rerun verifies again."""
     proc = start_cli(root, tmp_path / "a", "promote", "--service", SERVICE, "--version", "v2", *FAST,
                      "--owner", "job", "--verify-seconds", "30")  # fmt: skip
-    wait_until(lambda: annotations(platform).get("bluegreen.phase") == "switched", interval=0.05)
+    wait_until(lambda: state_of(platform).get("bluegreen.phase") == "switched", interval=0.05)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=10)
     done = promote(root, tmp_path / "b", "v2", "--owner", "job")
     assert done.returncode == 0, done.stderr
-    assert annotations(platform)["bluegreen.phase"] == "complete"
+    assert state_of(platform)["bluegreen.phase"] == "complete"
     timeline = report_of(tmp_path / "b")["timeline"]
     assert ("verify", "interrupted") in [(e["phase"], e["result"]) for e in timeline]

@@ -158,7 +158,8 @@ metrics:
     consecutiveErrorLimit: 3
     when: post
   - name: latency
-    provider: {prometheus: {address: "http://prom:9090", query: 'histogram_quantile(0.95, x{version="$version"})'}}
+    provider:
+      prometheus: {address: "http://prom:9090", query: 'histogram_quantile(0.95, x{version="$version"})'}
     failureCondition: result[0] > 0.5
     allowEmpty: true
     initialDelay: 500ms
@@ -195,19 +196,22 @@ def test_parse_analysis() -> None:
         ("metrics: []", "non-empty list"),
         ("- a", "must hold `metrics:`"),
         ("metrics: [{name: m, query: up}]", "needs a successCondition or a failureCondition"),
-        ("metrics: [{name: m, successCondition: 'result > 1'}]", "has no query"),
+        ("metrics: [{name: m, successCondition: 'result>0'}]", "has no query"),
         ("metrics: [{name: m, query: up, successCondition: 'result >'}]", "does not compile"),
         ("metrics: [{name: m, query: up, successCondition: 'open(\"/etc/passwd\")'}]", "does not compile"),
-        ("metrics: [{name: m, query: up, successCondition: 'result > 1', interval: soon}]", "invalid duration"),
-        ("metrics: [{name: m, query: up, successCondition: 'result > 1', count: 0}]", "between 1 and"),
-        ("metrics: [{name: m, query: up, successCondition: 'result > 1', count: 3}]", "needs an interval"),
-        ("metrics: [{name: m, query: up, successCondition: 'result > 1', noDataPolicy: ignore}]", "noDataPolicy"),
-        ("metrics: [{name: m, query: 'x{$pod}', successCondition: 'result > 1'}]", "unknown placeholder(s) $pod"),
-        ("metrics: [{name: m, query: up, succesCondition: 'result > 1'}]", "unknown field(s) succesCondition"),
+        ("metrics: [{name: m, query: up, successCondition: 'result>0', interval: soon}]", "invalid duration"),
+        ("metrics: [{name: m, query: up, successCondition: 'result>0', count: 0}]", "between 1 and"),
+        ("metrics: [{name: m, query: up, successCondition: 'result>0', count: 3}]", "needs an interval"),
+        ("metrics: [{name: m, query: up, failureCondition: 'result>0', noDataPolicy: ignore}]",
+         "noDataPolicy"),
+        ("metrics: [{name: m, query: 'x{$pod}', successCondition: 'result>0'}]",
+         "unknown placeholder(s) $pod"),
+        ("metrics: [{name: m, query: up, succesCondition: 'result > 1'}]",
+         "unknown field(s) succesCondition"),
         ("metrics: [{name: m, query: up, failureCondition: 'result > 1'}, "
          "{name: m, query: up, failureCondition: 'result > 1'}]", "appear more than once"),
-        ("metrics: [{name: m, provider: {datadog: {}}, successCondition: 'result > 1'}]", "only `prometheus"),
-        ("metrics: [{name: 'a b', query: up, successCondition: 'result > 1'}]", "name 'a b'"),
+        ("metrics: [{name: m, provider: {datadog: {}}, successCondition: 'result>0'}]", "only `prometheus"),
+        ("metrics: [{name: 'a b', query: up, successCondition: 'result>0'}]", "name 'a b'"),
         ("metrics: [", "not valid YAML"),
     ],
 )  # fmt: skip

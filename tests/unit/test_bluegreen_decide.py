@@ -15,8 +15,9 @@ def wl(
     return Workload("rp", version, f"img:{version}", replicas, ready, ready, autoscaling=hpa)
 
 
-def world(active: str | None = "v1", *versions: Workload, record: Record | None = None, preview: str | None = None
-          ) -> World:  # fmt: skip
+def world(
+    active: str | None = "v1", *versions: Workload, record: Record | None = None, preview: str | None = None
+) -> World:
     found = {w.version: w for w in (versions or (wl("v1"),))}
     return World("rp", Routes("rp", active, preview), found, record or Record())
 

@@ -80,7 +80,7 @@ def test_timeline_closes_interrupted_entries_and_stays_bounded() -> None:
     assert timeline[-1].result == "succeeded" and len(timeline[-1].detail) == 300
     closed = timeline_end((), "rollback", 5.0, "succeeded")
     assert closed == (TimelineEntry("rollback", 5.0, 5.0, "succeeded", ""),)
-    long = ()
+    long: tuple[TimelineEntry, ...] = ()
     for i in range(100):
         long = timeline_start(long, "p", float(i))
     assert len(long) == MAX_TIMELINE

@@ -265,7 +265,8 @@ class Tracker:
         new = MetricResult(spec.name, (*old.measurements, measurement)[-200:])
         phase = assess(spec, new, terminating=False)
         self.results[spec.name] = MetricResult(spec.name, new.measurements, phase)
-        # Argo retries an errored measurement sooner (10 s); we keep the metric's own interval.
+        # `now` is when the measurement started: measurements start every `interval` seconds. (Argo
+        # counts the interval from a measurement's end, and retries an errored one after 10 s.)
         self.next_due[spec.name] = now + max(spec.interval, 0.0)
         return phase
 

@@ -34,7 +34,7 @@ from rpops.platform.base import PlatformDriver
 
 log = logging.getLogger(__name__)
 
-SETTLE_S = 0.2  # longer than one annotation write takes on either driver
+SETTLE_S = 0.1  # the least wait before reading the lock back; longer when writes are slow
 
 
 class LockHeld(RpopsError):
@@ -164,8 +164,10 @@ class PromotionLock:
                         "taking the lock of %s from %s (--force)", self.service, describe(lock, now, record)
                     )
                 token = secrets.token_hex(8)
+                began = time.monotonic()
                 self._write(record, replace(record, lock=self._mine(token)))
-                self.sleep(self.settle)
+                # Fischer: wait longer than a competitor's read-then-write can take (judged by ours).
+                self.sleep(max(self.settle, 5 * (time.monotonic() - began)))
                 check = self._read()
                 if check.lock is not None and check.lock.token == token:
                     self.token = token

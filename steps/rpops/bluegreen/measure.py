@@ -108,7 +108,7 @@ async def run(config: AnalysisConfig, heartbeat: Callable[[], Awaitable[None]] |
         counters = await read_counters(prober, config.instance_urls) if config.stage == "post" else {}
         counters_start = dict(counters)
         while True:
-            now = monotonic()
+            now = monotonic()  # measurements start every interval: the next is due at now + interval
             due = tracker.due(now)
             builtins = [s for s in due if s.query is None]
             queries = [s for s in due if s.query is not None]
@@ -123,7 +123,6 @@ async def run(config: AnalysisConfig, heartbeat: Callable[[], Awaitable[None]] |
                         at=time.time(),
                         checks=config.stage == "pre",
                         max_response_ms=config.max_response_ms,
-                        timeout=config.timeout,
                     )
                 )
                 if config.stage == "post":
@@ -143,9 +142,9 @@ async def run(config: AnalysisConfig, heartbeat: Callable[[], Awaitable[None]] |
                 for spec in builtins:
                     value = values.get(spec.name)
                     measurement = no_data(spec, "no answers", at) if value is None else judge(spec, value, at)
-                    tracker.record(spec, measurement, monotonic())
+                    tracker.record(spec, measurement, now)
             for spec, result in zip(queries, results[len(results) - len(queries) :], strict=True):
-                tracker.record(spec, measure_query(spec, result, at), monotonic())
+                tracker.record(spec, measure_query(spec, result, at), now)
             if tracker.failures():
                 detected = monotonic()
                 break

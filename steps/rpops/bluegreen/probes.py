@@ -115,6 +115,18 @@ async def read_counters(prober: Prober, urls: Sequence[str]) -> dict[str, tuple[
     return out
 
 
+async def _observe(prober: Prober, url: str) -> Observation:
+    """The requests of `rpops validate` (rpops.validate.observe), through our shared prober."""
+    from rpops.validate import EXPRESSION, Observation
+
+    health, secure_eval, monitoring = await asyncio.gather(
+        prober.get(f"{url}/health"),
+        prober.post_json(f"{url}/api/secure-eval", {"expression": EXPRESSION}),
+        prober.get(f"{url}/api/performance/status"),
+    )
+    return Observation(health=health, secure_eval=secure_eval, monitoring=monitoring)
+
+
 def _version_of(probe: ProbeResult) -> str | None:
     body, problem = probe.parse_json()
     if problem is None and isinstance(body, dict) and isinstance(body.get("version"), str):
@@ -131,16 +143,11 @@ async def probe_round(
     at: float,
     checks: bool = False,
     max_response_ms: float = 1000.0,
-    timeout: float = 2.0,
 ) -> Round:
     """`per_target` GET /health to every target (concurrently), plus the validation checks of
     `rpops validate` on each target when `checks` is set."""
     calls = [(t, prober.get(f"{t.url}{HEALTH_PATH}")) for t in targets for _ in range(per_target)]
-    check_jobs = []
-    if checks:
-        from rpops.validate import observe
-
-        check_jobs = [observe(t.url, timeout, 0) for t in targets]
+    check_jobs = [_observe(prober, t.url) for t in targets] if checks else []
     probes: list[ProbeResult] = list(await asyncio.gather(*(c for _, c in calls)))
     observations: list[Observation] = list(await asyncio.gather(*check_jobs))
     errors = 0

@@ -120,11 +120,19 @@ def _inject(driver: LocalDriver, args: argparse.Namespace) -> int:
             "fault: give NAME=VALUE pairs (e.g. latency_ms=1500) or --clear, not both or neither"
         )
     faults = _parse_faults(args.faults)
-    version = args.version or driver.routes(args.service).active
+    from rpops.platform.base import NotFound
+
+    try:
+        version = args.version or driver.routes(args.service).active
+    except NotFound as exc:
+        raise UsageError(f"{exc}: pass the --service of a running service") from exc
     if version is None:
         raise UsageError(f"service {args.service!r} routes no version: pass --version")
     headers = {"Authorization": f"Bearer {driver.admin_token(args.service)}"}
-    instances = driver.instances(args.service, version)
+    try:
+        instances = driver.instances(args.service, version)
+    except NotFound as exc:
+        raise UsageError(f"{exc}: pass --service/--version of a running version") from exc
     with httpx.Client(timeout=5.0, headers=headers) as client:
         for inst in instances:
             if args.clear:

@@ -53,8 +53,7 @@ def rpops(*args: str, check: bool = True, quiet: bool = False) -> subprocess.Com
     """Run `rpops ARGS`, echoing the command and (unless quiet) its output, indented."""
     if not quiet:
         print(f"$ rpops {' '.join(args)}", flush=True)
-    done = subprocess.run([RPOPS, *args], cwd=WORK, env=ENV, capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run([RPOPS, *args], cwd=WORK, env=ENV, capture_output=True, text=True, check=False)
     if not quiet:
         for line in (done.stdout + done.stderr).splitlines():
             print(f"   {line}")
@@ -74,8 +73,17 @@ def has_template(name: str) -> bool:
 
 def run_template(template: str, run_name: str, **params: str) -> dict[str, Any]:
     """`rpops local run` a rendered template; returns the run's status document."""
-    args = ["local", "run", template, "--manifests", str(MANIFESTS), "--runs-dir", str(WORK / "runs"),
-            "--name", run_name]
+    args = [
+        "local",
+        "run",
+        template,
+        "--manifests",
+        str(MANIFESTS),
+        "--runs-dir",
+        str(WORK / "runs"),
+        "--name",
+        run_name,
+    ]
     for key, value in params.items():
         args += ["-p", f"{key.replace('_', '-')}={value}"]
     rpops(*args, check=False)
@@ -106,6 +114,7 @@ def replicas() -> int:
 
 # --- Prometheus, for the right-sizing report (optional: Debian's package) -------------------------
 
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -115,18 +124,29 @@ def free_port() -> int:
 def start_prometheus(targets: Sequence[str]) -> tuple[subprocess.Popen[bytes], str] | None:
     binary = shutil.which("prometheus")
     if binary is None:
-        note("Prometheus is not installed (Debian's `prometheus`; `make test` installs it): "
-             "the right-sizing report is skipped")
+        note(
+            "Prometheus is not installed (Debian's `prometheus`; `make test` installs it): "
+            "the right-sizing report is skipped"
+        )
         return None
     data = Path(tempfile.mkdtemp(prefix="prom-", dir=WORK))
-    config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-              "scrape_configs": [{"job_name": SERVICE, "static_configs": [{"targets": list(targets)}]}]}
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [{"job_name": SERVICE, "static_configs": [{"targets": list(targets)}]}],
+    }
     (data / "prometheus.yml").write_text(json.dumps(config))
     port = free_port()
     proc = subprocess.Popen(
-        [binary, f"--config.file={data / 'prometheus.yml'}", f"--storage.tsdb.path={data / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=(data / "prometheus.log").open("wb"), start_new_session=True)
+        [
+            binary,
+            f"--config.file={data / 'prometheus.yml'}",
+            f"--storage.tsdb.path={data / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(data / "prometheus.log").open("wb"),
+        start_new_session=True,
+    )
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -160,10 +180,12 @@ def load(url: str, seconds: float) -> int:
 
 # --- The scenario ---------------------------------------------------------------------------------
 
+
 def health_and_validation(url: str) -> None:
     heading("Health check: research-platform-health-check, run by `rpops local run`")
-    status = run_template("research-platform-health-check", "demo-health-1",
-                          targets=f"us-east={url}", region="us-east")
+    status = run_template(
+        "research-platform-health-check", "demo-health-1", targets=f"us-east={url}", region="us-east"
+    )
     out = outputs(status, "check-health")
     print(f"{BOLD}   -> status: {out.get('status')} ({out.get('reason')}){RESET}")
 
@@ -174,8 +196,14 @@ def health_and_validation(url: str) -> None:
 
     heading("A latency fault: 1.5 s on every instance")
     rpops("local", "platform", "fault", "latency_ms=1500")
-    status = run_template("research-platform-health-check", "demo-health-2",
-                          targets=f"us-east={url}", region="us-east", timeout="5", samples="3")
+    status = run_template(
+        "research-platform-health-check",
+        "demo-health-2",
+        targets=f"us-east={url}",
+        region="us-east",
+        timeout="5",
+        samples="3",
+    )
     out = outputs(status, "check-health")
     print(f"{BOLD}   -> status: {out.get('status')} ({out.get('reason')}){RESET}")
     note("validation now fails on response time (exit 1):")
@@ -190,13 +218,16 @@ def scaling(url: str) -> None:
     before = replicas()
     rpops("local", "platform", "fault", "cpu_burn=1.0")
     time.sleep(1.5)  # the workload samples its CPU every 0.5 s
-    status = run_template("research-platform-health-check", "demo-health-3",
-                          targets=f"us-east={url}", region="us-east")
+    status = run_template(
+        "research-platform-health-check", "demo-health-3", targets=f"us-east={url}", region="us-east"
+    )
     out = outputs(status, "check-health")
     print(f"{BOLD}   -> status: {out.get('status')} ({out.get('reason')}){RESET}")
     status = run_template("research-platform-scale", "demo-scale-1", service=SERVICE)
     out = outputs(status, "scale")
-    print(f"{BOLD}   -> {out.get('decision')}: replicas {before} -> {replicas()} ({out.get('reason')}){RESET}")
+    print(
+        f"{BOLD}   -> {out.get('decision')}: replicas {before} -> {replicas()} ({out.get('reason')}){RESET}"
+    )
     rpops("local", "platform", "fault", "--clear")
 
 
@@ -217,9 +248,17 @@ def rightsizing(url: str) -> None:
         note(f"Prometheus {prom} scrapes {len(targets)} instances every second; 20 s of traffic follow")
         load(url, 20)
         note("demo thresholds: 20 s of history stand in for the production minimum of 3 h and 100 points")
-        status = run_template("research-platform-optimize", "demo-optimize-1", service=SERVICE,
-                              prometheus=prom, history_hours="0.01", min_history_hours="0.004",
-                              min_points="20", step_seconds="1", rate_window="10s")
+        status = run_template(
+            "research-platform-optimize",
+            "demo-optimize-1",
+            service=SERVICE,
+            prometheus=prom,
+            history_hours="0.01",
+            min_history_hours="0.004",
+            min_points="20",
+            step_seconds="1",
+            rate_window="10s",
+        )
         out = outputs(status, "optimize")
         print(f"{BOLD}   -> {out.get('reason')}{RESET}")
         if out.get("recommendation"):
@@ -233,10 +272,16 @@ def security() -> None:
     heading("Security scan of a sample vulnerable project: research-platform-security-scan")
     if not has_template("research-platform-security-scan") or not SAMPLE_PROJECT.exists():
         return
-    status = run_template("research-platform-security-scan", "demo-security-1",
-                          path=str(SAMPLE_PROJECT), db=str(ADVISORIES / "vulns"))
+    status = run_template(
+        "research-platform-security-scan",
+        "demo-security-1",
+        path=str(SAMPLE_PROJECT),
+        db=str(ADVISORIES / "vulns"),
+    )
     out = outputs(status, "security-scan")
-    print(f"{BOLD}   -> critical {out.get('critical')}, high {out.get('high')}, total {out.get('total')}{RESET}")
+    print(
+        f"{BOLD}   -> critical {out.get('critical')}, high {out.get('high')}, total {out.get('total')}{RESET}"
+    )
 
 
 def bluegreen() -> None:
@@ -244,12 +289,20 @@ def bluegreen() -> None:
     if not has_template("research-platform-blue-green"):
         return
     for version, faults in (("v2", ""), ("v3", "error_rate=0.5")):
-        status = run_template("research-platform-blue-green", f"demo-bluegreen-{version}", service=SERVICE,
-                              version=version, scale_down_delay_seconds="2", verify_seconds="3",
-                              inject_after_switch=faults)
+        status = run_template(
+            "research-platform-blue-green",
+            f"demo-bluegreen-{version}",
+            service=SERVICE,
+            version=version,
+            scale_down_delay_seconds="2",
+            verify_seconds="3",
+            inject_after_switch=faults,
+        )
         out = outputs(status, "promote")
-        print(f"{BOLD}   -> {version}: {status['status']['phase']}, active {out.get('active_version')}, "
-              f"rolled back: {out.get('rolled_back')} ({out.get('reason')}){RESET}")
+        print(
+            f"{BOLD}   -> {version}: {status['status']['phase']}, active {out.get('active_version')}, "
+            f"rolled back: {out.get('rolled_back')} ({out.get('reason')}){RESET}"
+        )
     rpops("bluegreen", "status", "--service", SERVICE)
 
 
@@ -261,8 +314,19 @@ def main() -> int:
     # and the scale step has somewhere to go.
     heading("Start the local platform: research-platform v1, one instance behind a proxy")
     try:
-        rpops("local", "platform", "up", "--service", SERVICE, "--version", "v1", "--replicas", "1",
-              "--port", "0")
+        rpops(
+            "local",
+            "platform",
+            "up",
+            "--service",
+            SERVICE,
+            "--version",
+            "v1",
+            "--replicas",
+            "1",
+            "--port",
+            "0",
+        )
         url = platform_url()
         health_and_validation(url)
         scaling(url)

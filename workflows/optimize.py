@@ -60,7 +60,9 @@ MIN_HISTORY_HOURS = Input(
 )
 MIN_POINTS = Input("min-points", "Least data points, summed over pods, to recommend from.", "100")
 STEP_SECONDS = Input(
-    "step-seconds", "Resolution of the history in seconds; 0: 60, or coarser to stay under 11,000 points.", "0"
+    "step-seconds",
+    "Resolution of the history in seconds; 0: 60, or coarser to stay under 11,000 points.",
+    "0",
 )
 RATE_WINDOW = Input("rate-window", "Range of rate() in the CPU query, a PromQL duration.", "5m")
 REGION = Input(
@@ -71,8 +73,18 @@ REGION = Input(
     enum=("", *REGIONS),
 )
 INPUTS = (
-    SERVICE, VERSION, PROMETHEUS, HISTORY_HOURS, APPLY, CHANGE_THRESHOLD, RESTART_LEAKING,
-    MIN_HISTORY_HOURS, MIN_POINTS, STEP_SECONDS, RATE_WINDOW, REGION,
+    SERVICE,
+    VERSION,
+    PROMETHEUS,
+    HISTORY_HOURS,
+    APPLY,
+    CHANGE_THRESHOLD,
+    RESTART_LEAKING,
+    MIN_HISTORY_HOURS,
+    MIN_POINTS,
+    STEP_SECONDS,
+    RATE_WINDOW,
+    REGION,
 )
 
 OUTPUTS = (

@@ -22,7 +22,10 @@ from rpops.io import EXIT_USAGE, run_step, setup_logging
 COMMANDS: dict[str, tuple[str, str]] = {
     "health-check": ("rpops.health", "Probe targets and classify healthy/degraded/overloaded/unhealthy."),
     "validate": ("rpops.validate", "Post-deployment validation of one service; exit 1 on any failure."),
-    "scale": ("rpops.scale", "Scale a service, reactively or ahead of a forecast, within bounds and cooldowns."),
+    "scale": (
+        "rpops.scale",
+        "Scale a service, reactively or ahead of a forecast, within bounds and cooldowns.",
+    ),
     "optimize": ("rpops.optimize", "Right-size CPU and memory requests/limits from usage history."),
     "bluegreen": ("rpops.bluegreen", "Blue-green promotion phases with analysis and automatic rollback."),
     "security-scan": ("rpops.security.cli", "Scan dependencies, source code and workload configuration."),
@@ -38,7 +41,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\nRun '{self.prog} --help' for the flags.\n")
-
 
 
 def _top_help() -> str:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from rpops.local import load_documents, submit
 from rpops.platform.local import LocalDriver
 
@@ -70,7 +69,9 @@ def _optimize(out: dict[str, str], env: Env) -> None:
 
 
 RUNS: dict[str, Case] = {
-    "research-platform-health-check": Case(lambda e: {"targets": f"us-east={e.url}", "region": "us-east"}, _health),
+    "research-platform-health-check": Case(
+        lambda e: {"targets": f"us-east={e.url}", "region": "us-east"}, _health
+    ),
     "research-platform-validate": Case(lambda e: {"url": e.url}, _validate),
     "research-platform-scale": Case(lambda e: {"service": SERVICE, "dry-run": "true"}, _scale),
     "research-platform-optimize": Case(lambda e: {"service": SERVICE, "prometheus": e.prometheus}, _optimize),

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from rpops.platform.local import LocalDriver
 
 SERVICE = "research-platform"
@@ -29,14 +28,19 @@ def platform(tmp_path: Path) -> Iterator[LocalDriver]:
 def fault_cmd(driver: LocalDriver, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "rpops.cli", "local", "platform", "fault", "--root", str(driver.root), *args],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
 def faults_of(driver: LocalDriver) -> list[dict[str, object]]:
     headers = {"Authorization": f"Bearer {driver.admin_token(SERVICE)}"}
-    return [httpx.get(f"{i.url}/admin/faults", headers=headers, trust_env=False).json()["faults"]
-            for i in driver.instances(SERVICE, "v1")]
+    return [
+        httpx.get(f"{i.url}/admin/faults", headers=headers, trust_env=False).json()["faults"]
+        for i in driver.instances(SERVICE, "v1")
+    ]
 
 
 def test_fault_reaches_every_instance_and_clears(platform: LocalDriver) -> None:

@@ -576,20 +576,22 @@ class Promoter:
         crash_point("rollback")
         return routed
 
+    def not_ours(self, record: Record) -> str | None:
+        """--if-owner: why this run leaves the service alone (None: the promotion is ours to undo)."""
+        if record.owner != self.plan.owner:
+            return f"the promotion on {self.service} is {record.owner or 'nobody'}'s, not {self.plan.owner}"
+        if record.phase is State.COMPLETE:
+            return (
+                f"the promotion of {record.preview} by {self.plan.owner} completed; not undoing it "
+                "(run rollback without --if-owner to)"
+            )
+        return None
+
     def rollback_command(self) -> str:
         record = self.read_record()
-        if self.plan.if_owner:
-            if record.owner != self.plan.owner:
-                self.detail = (
-                    f"the promotion on {self.service} is {record.owner or 'nobody'}'s, not {self.plan.owner}"
-                )
-                return "skipped"
-            if record.phase is State.COMPLETE:
-                self.detail = (
-                    f"the promotion of {record.preview} by {self.plan.owner} completed; not undoing it "
-                    "(run rollback without --if-owner to)"
-                )
-                return "skipped"
+        if self.plan.if_owner and (why := self.not_ours(record)):
+            self.detail = why
+            return "skipped"
         self.rollback(self.plan.reason)
         final = self.read_record()
         return "aborted" if final.phase is State.ABORTED else "rolled-back"
@@ -601,7 +603,12 @@ class Promoter:
         if plan.command == "status":
             world = self.preflight()
             return Outcome("status", "status", world.record, world.routes)
-        self.preflight()
+        world = self.preflight()
+        if plan.command == "rollback" and plan.if_owner and (why := self.not_ours(world.record)):
+            # Another run's promotion: leave it, without even waiting for its lock.
+            self.detail = why
+            log.info("%s", why)
+            return self.outcome("skipped")
         self.lock.acquire(plan.lock_wait, force=plan.force and plan.command == "rollback")
         result = "error"
         try:

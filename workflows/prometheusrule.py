@@ -94,8 +94,12 @@ def render(rules_path: Path = RULES) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m workflows.prometheusrule", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 with a diff if the committed file differs")
+    parser = argparse.ArgumentParser(
+        prog="python -m workflows.prometheusrule", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 with a diff if the committed file differs"
+    )
     parser.add_argument("--out", type=Path, default=PROMETHEUS_RULE, help=f"default {PROMETHEUS_RULE}")
     args = parser.parse_args(argv)
     text = render()

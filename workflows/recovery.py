@@ -21,6 +21,8 @@ or its steps would wait for their own workflow.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from hera.workflows import DAG, Parameter, Task, WorkflowTemplate
 from hera.workflows.models import Mutex, Synchronization, TemplateRef, ValueFrom
 
@@ -49,7 +51,8 @@ TARGETS = Input(
 )
 SERVICE = Input(
     "service",
-    "Service to recover, e.g. research-platform: what optimize and scale change, and the mutex's name. Required.",
+    "Service to recover, e.g. research-platform: what optimize and scale change, and the mutex's name. "
+    "Required.",
 )
 REGION = Input(
     "region",
@@ -99,14 +102,34 @@ OUTPUTS = (
 )
 
 
+def step_arguments(inputs: Sequence[Input], given: Mapping[str, str]) -> dict[str, str]:
+    """Every input of a referenced template: `given`, else the input's own default. A required input
+    left out fails the render, so a new input of a remediation template cannot go unnoticed."""
+    unknown = set(given) - {i.name for i in inputs}
+    if unknown:
+        raise ValueError(f"not inputs of the template: {', '.join(sorted(unknown))}")
+    out = {}
+    for i in inputs:
+        if i.name in given:
+            out[i.name] = given[i.name]
+        elif i.default is not None:
+            out[i.name] = i.default
+        else:
+            raise ValueError(f"the recovery does not pass the required input {i.name!r}")
+    return out
+
+
 def _health_arguments() -> dict[str, str]:
-    return {
-        "targets": TARGETS.workflow_ref,
-        "samples": SAMPLES.workflow_ref,
-        "timeout": TIMEOUT.workflow_ref,
-        "prometheus": PROMETHEUS.workflow_ref,
-        "region": REGION.workflow_ref,
-    }
+    return step_arguments(
+        health_check.INPUTS,
+        {
+            "targets": TARGETS.workflow_ref,
+            "samples": SAMPLES.workflow_ref,
+            "timeout": TIMEOUT.workflow_ref,
+            "prometheus": PROMETHEUS.workflow_ref,
+            "region": REGION.workflow_ref,
+        },
+    )
 
 
 def _dag_outputs() -> list[Parameter]:
@@ -114,7 +137,9 @@ def _dag_outputs() -> list[Parameter]:
     first = Parameter(
         name=initial.name,
         description=initial.description,
-        value_from=ValueFrom(parameter=f"{{{{tasks.{CHECK}.outputs.parameters.status}}}}", default=initial.default),
+        value_from=ValueFrom(
+            parameter=f"{{{{tasks.{CHECK}.outputs.parameters.status}}}}", default=initial.default
+        ),
     )
     return [status.forwarded(VERIFY), reason.forwarded(VERIFY), p95.forwarded(VERIFY), first]
 
@@ -157,17 +182,18 @@ def build(config: RenderConfig) -> WorkflowTemplate:
                     template_ref=TemplateRef(name=optimize.NAME, template=optimize.TEMPLATE),
                     when=f"{STATUS} == degraded",
                     depends=CHECK,
-                    arguments={
-                        "service": SERVICE.workflow_ref,
-                        "version": "",
-                        "prometheus": PROMETHEUS.workflow_ref,
-                        "history-hours": "168",
-                        # A remediation acts: apply past the change threshold, restart a leaking version.
-                        "apply": "true",
-                        "change-threshold": "0.10",
-                        "restart-leaking": "true",
-                        "region": REGION.workflow_ref,
-                    },
+                    # A remediation acts: apply past the change threshold, restart a leaking version;
+                    # the other inputs keep optimize's defaults.
+                    arguments=step_arguments(
+                        optimize.INPUTS,
+                        {
+                            "service": SERVICE.workflow_ref,
+                            "prometheus": PROMETHEUS.workflow_ref,
+                            "apply": "true",
+                            "restart-leaking": "true",
+                            "region": REGION.workflow_ref,
+                        },
+                    ),
                 )
             )
             remediations.append(
@@ -176,17 +202,16 @@ def build(config: RenderConfig) -> WorkflowTemplate:
                     template_ref=TemplateRef(name=scale.NAME, template=scale.TEMPLATE),
                     when=f"{STATUS} == overloaded",
                     depends=CHECK,
-                    arguments={
-                        "service": SERVICE.workflow_ref,
-                        "version": "",
-                        "mode": "reactive",
-                        "prometheus": PROMETHEUS.workflow_ref,
-                        "min-replicas": "",
-                        "max-replicas": "",
-                        "dry-run": "false",
-                        "apply-forecast": "false",
-                        "region": REGION.workflow_ref,
-                    },
+                    arguments=step_arguments(
+                        scale.INPUTS,
+                        {
+                            "service": SERVICE.workflow_ref,
+                            "mode": "reactive",
+                            "prometheus": PROMETHEUS.workflow_ref,
+                            "dry-run": "false",
+                            "region": REGION.workflow_ref,
+                        },
+                    ),
                 )
             )
             # A skipped remediation counts as done (`depends: x` = x Succeeded or Skipped); a failed

@@ -119,7 +119,8 @@ def test_no_error_rate_analysis(platform: LocalDriver, root: Path, tmp_path: Pat
     assert failed and len(failed) < len(after) / 2
 
     platform_active = platform.routes(SERVICE).active
-    set_faults(platform, "v2", error_rate=0.0)  # whichever way the script went, start rpops from a healthy blue
+    # whichever way the script went, rpops starts from a healthy blue
+    set_faults(platform, "v2", error_rate=0.0)
     deploy(root, tmp_path / "a", "v3")
     set_faults(platform, "v3", error_rate=0.1)
     with Load(platform.service_url(SERVICE)) as load:

@@ -541,3 +541,29 @@ def test_sigterm_leaves_a_state_a_rerun_finishes(platform: LocalDriver, root: Pa
     assert state_of(platform)["bluegreen.phase"] == "complete"
     timeline = report_of(tmp_path / "b")["timeline"]
     assert ("verify", "interrupted") in [(e["phase"], e["result"]) for e in timeline]
+
+
+def test_exit_handler_rollback_touches_only_its_own_unfinished_promotion(
+    platform: LocalDriver, root: Path, tmp_path: Path
+) -> None:
+    crashed = promote(root, tmp_path / "a", "v2", "--owner", "wf-a", RPOPS_BLUEGREEN_CRASH_AFTER="analyze")
+    assert crashed.returncode == 137
+    before = state_of(platform)
+    # another workflow's exit handler: leaves wf-a's promotion alone, without waiting for its lock
+    other = run_cli(root, tmp_path / "b", "rollback", "--service", SERVICE, "--owner", "wf-b", "--if-owner",
+                    "--reason", "workflow wf-b ended Failed", "--lock-wait", "300", timeout=20)  # fmt: skip
+    assert other.returncode == 0, other.stderr
+    assert outputs_of(tmp_path / "b")["result"] == "skipped"
+    assert state_of(platform) == before
+    # wf-a's own exit handler undoes it
+    own = run_cli(root, tmp_path / "c", "rollback", "--service", SERVICE, "--owner", "wf-a", "--if-owner",
+                  "--reason", "workflow wf-a ended Failed")  # fmt: skip
+    assert own.returncode == 0, own.stderr
+    assert outputs_of(tmp_path / "c")["result"] == "aborted"
+    assert replicas(platform) == {"v1": 2, "v2": 0}
+    # and never undoes a promotion that completed
+    assert promote(root, tmp_path / "d", "v3", "--owner", "wf-c").returncode == 0
+    done = run_cli(root, tmp_path / "e", "rollback", "--service", SERVICE, "--owner", "wf-c", "--if-owner",
+                   "--reason", "workflow wf-c ended Error")  # fmt: skip
+    assert done.returncode == 0 and outputs_of(tmp_path / "e")["result"] == "skipped"
+    assert platform.routes(SERVICE).active == "v3"

@@ -19,7 +19,6 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from rpops.errors import UsageError
@@ -59,7 +58,9 @@ class Submission:
 
 def _unknown(value: Mapping[str, Any], where: str, allowed: str) -> list[str]:
     extra = sorted(set(value) - _FIELDS[allowed])
-    return [f"{where}.{k}: not supported by rpops local serve" if where else f"{k}: unknown field" for k in extra]
+    return [
+        f"{where}.{k}: not supported by rpops local serve" if where else f"{k}: unknown field" for k in extra
+    ]
 
 
 def _map(value: Any, where: str, problems: list[str]) -> dict[str, Any]:
@@ -93,14 +94,19 @@ def check_binding(doc: Document, catalog: Catalog) -> Binding:
         ref = _map(submit.get("workflowTemplateRef"), "spec.submit.workflowTemplateRef", problems)
         problems += _unknown(ref, "spec.submit.workflowTemplateRef", "spec.submit.workflowTemplateRef")
         if ref.get("clusterScope"):
-            problems.append("spec.submit.workflowTemplateRef.clusterScope: ClusterWorkflowTemplates are not loaded")
+            problems.append(
+                "spec.submit.workflowTemplateRef.clusterScope: ClusterWorkflowTemplates are not loaded"
+            )
         template = str(ref.get("name") or "")
         declared: dict[str, Any] = {}
         target = catalog.find("WorkflowTemplate", template)
         if target is None:
-            known = ", ".join(sorted(d.name for d in catalog.documents if d.kind == "WorkflowTemplate")) or "none"
+            known = (
+                ", ".join(sorted(d.name for d in catalog.documents if d.kind == "WorkflowTemplate")) or "none"
+            )
             problems.append(
-                f"spec.submit.workflowTemplateRef.name: WorkflowTemplate '{template}' is not loaded (known: {known})"
+                f"spec.submit.workflowTemplateRef.name: WorkflowTemplate '{template}' is not loaded "
+                f"(known: {known})"
             )
         else:
             declared = {p.name: p for p in catalog.spec(target).arguments}
@@ -135,10 +141,33 @@ def check_binding(doc: Document, catalog: Catalog) -> Binding:
     return Binding(doc.name, selector, template, tuple(parameters), doc.source)
 
 
+def check_runnable(binding: Binding, catalog: Catalog, namespace: str) -> None:
+    """Check the run the binding would start as `rpops local lint` does (placeholder values: an enum's
+    first value, else "x"), so that a template outside the local subset stops the server at load."""
+    from rpops.local.plan import prepare
+
+    if binding.template is None:
+        return
+    target = catalog.find("WorkflowTemplate", binding.template)
+    assert target is not None  # check_binding made sure
+    declared = {p.name: p for p in catalog.spec(target).arguments}
+    values = {name: (p.enum[0] if (p := declared[name]).enum else "x") for name, _ in binding.parameters}
+    doc = workflow_document(Submission(binding.name, binding.template, values), namespace)
+    try:
+        prepare(catalog, doc)
+    except UsageError as exc:
+        raise UsageError(
+            f"{binding.source} (WorkflowEventBinding {binding.name}) cannot be served: {exc}"
+        ) from None
+
+
 def load_bindings(catalog: Catalog, namespace: str) -> list[Binding]:
-    """Every binding of `namespace` (a binding naming no namespace belongs to every one)."""
+    """Every binding of `namespace` (a binding naming no namespace belongs to every one), checked."""
     docs = [d for d in catalog.bindings() if str(d.metadata.get("namespace") or namespace) == namespace]
-    return [check_binding(d, catalog) for d in docs]
+    bindings = [check_binding(d, catalog) for d in docs]
+    for b in bindings:
+        check_runnable(b, catalog, namespace)
+    return bindings
 
 
 def event_env(namespace: str, discriminator: str, payload: Any, headers: Mapping[str, str]) -> dict[str, Any]:
@@ -199,7 +228,7 @@ class Dispatcher:
     options_factory: Callable[[], Any]  # -> rpops.local.executor.Options
     node_listeners: Sequence[Callable[..., None]] = ()
     handles: list[Any] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # shared with the cron scheduler
 
     def submit(self, submissions: Sequence[Submission]) -> list[str]:
         """Check every run, then start them all; UsageError (nothing started) on a bad one."""
@@ -209,7 +238,7 @@ class Dispatcher:
         if not submissions:
             return []
         docs = [workflow_document(s, self.namespace) for s in submissions]
-        with self._lock:
+        with self.lock:
             for doc, sub in zip(docs, submissions, strict=True):
                 self.catalog.add(doc)
                 try:
@@ -230,9 +259,5 @@ class Dispatcher:
         return names
 
     def active(self) -> list[Any]:
-        with self._lock:
+        with self.lock:
             return [h for h in self.handles if not h.run.done.is_set()]
-
-
-def runs_dir_of(options: Any) -> Path:
-    return Path(options.runs_dir)

@@ -322,7 +322,7 @@ class Expression:
 def compile_expression(source: str) -> Expression:
     """Parse `source`; ExprError names what is outside the subset."""
     if not isinstance(source, str) or not source.strip():
-        raise ExprError("empty expression: write one, e.g. discriminator == \"alertmanager\"")
+        raise ExprError('empty expression: write one, e.g. discriminator == "alertmanager"')
     if len(source) > MAX_SOURCE:
         raise ExprError(f"expression longer than {MAX_SOURCE} characters")
     return Expression(source, _Parser(source).parse())
@@ -405,7 +405,9 @@ def _contains(container: Any, item: Any, source: str) -> bool:
         if not isinstance(item, str):
             raise ExprError(f"expression {source!r}: 'in' a map needs a string key, got {_show(item)}")
         return item in container
-    raise ExprError(f"expression {source!r}: 'in' needs an array or a map on its right, got {_show(container)}")
+    raise ExprError(
+        f"expression {source!r}: 'in' needs an array or a map on its right, got {_show(container)}"
+    )
 
 
 def _order(op: str, a: Any, b: Any, source: str) -> bool:

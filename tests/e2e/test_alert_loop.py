@@ -1,0 +1,218 @@
+"""The whole loop, for real: faults in the workload -> Prometheus alerts -> Alertmanager's webhook ->
+`rpops local serve` -> the WorkflowEventBinding -> research-platform-recovery -> the remediation
+acts on the local platform -> the alert resolves.
+
+Processes (all on 127.0.0.1, stopped by PID): the local platform (proxy + workload processes),
+Prometheus (Debian's) scraping them with the production scrape jobs and rules (`for` capped at
+1 s, see fixtures.py), Alertmanager (Debian's) with the production routing, and `rpops local
+serve` with the rendered manifests. A steady load stands in for users and kubelet probes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from fixtures import (
+    REGION,
+    SERVICE,
+    VERSION,
+    Discovery,
+    Load,
+    RunningAlertmanager,
+    RunningServe,
+    alertmanager_config,
+    alertmanager_payload,
+    local_manifests,
+    prometheus_config,
+    start_alertmanager,
+    start_prometheus,
+    start_serve,
+    wait_until,
+    write_test_rules,
+)
+from prometheus_fixture import RunningPrometheus, free_port
+from rpops.platform.local import LocalDriver
+
+from workflows import recovery
+
+PHASE_TIMEOUT = 60.0
+
+
+@dataclass
+class Loop:
+    driver: LocalDriver
+    url: str
+    prometheus: RunningPrometheus
+    alertmanager: RunningAlertmanager
+    serve: RunningServe
+
+    def set_faults(self, **faults: Any) -> None:
+        token = self.driver.admin_token(SERVICE)
+        for inst in self.driver.instances(SERVICE, VERSION):
+            response = httpx.post(
+                f"{inst.url}/admin/faults",
+                json=faults,
+                headers={"Authorization": f"Bearer {token}"},
+                trust_env=False,
+                timeout=10,
+            )
+            response.raise_for_status()
+
+    def clear_faults(self) -> None:
+        token = self.driver.admin_token(SERVICE)
+        for inst in self.driver.instances(SERVICE, VERSION):
+            httpx.delete(
+                f"{inst.url}/admin/faults", headers={"Authorization": f"Bearer {token}"}, trust_env=False
+            ).raise_for_status()
+
+    def recovery_for(self, alertname: str) -> dict[str, Any] | None:
+        """The finished recovery run started by `alertname`'s webhook, if any."""
+        for wf in self.serve.workflows(
+            "workflows.argoproj.io/workflow-event-binding=research-platform-alerts"
+        ):
+            params = {p["name"]: p["value"] for p in wf["spec"]["arguments"]["parameters"]}
+            if params.get("alertname") == alertname and wf["status"]["phase"] not in ("Pending", "Running"):
+                return wf
+        return None
+
+    def wait_recovery(self, alertname: str) -> dict[str, Any]:
+        try:
+            wf: dict[str, Any] = wait_until(
+                lambda: self.recovery_for(alertname),
+                PHASE_TIMEOUT,
+                f"no finished recovery for {alertname}",
+                0.5,
+            )
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}\n{self.diagnostics()}") from None
+        return wf
+
+    def firing(self, alertname: str) -> bool:
+        result = self.prometheus.query(f'ALERTS{{alertname="{alertname}", alertstate="firing"}}')["result"]
+        return bool(result)
+
+    def diagnostics(self) -> str:
+        alerts = self.prometheus.query("ALERTS")["result"]
+        return (
+            f"ALERTS: {[(a['metric']['alertname'], a['metric']['alertstate']) for a in alerts]}\n"
+            f"serve log:\n{self.serve.logs()}\nalertmanager log:\n{self.alertmanager.logs()}"
+        )
+
+
+def steps(wf: dict[str, Any]) -> dict[str, str]:
+    """Display name -> phase of the run's DAG tasks (retries folded into their parent)."""
+    return {
+        n["displayName"]: n["phase"]
+        for n in wf["status"]["nodes"].values()
+        if n["type"] in ("Retry", "Pod", "Skipped") and "(" not in n["displayName"]
+    }
+
+
+def outputs(wf: dict[str, Any]) -> dict[str, str]:
+    return {
+        p["name"]: p.get("value", "") for p in (wf["status"].get("outputs") or {}).get("parameters") or ()
+    }
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
+    tmp = tmp_path_factory.mktemp("alert-loop")
+    root = tmp / "platform"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RPOPS_PLATFORM_DIR", str(root))
+    driver = LocalDriver(root=root, ready_interval=0.2, drain_timeout=3.0)
+    stack: list[Any] = []
+    try:
+        status = driver.up(SERVICE, VERSION, replicas=1, port=0)
+        stack.append(lambda: driver.down())
+        discovery = Discovery(root, tmp / "targets.json")
+        stack.append(discovery.stop)
+        # Prometheus is told Alertmanager's port first (the binding needs Prometheus's URL, and
+        # Alertmanager needs serve's), then serve, then Alertmanager on that port.
+        am_port = free_port()
+        prom = start_prometheus(
+            prometheus_config(tmp / "targets.json", write_test_rules(tmp / "rules.yaml"), am_port)
+        )
+        stack.append(prom.stop)
+        prom.wait_for('up{job=~"research-platform.*"} == 1', count=2, timeout=30)
+        manifests = local_manifests(tmp / "manifests", f"{REGION}={status.url}", prom.url)
+        serve = start_serve(manifests, tmp / "serve", env={"RPOPS_PLATFORM_DIR": str(root)})
+        stack.append(serve.stop)
+        token_file = tmp / "serve" / "token"
+        config = alertmanager_config(f"{serve.url}/api/v1/events/argo/alertmanager", token_file)
+        am = start_alertmanager(config, port=am_port)
+        stack.append(am.stop)
+        load = Load(status.url)
+        stack.append(load.stop)
+        yield Loop(driver, status.url, prom, am, serve)
+    finally:
+        for stop in reversed(stack):
+            stop()
+        mp.undo()
+
+
+def test_alerts_remediate_the_platform(loop: Loop) -> None:
+    # 1. Latency: p95 over 2000 ms fires PerformanceDegraded; the recovery finds the service
+    #    degraded and right-sizes it (optimize runs; seconds of history are "not enough data").
+    loop.set_faults(latency_ms=1200)
+    wf = loop.wait_recovery("PerformanceDegraded")
+    assert wf["status"]["phase"] == "Succeeded", json.dumps(wf["status"], indent=1)[:3000]
+    params = {p["name"]: p["value"] for p in wf["spec"]["arguments"]["parameters"]}
+    assert params["service"] == SERVICE and params["region"] == REGION
+    assert json.loads(params["alert-labels"])["remediation"] == recovery.NAME
+    assert outputs(wf)["initial-status"] == "degraded"
+    ran = steps(wf)
+    assert ran["optimize"] == "Succeeded" and ran["scale"] == "Skipped", ran
+    assert ran["verify-health"] == "Succeeded", ran
+
+    # 2. CPU: one core burnt on the only replica fires HighCPU; the recovery finds the service
+    #    overloaded and scales it out; the average CPU halves and the alert resolves.
+    loop.clear_faults()
+    assert loop.driver.workload(SERVICE, VERSION).replicas == 1
+    loop.set_faults(cpu_burn=1.0)
+    wf = loop.wait_recovery("HighCPU")
+    assert wf["status"]["phase"] == "Succeeded", json.dumps(wf["status"], indent=1)[:3000]
+    assert outputs(wf)["initial-status"] == "overloaded"
+    ran = steps(wf)
+    assert ran["scale"] == "Succeeded" and ran["optimize"] == "Skipped", ran
+    assert loop.driver.workload(SERVICE, VERSION).replicas > 1
+    wait_until(lambda: not loop.firing("HighCPU"), 30, f"HighCPU still firing\n{loop.diagnostics()}", 0.5)
+
+    # 3. Failing /health: HealthCheckFailing fires; the recovery finds the service unhealthy and
+    #    runs the security scan.
+    loop.clear_faults()
+    loop.set_faults(unhealthy=True)
+    wf = loop.wait_recovery("HealthCheckFailing")
+    assert outputs(wf)["initial-status"] == "unhealthy"
+    ran = steps(wf)
+    assert ran["optimize"] == "Skipped" and ran["scale"] == "Skipped", ran
+    if recovery.SECURITY_SCAN is not None:
+        assert ran["security-scan"] in ("Succeeded", "Failed"), ran  # a scan over its threshold fails (gate)
+    loop.clear_faults()
+
+
+def test_malformed_and_unauthenticated_webhooks_start_nothing(loop: Loop) -> None:
+    before = {wf["metadata"]["name"] for wf in loop.serve.workflows()}
+    payload = alertmanager_payload("HighMemory", fingerprint="feedfacefeedface")
+    refused = {
+        "no token": loop.serve.post_event(payload, token=""),
+        "wrong token": loop.serve.post_event(payload, token="not-the-token"),
+        "not JSON": loop.serve.post_event(b"{version: 4"),
+        "version 3": loop.serve.post_event({**payload, "version": "3"}),
+        "no alerts": loop.serve.post_event({**payload, "alerts": []}),
+    }
+    assert {k: r.status_code for k, r in refused.items()} == {
+        "no token": 401,
+        "wrong token": 401,
+        "not JSON": 400,
+        "version 3": 400,
+        "no alerts": 400,
+    }
+    assert "bearer token" in refused["no token"].json()["message"]
+    assert "version" in refused["version 3"].json()["message"]
+    assert {wf["metadata"]["name"] for wf in loop.serve.workflows()} == before

@@ -164,6 +164,19 @@ def wait_scraped(url: str, want: int, timeout: float = 30.0) -> bool:
     return False
 
 
+def wait_cpu(percent: float, timeout: float = 15.0) -> None:
+    """Wait until the active version's instances report at least `percent` CPU."""
+    doc = json.loads(rpops("local", "platform", "status", "--output", "json", quiet=True).stdout)[0]
+    urls = [i["url"] for v in doc["versions"] if v["version"] == doc["active"] for i in v["instances"]]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        figures = [httpx.get(f"{u}/api/performance/status", timeout=5).json()["cpu_percent"] for u in urls]
+        if min(figures) >= percent:
+            return
+        time.sleep(0.3)
+    note(f"CPU stayed below {percent}% (a busy machine): the health check may not read overloaded")
+
+
 def load(url: str, seconds: float) -> int:
     """Steady traffic through the service so there is usage to right-size; returns failures."""
     failures = 0
@@ -217,7 +230,7 @@ def scaling(url: str) -> None:
         return
     before = replicas()
     rpops("local", "platform", "fault", "cpu_burn=1.0")
-    time.sleep(1.5)  # the workload samples its CPU every 0.5 s
+    wait_cpu(90.0)  # the workload samples its CPU every 0.5 s; a busy machine takes longer
     status = run_template(
         "research-platform-health-check", "demo-health-3", targets=f"us-east={url}", region="us-east"
     )
@@ -285,24 +298,61 @@ def security() -> None:
 
 
 def bluegreen() -> None:
-    heading("Blue-green: promote v2 (good), then v3 (fails after the switch and is rolled back)")
+    heading("Blue-green: promote v2 (good), then v3 (breaks under live traffic and is rolled back)")
     if not has_template("research-platform-blue-green"):
         return
-    for version, faults in (("v2", ""), ("v3", "error_rate=0.5")):
-        status = run_template(
+    waits = {"verify_seconds": "4", "scale_down_delay_seconds": "0"}
+    status = run_template(
+        "research-platform-blue-green", "demo-bluegreen-v2", service=SERVICE, version="v2", **waits
+    )
+    out = outputs(status, "promotion")
+    print(
+        f"{BOLD}   -> v2: {status['status']['phase']}, active {out.get('active_version')} "
+        f"({out.get('reason')}){RESET}"
+    )
+
+    # v3 passes its pre-promotion analysis; once it takes traffic, it starts failing half of its
+    # requests, as a bad release would. The verify window catches it and routes back to v2.
+    run = subprocess.Popen(
+        [
+            RPOPS,
+            "local",
+            "run",
             "research-platform-blue-green",
-            f"demo-bluegreen-{version}",
-            service=SERVICE,
-            version=version,
-            scale_down_delay_seconds="2",
-            verify_seconds="3",
-            inject_after_switch=faults,
-        )
-        out = outputs(status, "promote")
-        print(
-            f"{BOLD}   -> {version}: {status['status']['phase']}, active {out.get('active_version')}, "
-            f"rolled back: {out.get('rolled_back')} ({out.get('reason')}){RESET}"
-        )
+            "--manifests",
+            str(MANIFESTS),
+            "--runs-dir",
+            str(WORK / "runs"),
+            "--name",
+            "demo-bluegreen-v3",
+            "-p",
+            f"service={SERVICE}",
+            "-p",
+            "version=v3",
+            *(f"-p{k.replace('_', '-')}={v}" for k, v in waits.items()),
+        ],
+        cwd=WORK,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    print("$ rpops local run research-platform-blue-green ... -p version=v3   (in the background)")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and run.poll() is None:
+        doc = json.loads(rpops("local", "platform", "status", "--output", "json", quiet=True).stdout)
+        if doc[0]["active"] == "v3":
+            rpops("local", "platform", "fault", "--version", "v3", "error_rate=0.5")
+            break
+        time.sleep(0.2)
+    for line in (run.communicate(timeout=180)[0] or "").splitlines():
+        print(f"   {line}")
+    status = json.loads((WORK / "runs" / "demo-bluegreen-v3" / "status.json").read_text())
+    out = outputs(status, "promotion")
+    print(
+        f"{BOLD}   -> v3: {status['status']['phase']}, active {out.get('active_version')}, "
+        f"rolled back: {out.get('rolled_back')} ({out.get('reason')}){RESET}"
+    )
     rpops("bluegreen", "status", "--service", SERVICE)
 
 

@@ -297,8 +297,6 @@ class _Parser:
             self.depth -= 1
             self.i += 1
             return ListLit(tuple(items))
-        if tok.kind == "op" and tok.value == "-":
-            raise self.fail("arithmetic is not supported")
         raise self.fail("expected a value")
 
 

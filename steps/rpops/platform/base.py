@@ -4,15 +4,16 @@ A workload is identified by (service, version). A service routes traffic to one
 active version, and optionally to a preview version (blue-green). Steps observe
 through the read methods (`workload`, `versions`, `routes`, `instances`,
 `annotations`) and act through the others; every act is idempotent, so a rerun
-after a crash converges instead of doubling the change.
+after a crash converges instead of doubling the change. `list_objects` hands the
+platform's live Kubernetes objects to the security scan's configuration checks.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from rpops.errors import RpopsError, Unreachable, UsageError
 
@@ -277,9 +278,36 @@ class PlatformDriver(Protocol):
         """Rolling restart: replace every replica, keeping the version serving throughout."""
         ...
 
+    def list_objects(self, kinds: Sequence[str]) -> list[dict[str, Any]]:
+        """The live objects of these kinds (see LISTABLE_KINDS) in the platform's namespace, as
+        plain Kubernetes JSON dicts with `kind` and `apiVersion` set, for configuration checks.
+        A platform without Kubernetes objects refuses with UsageError."""
+        ...
+
 
 # ---------------------------------------------------------------------------------------------
 # Argument checks shared by the drivers (bad input -> UsageError, before anything changes)
+
+# Kinds `list_objects` reads: what the workload configuration checks judge (pod specs, and the
+# NetworkPolicies and PodDisruptionBudgets that must select them), -> apiVersion.
+LISTABLE_KINDS: dict[str, str] = {
+    "Deployment": "apps/v1",
+    "Service": "v1",
+    "NetworkPolicy": "networking.k8s.io/v1",
+    "PodDisruptionBudget": "policy/v1",
+}
+
+
+def check_kinds(kinds: Sequence[str]) -> list[str]:
+    """The kinds to list, without repeats; UsageError for anything outside LISTABLE_KINDS."""
+    if isinstance(kinds, str) or not kinds:
+        raise UsageError(f"kinds {kinds!r}: pass a list of one or more of {', '.join(LISTABLE_KINDS)}")
+    unknown = [k for k in kinds if k not in LISTABLE_KINDS]
+    if unknown:
+        raise UsageError(
+            f"kind(s) {', '.join(map(repr, unknown))} cannot be listed: use {', '.join(LISTABLE_KINDS)}"
+        )
+    return list(dict.fromkeys(kinds))
 
 
 def check_service(service: str) -> str:

@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +33,7 @@ from typing import Any
 from rpops.errors import UsageError
 from rpops.platform import k8s_model as m
 from rpops.platform.base import (
+    LISTABLE_KINDS,
     AutoscalingBounds,
     Conflict,
     DeadlineExceeded,
@@ -44,6 +45,7 @@ from rpops.platform.base import (
     Routes,
     Workload,
     check_annotations,
+    check_kinds,
     check_replicas,
     check_service,
     check_timeout,
@@ -67,7 +69,19 @@ _RESOURCES: dict[str, tuple[str, str, str, str]] = {
         "HorizontalPodAutoscaler",
     ),
     "pods": ("", "CoreV1Api", "namespaced_pod", "Pod"),
+    # Read only, for the security scan's configuration checks (list_objects).
+    "networkpolicies": ("networking.k8s.io", "NetworkingV1Api", "namespaced_network_policy", "NetworkPolicy"),
+    "poddisruptionbudgets": (
+        "policy",
+        "PolicyV1Api",
+        "namespaced_pod_disruption_budget",
+        "PodDisruptionBudget",
+    ),
 }
+# Kind -> plural, for list_objects.
+_PLURALS = {kind: plural for plural, (_, _, _, kind) in _RESOURCES.items()}
+# Page size of list_objects: bounded responses however large the namespace.
+LIST_PAGE = 250
 _VERB_PREFIX = {"get": "read", "list": "list", "create": "create", "patch": "patch", "delete": "delete"}
 _MERGE_PATCH = "application/merge-patch+json"
 _JSON_PATCH = "application/json-patch+json"
@@ -78,8 +92,8 @@ class ApiCall:
     """One request the driver made, in RBAC terms."""
 
     verb: str  # get | list | create | patch | delete
-    group: str  # "" (core), "apps", "autoscaling"
-    resource: str  # plural: deployments, services, horizontalpodautoscalers, pods
+    group: str  # "" (core), "apps", "autoscaling", "networking.k8s.io", "policy"
+    resource: str  # plural: deployments, services, horizontalpodautoscalers, pods, networkpolicies, ...
     namespace: str
     name: str | None
     status: int  # HTTP status, 0 when no answer came
@@ -90,7 +104,8 @@ class _Transient(Exception):
 
 
 class KubernetesDriver:
-    """PlatformDriver over the Kubernetes API (Deployments, Services, HPAs, Pods)."""
+    """PlatformDriver over the Kubernetes API (Deployments, Services, HPAs, Pods; NetworkPolicies and
+    PodDisruptionBudgets are only listed, for the security scan)."""
 
     name = "kubernetes"
 
@@ -184,6 +199,7 @@ class KubernetesDriver:
         name: str | None = None,
         body: Any = None,
         label_selector: str | None = None,
+        query: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """One API call with timeout, call recording, bounded retries of transient failures, and
         errors mapped onto ours. Returns the response body as a dict."""
@@ -204,6 +220,7 @@ class KubernetesDriver:
             kwargs["_content_type"] = _JSON_PATCH if isinstance(body, list) else _MERGE_PATCH
         if label_selector:
             kwargs["label_selector"] = label_selector
+        kwargs.update(query or {})
         where = f"{kind} {self.namespace}/{name}" if name else f"{kind} list in {self.namespace}"
         last: Exception | None = None
         for attempt in range(self.attempts):
@@ -319,6 +336,27 @@ class KubernetesDriver:
                 )
             )
         return sorted(out, key=lambda i: i.name)
+
+    def list_objects(self, kinds: Sequence[str]) -> list[dict[str, Any]]:
+        """Every object of these kinds in the namespace, as the API returns them (plain JSON: the
+        responses are never deserialized into client models), with `kind` and `apiVersion` set
+        (list items carry neither). Read page by page; sorted by kind, then name."""
+        out: list[dict[str, Any]] = []
+        for kind in check_kinds(kinds):
+            resource = _PLURALS[kind]
+            token: str | None = None
+            while True:
+                query: dict[str, Any] = {"limit": LIST_PAGE}
+                if token:
+                    query["_continue"] = token
+                page = self._api("list", resource, query=query)
+                for item in page.get("items") or []:
+                    out.append({"apiVersion": LISTABLE_KINDS[kind], "kind": kind, **item})
+                token = (page.get("metadata") or {}).get("continue") or None
+                if not token:
+                    break
+        order = {kind: i for i, kind in enumerate(LISTABLE_KINDS)}
+        return sorted(out, key=lambda o: (order[o["kind"]], str((o.get("metadata") or {}).get("name"))))
 
     def annotations(self, service: str, version: str | None = None) -> dict[str, str]:
         resource, name = self._annotation_target(service, version)

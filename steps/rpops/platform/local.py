@@ -13,7 +13,8 @@ answers 200; scaling down removes processes from the proxy first, waits for thei
 requests to finish, then stops them with SIGTERM (a graceful drain).
 
 Resources and autoscaling bounds are recorded (and read back) but not enforced: the local
-platform has no scheduler and no autoscaler.
+platform has no scheduler and no autoscaler. It has no Kubernetes objects either, so
+`list_objects` (the security scan's --live) is refused as bad input.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from rpops.platform.base import (
     Routes,
     Workload,
     check_annotations,
+    check_kinds,
     check_replicas,
     check_service,
     check_timeout,
@@ -528,6 +530,17 @@ class LocalDriver:
                 self.store.save(state)
                 self._drain_and_stop(svc, [old])
             ver.restarted_at = time.time()
+
+    def list_objects(self, kinds: Sequence[str]) -> list[dict[str, Any]]:
+        """Refused: the local platform has no Kubernetes objects. Deployment-like dicts made up
+        from its state would be judged on fields nobody set (securityContext, probes, policies)
+        and report findings about the synthesis, not about the platform."""
+        check_kinds(kinds)
+        raise UsageError(
+            "--live: the local platform runs the workload as processes on 127.0.0.1, not as Kubernetes "
+            "objects, so there is no live configuration to check; check the manifests instead "
+            "(--manifests manifests/platform) or scan a cluster with RPOPS_PLATFORM=kubernetes"
+        )
 
     # -- the local platform as a whole (rpops local platform up|down|status) ------------------
 

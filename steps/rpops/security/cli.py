@@ -4,25 +4,34 @@ observe: read requirement files / installed environments, the advisory database,
 Kubernetes manifests. decide: match, check, apply suppressions, decide the gate. act: write
 report.json, results.sarif, summary.md, fix.patch and the output parameters.
 
+`--live` adds the platform's live objects (Deployments, Services, NetworkPolicies,
+PodDisruptionBudgets) read through the platform driver; they are read first, so a refusal or an
+unreachable API stops the scan before anything is written.
+
 Exit codes: 0 the gate passed; 1 findings at or above --fail-on reached --threshold; 2 bad input;
-3 the advisory database is missing or older than --max-db-age (or --online could not reach OSV).
+3 the advisory database is missing or older than --max-db-age (or --online could not reach OSV,
+or --live could not reach the platform's API).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rpops.errors import Unreachable, UsageError
 from rpops.io import EXIT_GATE_FAILED, EXIT_UNREACHABLE, outputs_dir, write_output, write_report
 from rpops.security.model import SEVERITIES, Finding, Notice
 from rpops.settings import add_arguments, from_args, setting
+
+if TYPE_CHECKING:
+    from rpops.security.config import K8sObject
 
 log = logging.getLogger("rpops.security")
 
@@ -97,10 +106,31 @@ class ScanSettings:
     )
     timeout: float = setting(30.0, help="HTTP timeout in seconds for --online")
     retries: int = setting(2, help="Retries for --online requests")
+    service: str = setting(
+        "",
+        help="With --live: check only this service's Deployments and Services (label "
+        "app.kubernetes.io/name); every NetworkPolicy and PodDisruptionBudget of the namespace still "
+        "counts for coverage. Recorded in the report either way",
+    )
+    region: str = setting("", help="Region of the scanned platform, recorded in the report")
+
+
+# What --live reads: pod specs to check, and the objects that must select them.
+LIVE_KINDS = ("Deployment", "Service", "NetworkPolicy", "PodDisruptionBudget")
+_SERVICE_KINDS = ("Deployment", "Service")
+_NAME_LABEL = "app.kubernetes.io/name"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from rpops.scaling.switches import add_switch
+
     add_arguments(parser, ScanSettings)
+    add_switch(
+        parser,
+        "live",
+        "Also check the platform's live Deployments, Services, NetworkPolicies and PodDisruptionBudgets, "
+        "read through the platform driver ($RPOPS_PLATFORM); the local platform has none and refuses",
+    )
     parser.add_argument("--verbose", action="store_true", help="Debug logging")
 
 
@@ -120,6 +150,19 @@ def parse_duration(text: str, flag: str) -> float:
     return seconds
 
 
+def _normalized(s: ScanSettings) -> ScanSettings:
+    """Empty path values mean "none": an Argo template cannot drop an argument, so it passes ''."""
+    return dataclasses.replace(
+        s,
+        manifests=tuple(p for p in s.manifests if p.strip()),
+        installed=tuple(p for p in s.installed if p.strip()),
+        requirements=tuple(p for p in s.requirements if p.strip()),
+        exclude=tuple(p for p in s.exclude if p.strip()),
+        service=s.service.strip(),
+        region=s.region.strip(),
+    )
+
+
 def _validate(s: ScanSettings) -> None:
     if s.threshold < 1:
         raise UsageError(f"--threshold {s.threshold}: must be 1 or more")
@@ -132,6 +175,56 @@ def _validate(s: ScanSettings) -> None:
     for path in s.manifests:
         if not Path(path).exists():
             raise UsageError(f"--manifests {path}: no such file or directory")
+    if s.service:
+        from rpops.platform.base import check_service
+
+        try:
+            check_service(s.service)
+        except UsageError as exc:
+            raise UsageError(f"--service: {exc}") from None
+
+
+@dataclass(frozen=True)
+class LiveObjects:
+    """What --live read: the objects to check, and where they came from."""
+
+    objects: list[K8sObject]
+    platform: str
+    namespace: str
+    read: int  # objects the driver returned, before the --service filter
+
+
+def _read_live(s: ScanSettings) -> LiveObjects:
+    """observe: the platform's live objects (plain dicts from the driver), filtered to --service."""
+    from rpops.platform import get_driver
+    from rpops.security.config import K8sObject
+
+    driver = get_driver()
+    docs = driver.list_objects(LIVE_KINDS)
+    namespace = str(getattr(driver, "namespace", "") or "")
+    kept = [d for d in docs if _belongs(d, s.service)]
+    if s.service and not any(d.get("kind") == "Deployment" for d in kept):
+        found = sorted(
+            {
+                str(((d.get("metadata") or {}).get("labels") or {}).get(_NAME_LABEL))
+                for d in docs
+                if d.get("kind") == "Deployment"
+            }
+        )
+        raise UsageError(
+            f"--service {s.service}: no Deployment labelled {_NAME_LABEL}={s.service} in namespace "
+            f"{namespace or '?'} (services with Deployments there: {', '.join(found) or 'none'}); "
+            "fix the name or leave --service empty to check every workload"
+        )
+    objects = [K8sObject(doc, "live", i) for i, doc in enumerate(kept)]
+    return LiveObjects(objects, driver.name, namespace, len(docs))
+
+
+def _belongs(doc: dict[str, Any], service: str) -> bool:
+    if not service or doc.get("kind") not in _SERVICE_KINDS:
+        return True
+    labels = (doc.get("metadata") or {}).get("labels") or {}
+    return bool(labels.get(_NAME_LABEL) == service)
 
 
 def _scan_dependencies(
@@ -203,20 +296,40 @@ def _scan_dependencies(
 
 
 def _scan_config(
-    s: ScanSettings, target: Path, findings: list[Finding], notices: list[Notice], scanned: dict[str, Any]
+    s: ScanSettings,
+    target: Path,
+    live: LiveObjects | None,
+    findings: list[Finding],
+    notices: list[Notice],
+    scanned: dict[str, Any],
 ) -> None:
     from rpops.security.config import check_objects, read_manifests
 
-    if not s.manifests:
-        scanned["config"] = {"objects": 0, "files": 0, "skipped": "no --manifests given"}
+    if not s.manifests and live is None:
+        scanned["config"] = {"objects": 0, "files": 0, "skipped": "no --manifests given and no --live"}
         return
-    objects, problems, nfiles = read_manifests([Path(p) for p in s.manifests], target)
-    notices.extend(problems)
-    findings.extend(check_objects(objects))
+    objects: list[K8sObject] = []
+    nfiles = 0
+    if s.manifests:
+        objects, problems, nfiles = read_manifests([Path(p) for p in s.manifests], target)
+        notices.extend(problems)
+        findings.extend(check_objects(objects))
+    # Live objects are judged on their own: a NetworkPolicy in a manifest does not cover a live pod.
+    live_objects = live.objects if live is not None else []
+    if live is not None:
+        findings.extend(check_objects(live_objects, live.namespace or "default"))
     kinds: dict[str, int] = {}
-    for obj in objects:
+    for obj in [*objects, *live_objects]:
         kinds[obj.kind] = kinds.get(obj.kind, 0) + 1
-    scanned["config"] = {"objects": len(objects), "files": nfiles, "kinds": kinds}
+    scanned["config"] = {"objects": len(objects) + len(live_objects), "files": nfiles, "kinds": kinds}
+    if live is not None:
+        scanned["config"]["live"] = {
+            "platform": live.platform,
+            "namespace": live.namespace,
+            "objects": len(live_objects),
+            "read": live.read,
+            "service": s.service or None,
+        }
 
 
 def _write_patch(
@@ -254,8 +367,14 @@ def run(args: argparse.Namespace) -> int:
     from rpops.security.report import ScanOutcome, build_report, decide_gate, markdown, one_line
     from rpops.security.sarif import build_sarif
 
-    s = from_args(ScanSettings, args)
+    s = _normalized(from_args(ScanSettings, args))
+    live_flag = bool(getattr(args, "live", False))
     _validate(s)
+    if live_flag and not s.config:
+        raise UsageError("--live checks workload configuration: drop --no-config, or drop --live")
+    # Read the live objects before any work or output: a refusal (2) or an unreachable API (3)
+    # leaves nothing half-written.
+    live = _read_live(s) if live_flag else None
     started = datetime.now(UTC)
     target = Path(s.target)
     cache_dir = None
@@ -294,7 +413,7 @@ def run(args: argparse.Namespace) -> int:
         notices.extend(code.notices)
         scanned["code"] = code.summary()
     if s.config:
-        _scan_config(s, target, findings, notices, scanned)
+        _scan_config(s, target, live, findings, notices, scanned)
 
     expired, suppression_notices = suppress.apply(findings, entries, started.date(), str(suppression_file))
     notices.extend(suppression_notices)
@@ -312,7 +431,10 @@ def run(args: argparse.Namespace) -> int:
         patch=patch,
         expired_suppressions=expired,
         db_error=db_error,
-        settings={k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(s).items()},
+        settings={
+            **{k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(s).items()},
+            "live": live_flag,
+        },
     )
 
     report = build_report(outcome)

@@ -285,16 +285,43 @@ def security() -> None:
     heading("Security scan of a sample vulnerable project: research-platform-security-scan")
     if not has_template("research-platform-security-scan") or not SAMPLE_PROJECT.exists():
         return
+    # The vendored advisory snapshot is old on purpose: max-db-age 0 turns the age check off.
+    # installed is empty: the template's default is the step image's own environment.
     status = run_template(
         "research-platform-security-scan",
         "demo-security-1",
-        path=str(SAMPLE_PROJECT),
-        db=str(ADVISORIES / "vulns"),
+        target=str(SAMPLE_PROJECT),
+        manifests=str(SAMPLE_PROJECT / "manifests"),
+        installed="",
+        db=str(ADVISORIES),
+        max_db_age="0",
     )
     out = outputs(status, "security-scan")
+    verdict = "FAIL: the alert fires" if out.get("status") == "fail" else out.get("status", "?").upper()
     print(
-        f"{BOLD}   -> critical {out.get('critical')}, high {out.get('high')}, total {out.get('total')}{RESET}"
+        f"{BOLD}   -> {status['status']['phase']} ({verdict}): critical {out.get('critical')}, "
+        f"high {out.get('high')}, total {out.get('total')}; {out.get('fixes')} upgrade(s) in fix.patch{RESET}"
     )
+    # The top findings, from the scan's summary.md (its findings table is sorted by severity).
+    node = next(
+        (
+            n
+            for n in status["status"]["nodes"].values()
+            if n.get("templateName") == "security-scan" and n["type"] == "Pod"
+        ),
+        None,
+    )
+    summary = (
+        WORK / "runs" / "demo-security-1" / "nodes" / (node or {}).get("id", "-") / "outputs" / "summary.md"
+    )
+    rows = (
+        [line for line in summary.read_text().splitlines() if line.startswith("| ")]
+        if summary.exists()
+        else []
+    )
+    for row in [r for r in rows if r.split("|")[1].strip() in ("critical", "high")][:5]:
+        severity, _, rule, where, message = (cell.strip() for cell in row.strip("|").split("|", 4))
+        print(f"   {severity:<8} {rule:<18} {where:<32} {message[:80]}")
 
 
 def bluegreen() -> None:

@@ -1,4 +1,4 @@
-"""Hera definitions of the Research Platform's Argo WorkflowTemplates.
+"""Hera definitions of the Research Platform's Argo WorkflowTemplates (and its CronWorkflow).
 
 Each module in `TEMPLATE_MODULES` defines one document: `NAME` (the metadata.name) and
 `build(config: RenderConfig)` returning the Hera object. `make render` writes every one of them
@@ -15,4 +15,6 @@ TEMPLATE_MODULES: tuple[str, ...] = (
     "workflows.recovery",
     "workflows.alerts_binding",
     "workflows.bluegreen",
+    "workflows.security_scan",
+    "workflows.daily_security_scan",
 )

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from hera.workflows import DAG, Parameter, Task, WorkflowTemplate
 from hera.workflows.models import Mutex, Synchronization, TemplateRef, ValueFrom
 
-from workflows import health_check, optimize, scale
+from workflows import health_check, optimize, scale, security_scan
 from workflows.common import (
     DESCRIPTION_ANNOTATION,
     NAME_PREFIX,
@@ -41,8 +41,6 @@ NAME = f"{NAME_PREFIX}{PURPOSE}"
 ENTRYPOINT = "main"
 MUTEX = f"{NAME_PREFIX}recovery-{{{{workflow.parameters.service}}}}"
 
-# The security scan's template, referenced once it is rendered (workflows/security_scan.py).
-SECURITY_SCAN: tuple[str, str] | None = None
 
 TARGETS = Input(
     "targets",
@@ -167,15 +165,20 @@ def build(config: RenderConfig) -> WorkflowTemplate:
                 arguments=_health_arguments(),
             )
             remediations = []
-            if SECURITY_SCAN is not None:
-                remediations.append(
-                    Task(
-                        name="security-scan",
-                        template_ref=TemplateRef(name=SECURITY_SCAN[0], template=SECURITY_SCAN[1]),
-                        when=f"{STATUS} == unhealthy",
-                        depends=CHECK,
-                    )
+            remediations.append(
+                Task(
+                    name="security-scan",
+                    template_ref=TemplateRef(name=security_scan.NAME, template=security_scan.TEMPLATE),
+                    when=f"{STATUS} == unhealthy",
+                    depends=CHECK,
+                    # Also the live service's configuration, through the platform driver; the scan's
+                    # gate (a critical finding fails it) fails the recovery: a person must look.
+                    arguments=step_arguments(
+                        security_scan.INPUTS,
+                        {"live": "true", "service": SERVICE.workflow_ref, "region": REGION.workflow_ref},
+                    ),
                 )
+            )
             remediations.append(
                 Task(
                     name="optimize",

@@ -67,7 +67,7 @@ def _builder_copies(dockerfile: Path) -> list[str]:
             stage = words[-1] if "AS" in words else None
         elif words[:1] == ["COPY"] and stage == "builder":
             sources += [w for w in words[1:-1] if not w.startswith("--")]
-    return sources
+    return list(dict.fromkeys(sources))  # a source copied twice (to the wheel build and to /stage) once
 
 
 @dataclass(frozen=True)
@@ -219,3 +219,109 @@ def test_platform_healthcheck_passes_when_healthy_and_fails_when_not(image: Imag
             assert (result.returncode == 0) is healthy, result.stderr
         finally:
             _stop(process)
+
+
+# --- the security scan's data in the step image ----------------------------------------------------
+
+DB_IN_IMAGE = "/opt/rpops/advisories"
+SRC_IN_IMAGE = "/opt/rpops/src"
+
+
+def _final_copies_from_stage(dockerfile: Path) -> dict[str, str]:
+    """`COPY --from=builder /stage/X /opt/rpops/X` of the final stage: image path -> staged name."""
+    found = {}
+    for match in re.finditer(r"^COPY --from=builder /stage/(\S+) (\S+)$", dockerfile.read_text(), re.M):
+        found[match.group(2)] = match.group(1)
+    return found
+
+
+def _staging_copies(dockerfile: Path) -> list[tuple[list[str], str]]:
+    """The builder's `COPY <sources> /stage/...` instructions: (context sources, destination)."""
+    copies = []
+    for match in re.finditer(r"^COPY ((?:\S+ )+)(/stage/\S*)$", dockerfile.read_text(), re.M):
+        copies.append((match.group(1).split(), match.group(2)))
+    return copies
+
+
+def _docker_copy(sources: list[str], dest: Path, into: bool) -> None:
+    """COPY's rule: a directory's contents go into the destination; a file goes to the destination,
+    or into it when it ends with '/' (`into`)."""
+    for source in sources:
+        origin = ROOT / source
+        assert origin.exists(), f"the Dockerfile copies {source}, which does not exist"
+        if origin.is_dir():
+            shutil.copytree(origin, dest, ignore=IGNORED, dirs_exist_ok=True)
+        else:
+            target = dest / origin.name if into or len(sources) > 1 else dest
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(origin, target)
+
+
+def _index_command(dockerfile: Path) -> list[str]:
+    """The final stage's `RUN rpops advisories info ...` up to the first `&&`, as argv."""
+    text = dockerfile.read_text().replace("\\\n", " ")
+    match = re.search(r"^RUN (rpops advisories info [^&\n]*)", text, re.M)
+    assert match, "images/steps/Dockerfile does not build the advisory index (rpops advisories info)"
+    return shlex.split(match.group(1))
+
+
+@pytest.fixture(scope="module")
+def scan_data(image: Image) -> dict[str, Path]:
+    """The image's /opt/rpops/src and /opt/rpops/advisories, staged and indexed as the Dockerfile
+    does: copied from the build context, readable by all, whole-second mtimes, then the index
+    written into the database by the Dockerfile's own command, as root (before USER 1000)."""
+    copies = _final_copies_from_stage(STEPS_DOCKERFILE)
+    assert copies == {SRC_IN_IMAGE: "src", DB_IN_IMAGE: "advisories"}, copies
+    stage = image.root / "stage"
+    for sources, dest in _staging_copies(STEPS_DOCKERFILE):
+        _docker_copy(sources, stage / dest.removeprefix("/stage/"), into=dest.endswith("/"))
+    places = {}
+    for image_path, name in copies.items():  # COPY --from=builder /stage/<name> <image_path>
+        places[image_path] = image.root / "opt" / name
+        shutil.copytree(stage / name, places[image_path])
+    _run(["chmod", "-R", "a+rX", str(image.root / "opt")])
+    _run(["find", str(image.root / "opt"), "-exec", "touch", "-h", "-d", "@0", "{}", "+"])
+    argv = [a.replace(DB_IN_IMAGE, str(places[DB_IN_IMAGE])) for a in _index_command(STEPS_DOCKERFILE)]
+    build_cache = image.root / "build-cache"
+    argv = [str(build_cache) if a == "/tmp/rpops-build-cache" else a for a in argv]
+    assert argv[:3] == ["rpops", "advisories", "info"] and "--write-index" in argv
+    out = _run([str(image.venv / "bin" / argv[0]), *argv[1:]], env=image.env, cwd=image.root)
+    assert "2661 records" in out.stdout
+    shutil.rmtree(build_cache)
+    return {"src": places[SRC_IN_IMAGE], "db": places[DB_IN_IMAGE]}
+
+
+def test_dockerignore_lets_the_advisory_snapshot_into_the_context() -> None:
+    rules = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert rules[0] == "*" and "!tests/data/advisories/" in rules
+    assert not any(r.startswith("tests") and not r.startswith("!") for r in rules)
+    assert re.search(r"^\s+RPOPS_CACHE_DIR=/tmp/rpops-cache$", STEPS_DOCKERFILE.read_text(), re.M)
+
+
+def test_security_scan_of_the_image_defaults_as_uid_1000_uses_the_baked_index(
+        image: Image, scan_data: dict[str, Path]) -> None:
+    db, src = scan_data["db"], scan_data["src"]
+    assert (db / ".rpops-index.json").is_file() and (db / "LICENSE").is_file()
+    assert (src / "steps" / "rpops" / "security" / "cli.py").is_file()
+    before = sorted(p.name for p in db.iterdir())
+    work = Path(tempfile.mkdtemp(prefix="scan-", dir=image.root))  # the pod's writable /tmp
+    os.chown(work, UID, UID) if os.geteuid() == 0 else None
+    env = {**image.env, "RPOPS_OUTPUTS": str(work / "outputs"), "RPOPS_CACHE_DIR": str(work / "cache")}
+    # The template's defaults: the image's source, its installed environment, its database.
+    result = subprocess.run(
+        [*_as_user(), str(image.venv / "bin" / "rpops"), "security-scan", "--target", str(src),
+         "--installed", str(image.venv), "--manifests", "", "--db", str(db), "--max-db-age", "0",
+         "--jobs", "2"],
+        env=env, cwd=work, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("security-scan PASS: 0 critical"), result.stdout
+    report = json.loads((work / "outputs" / "report.json").read_text())
+    assert report["scanned"]["advisory_db"]["index"] == f"cached:{db / '.rpops-index.json'}"
+    assert report["scanned"]["advisory_db"]["records"] == 2661
+    deps = report["scanned"]["dependencies"]
+    assert f"installed:{image.venv}" in deps["files"] and deps["packages_checked"] >= 10
+    assert report["scanned"]["code"]["files_scanned"] >= 50
+    assert sorted(p.name for p in db.iterdir()) == before  # the read-only copy was left alone
+    assert not (work / "cache" / "advisory-index").exists()  # and its index was not rebuilt
+    assert (work / "outputs" / "status").read_text() == "pass"

@@ -11,6 +11,7 @@ serve` with the rendered manifests. A steady load stands in for users and kubele
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -113,6 +114,12 @@ def steps(wf: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def node_outputs(wf: dict[str, Any], display_name: str) -> dict[str, str]:
+    """A task's output parameters (kept on the node whether or not the workflow succeeded)."""
+    node = next(n for n in wf["status"]["nodes"].values() if n["displayName"] == display_name)
+    return {p["name"]: p.get("value", "") for p in (node.get("outputs") or {}).get("parameters") or ()}
+
+
 def outputs(wf: dict[str, Any]) -> dict[str, str]:
     return {
         p["name"]: p.get("value", "") for p in (wf["status"].get("outputs") or {}).get("parameters") or ()
@@ -165,7 +172,7 @@ def test_alerts_remediate_the_platform(loop: Loop) -> None:
     params = {p["name"]: p["value"] for p in wf["spec"]["arguments"]["parameters"]}
     assert params["service"] == SERVICE and params["region"] == REGION
     assert json.loads(params["alert-labels"])["remediation"] == recovery.NAME
-    assert outputs(wf)["initial-status"] == "degraded"
+    assert outputs(wf)["initial-status"] == "degraded", node_outputs(wf, "check-health")
     ran = steps(wf)
     assert ran["optimize"] == "Succeeded" and ran["scale"] == "Skipped", ran
     assert ran["verify-health"] == "Succeeded", ran
@@ -174,13 +181,20 @@ def test_alerts_remediate_the_platform(loop: Loop) -> None:
     #    overloaded and scales it out; the average CPU halves and the alert resolves.
     loop.clear_faults()
     assert loop.driver.workload(SERVICE, VERSION).replicas == 1
+    # The burnt core must show as one: on this 2-core machine the steps' own start-up (and other
+    # tests) compete with it, so the replica gets a higher priority where that is allowed (root).
+    for inst in loop.driver.instances(SERVICE, VERSION):
+        try:
+            os.setpriority(os.PRIO_PROCESS, inst.pid or 0, -10)
+        except PermissionError:
+            pass
     loop.set_faults(cpu_burn=1.0)
     wf = loop.wait_recovery("HighCPU")
     assert wf["status"]["phase"] == "Succeeded", json.dumps(wf["status"], indent=1)[:3000]
-    assert outputs(wf)["initial-status"] == "overloaded"
+    assert outputs(wf)["initial-status"] == "overloaded", node_outputs(wf, "check-health")
     ran = steps(wf)
     assert ran["scale"] == "Succeeded" and ran["optimize"] == "Skipped", ran
-    assert loop.driver.workload(SERVICE, VERSION).replicas > 1
+    assert loop.driver.workload(SERVICE, VERSION).replicas > 1, node_outputs(wf, "scale")["reason"]
     wait_until(lambda: not loop.firing("HighCPU"), 30, f"HighCPU still firing\n{loop.diagnostics()}", 0.5)
 
     # 3. Failing /health: HealthCheckFailing fires; the recovery finds the service unhealthy and
@@ -188,11 +202,12 @@ def test_alerts_remediate_the_platform(loop: Loop) -> None:
     loop.clear_faults()
     loop.set_faults(unhealthy=True)
     wf = loop.wait_recovery("HealthCheckFailing")
-    assert outputs(wf)["initial-status"] == "unhealthy"
+    assert node_outputs(wf, "check-health")["status"] == "unhealthy"
     ran = steps(wf)
     assert ran["optimize"] == "Skipped" and ran["scale"] == "Skipped", ran
-    if recovery.SECURITY_SCAN is not None:
-        assert ran["security-scan"] in ("Succeeded", "Failed"), ran  # a scan over its threshold fails (gate)
+    scan = next(n for n in wf["status"]["nodes"].values() if n["displayName"] == "security-scan")
+    print("SCAN", json.dumps(scan, indent=1))
+    assert ran["security-scan"] in ("Succeeded", "Failed"), ran
     loop.clear_faults()
 
 

@@ -8,6 +8,7 @@ rendered goes untested here.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from rpops.local import load_documents, submit
+from rpops.local import RunResult, load_documents, submit
 from rpops.platform.local import LocalDriver
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
@@ -24,6 +25,8 @@ import prometheus_fixture  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests" / "argo"
 SERVICE = "research-platform"
+SAMPLE_PROJECT = ROOT / "tests" / "security" / "data" / "sample-project"
+ADVISORIES = ROOT / "tests" / "data" / "advisories"  # an old snapshot: max-db-age 0 turns the age check off
 
 
 @dataclass
@@ -38,6 +41,9 @@ class Env:
 class Case:
     parameters: Callable[[Env], dict[str, str]]
     check: Callable[[dict[str, str], Env], None]
+    # A gate that fails its run (the security scan's alert) expects "Failed" and checks the nodes.
+    phase: str = "Succeeded"
+    check_run: Callable[[RunResult, Env], None] | None = None
 
 
 def _rendered_templates() -> list[str]:
@@ -68,6 +74,51 @@ def _optimize(out: dict[str, str], env: Env) -> None:
     assert "not enough" in out["reason"], out
 
 
+def _scan_local(**overrides: str) -> dict[str, str]:
+    """The scan's arguments with this machine's paths instead of the step image's."""
+    return {
+        "target": str(ROOT / "steps"),  # the image's /opt/rpops/src holds the same source
+        "installed": sys.prefix,  # the image's /opt/rpops: this venv
+        "manifests": str(ROOT / "manifests" / "platform"),
+        "db": str(ADVISORIES),
+        "max-db-age": "0",
+        **overrides,
+    }
+
+
+def _scan_alert(out: dict[str, str], env: Env) -> None:
+    # Argo drops a DAG's outputs when the DAG fails: the counts are on the scan's node.
+    assert out == {}, out
+
+
+def _scan_alert_run(result: RunResult, env: Env) -> None:
+    """The sample project's critical findings fail the gate: the scan node fails with exit 1,
+    keeps its outputs, says why on stdout, and the critical gauge carries the count."""
+    node = result.nodes["security-scan(0)"]
+    assert (node.phase, node.message, node.exit_code) == ("Failed", "Error (exit code 1)", "1")
+    assert result.nodes["security-scan"].phase == "Failed"  # exit 1 is a verdict: not retried
+    critical = int(node.outputs["critical"])
+    assert critical >= 1 and node.outputs["status"] == "fail" and int(node.outputs["fixes"]) >= 1
+    assert int(node.outputs["total"]) >= int(node.outputs["high"]) + critical
+    assert node.result is not None
+    assert re.match(rf"security-scan FAIL: {critical} critical, {node.outputs['high']} high", node.result)
+    assert f"gate: {critical} at or above critical (threshold 1)" in node.result
+    (gauge,) = result.status["status"]["metrics"]
+    assert gauge["name"] == "research_platform_security_vulnerabilities_critical"
+    assert (gauge["value"], gauge["labels"]) == (critical, {"service": SERVICE, "region": "us-east"})
+
+
+def _daily_scan(out: dict[str, str], env: Env) -> None:
+    # This repository's own code, environment and platform manifests pass the daily gate.
+    assert out["status"] == "pass" and out["critical"] == "0", out
+    assert int(out["total"]) >= int(out["high"]) >= 0
+
+
+def _daily_scan_run(result: RunResult, env: Env) -> None:
+    (gauge,) = result.status["status"]["metrics"]
+    assert (gauge["value"], gauge["labels"]) == (0, {"service": SERVICE, "region": ""})
+
+
 RUNS: dict[str, Case] = {
     "research-platform-health-check": Case(
         lambda e: {"targets": f"us-east={e.url}", "region": "us-east"}, _health
@@ -75,6 +126,24 @@ RUNS: dict[str, Case] = {
     "research-platform-validate": Case(lambda e: {"url": e.url}, _validate),
     "research-platform-scale": Case(lambda e: {"service": SERVICE, "dry-run": "true"}, _scale),
     "research-platform-optimize": Case(lambda e: {"service": SERVICE, "prometheus": e.prometheus}, _optimize),
+    "research-platform-security-scan": Case(
+        lambda e: {
+            "target": str(SAMPLE_PROJECT),
+            "installed": "",
+            "manifests": str(SAMPLE_PROJECT / "manifests"),
+            "db": str(ADVISORIES),
+            "max-db-age": "0",
+            "service": SERVICE,
+            "region": "us-east",
+        },
+        _scan_alert,
+        phase="Failed",
+        check_run=_scan_alert_run,
+    ),
+    # The CronWorkflow's workflowSpec, run once; live objects need a cluster (see below).
+    "research-platform-daily-security-scan": Case(
+        lambda e: _scan_local(live="false"), _daily_scan, check_run=_daily_scan_run
+    ),
 }
 
 
@@ -109,5 +178,19 @@ def test_rendered_template_runs(template: str, env: Env) -> None:
     case = RUNS[template]
     result = submit(catalog, template, case.parameters(env), env.tmp / "runs")
     failed = {n.name: n.message for n in result.nodes.values() if n.phase not in ("Succeeded", "Skipped")}
-    assert result.phase == "Succeeded", (result.message, failed)
+    assert result.phase == case.phase, (result.message, failed)
     case.check(result.outputs, env)
+    if case.check_run is not None:
+        case.check_run(result, env)
+
+
+def test_daily_security_scan_unchanged_refuses_live_objects_on_the_local_platform(env: Env) -> None:
+    """The cron checks live objects; the local platform has none, and says so (exit 2, no retry)."""
+    catalog = load_documents([MANIFESTS])
+    result = submit(catalog, "research-platform-daily-security-scan", _scan_local(), env.tmp / "runs")
+    assert result.phase == "Failed"
+    node = result.nodes["security-scan(0)"]
+    assert (node.message, node.outputs["status"]) == ("Error (exit code 2)", "error")  # the default
+    assert "security-scan(1)" not in result.nodes
+    logs = "".join(p.read_text() for p in (result.run_dir / "logs").glob("*.log"))
+    assert "--live: the local platform runs the workload as processes" in logs

@@ -18,7 +18,18 @@ if str(REPO_ROOT) not in sys.path:  # `workflows/` is not an installed package
 from hera.workflows import Container  # noqa: E402
 from rpops.errors import UsageError  # noqa: E402
 
-from workflows import TEMPLATE_MODULES, health_check, optimize, scale, validate  # noqa: E402
+from workflows import (  # noqa: E402
+    TEMPLATE_MODULES,
+    alerts_binding,
+    bluegreen,
+    daily_security_scan,
+    health_check,
+    optimize,
+    recovery,
+    scale,
+    security_scan,
+    validate,
+)
 from workflows.common import (  # noqa: E402
     DEFAULT_IMAGE,
     Input,
@@ -78,7 +89,17 @@ def test_committed_manifests_equal_a_fresh_render() -> None:
 
 def test_every_registered_module_is_committed_and_in_the_kustomization(docs: list[Doc]) -> None:
     assert len(docs) == len(TEMPLATE_MODULES)
-    names = {health_check.NAME, validate.NAME, scale.NAME, optimize.NAME}
+    names = {
+        health_check.NAME,
+        validate.NAME,
+        scale.NAME,
+        optimize.NAME,
+        recovery.NAME,
+        alerts_binding.NAME,
+        bluegreen.NAME,
+        security_scan.NAME,
+        daily_security_scan.NAME,
+    }
     assert {d["metadata"]["name"] for d in docs} == names
     kustomization = yaml.safe_load((DEFAULT_OUT_DIR / "kustomization.yaml").read_text())
     assert {f"{d['metadata']['name']}.yaml" for d in docs} <= set(kustomization["resources"])

@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import secrets
+import signal
 import socket
 import sys
 import threading
@@ -398,6 +399,10 @@ def _stop_runs(server: Server) -> None:
         h.wait(max(0.1, deadline - time.monotonic()))
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -425,9 +430,15 @@ def run(args: argparse.Namespace) -> int:
                 _write_port_file(settings.port_file, port)
         await task
 
+    if threading.current_thread() is threading.main_thread():
+        # uvicorn stops on SIGTERM, then raises it again once stopped: make that an exception, so
+        # that the runs below are terminated (their steps stopped by PID) before the process ends.
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
             runner.run(main())
+    except KeyboardInterrupt:
+        log.info("stopping: terminating %d run(s)", len(server.dispatcher.active()))
     finally:
         if server.scheduler is not None:
             server.scheduler.stop()

@@ -108,9 +108,9 @@ class ScanSettings:
     retries: int = setting(2, help="Retries for --online requests")
     service: str = setting(
         "",
-        help="With --live: check only this service's Deployments and Services (label "
-        "app.kubernetes.io/name); every NetworkPolicy and PodDisruptionBudget of the namespace still "
-        "counts for coverage. Recorded in the report either way",
+        help="With --live: check only this service's Deployments (label app.kubernetes.io/name) and "
+        "Services (that label, or named <service> and <service>-preview); every NetworkPolicy and "
+        "PodDisruptionBudget of the namespace still counts for coverage. Recorded in the report either way",
     )
     region: str = setting("", help="Region of the scanned platform, recorded in the report")
 
@@ -221,10 +221,14 @@ def _read_live(s: ScanSettings) -> LiveObjects:
 
 
 def _belongs(doc: dict[str, Any], service: str) -> bool:
+    """A service's Deployments carry its name label; its Services carry the label or its route
+    names (`<service>`, `<service>-preview`, as the kubernetes driver names them)."""
     if not service or doc.get("kind") not in _SERVICE_KINDS:
         return True
-    labels = (doc.get("metadata") or {}).get("labels") or {}
-    return bool(labels.get(_NAME_LABEL) == service)
+    meta = doc.get("metadata") or {}
+    if (meta.get("labels") or {}).get(_NAME_LABEL) == service:
+        return True
+    return doc.get("kind") == "Service" and meta.get("name") in (service, f"{service}-preview")
 
 
 def _scan_dependencies(

@@ -297,10 +297,10 @@ def security() -> None:
         max_db_age="0",
     )
     out = outputs(status, "security-scan")
-    verdict = "FAIL: the alert fires" if out.get("status") == "fail" else out.get("status", "?").upper()
     print(
-        f"{BOLD}   -> {status['status']['phase']} ({verdict}): critical {out.get('critical')}, "
-        f"high {out.get('high')}, total {out.get('total')}; {out.get('fixes')} upgrade(s) in fix.patch{RESET}"
+        f"{BOLD}   -> workflow {status['status']['phase']} (gate {out.get('status')}): critical "
+        f"{out.get('critical')}, high {out.get('high')}, total {out.get('total')}; "
+        f"{out.get('fixes')} upgrade(s) proposed in fix.patch{RESET}"
     )
     # The top findings, from the scan's summary.md (its findings table is sorted by severity).
     node = next(
@@ -319,9 +319,10 @@ def security() -> None:
         if summary.exists()
         else []
     )
-    for row in [r for r in rows if r.split("|")[1].strip() in ("critical", "high")][:5]:
-        severity, _, rule, where, message = (cell.strip() for cell in row.strip("|").split("|", 4))
-        print(f"   {severity:<8} {rule:<18} {where:<32} {message[:80]}")
+    findings = [[c.strip() for c in r.strip(" |").split("|", 4)] for r in rows]
+    findings = [f for f in findings if len(f) == 5 and f[1] in ("dependency", "code", "config")]
+    for severity, _, rule, where, message in [f for f in findings if f[0] in ("critical", "high")][:5]:
+        print(f"   {severity:<8} {rule.strip('`'):<16} {where:<32} {message[:80]}")
 
 
 def bluegreen() -> None:

@@ -11,7 +11,6 @@ serve` with the rendered manifests. A steady load stands in for users and kubele
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -181,13 +180,6 @@ def test_alerts_remediate_the_platform(loop: Loop) -> None:
     #    overloaded and scales it out; the average CPU halves and the alert resolves.
     loop.clear_faults()
     assert loop.driver.workload(SERVICE, VERSION).replicas == 1
-    # The burnt core must show as one: on this 2-core machine the steps' own start-up (and other
-    # tests) compete with it, so the replica gets a higher priority where that is allowed (root).
-    for inst in loop.driver.instances(SERVICE, VERSION):
-        try:
-            os.setpriority(os.PRIO_PROCESS, inst.pid or 0, -10)
-        except PermissionError:
-            pass
     loop.set_faults(cpu_burn=1.0)
     wf = loop.wait_recovery("HighCPU")
     assert wf["status"]["phase"] == "Succeeded", json.dumps(wf["status"], indent=1)[:3000]
@@ -205,8 +197,8 @@ def test_alerts_remediate_the_platform(loop: Loop) -> None:
     assert node_outputs(wf, "check-health")["status"] == "unhealthy"
     ran = steps(wf)
     assert ran["optimize"] == "Skipped" and ran["scale"] == "Skipped", ran
-    scan = next(n for n in wf["status"]["nodes"].values() if n["displayName"] == "security-scan")
-    print("SCAN", json.dumps(scan, indent=1))
+    # It ran: its gate (a critical finding, or scanning paths only the step image has) may fail it,
+    # and then the recovery fails for a person to look.
     assert ran["security-scan"] in ("Succeeded", "Failed"), ran
     loop.clear_faults()
 

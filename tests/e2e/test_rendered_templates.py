@@ -9,6 +9,7 @@ rendered goes untested here.
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -119,7 +120,52 @@ def _daily_scan_run(result: RunResult, env: Env) -> None:
     assert (gauge["value"], gauge["labels"]) == (0, {"service": SERVICE, "region": ""})
 
 
+def _bluegreen(out: dict[str, str], env: Env) -> None:
+    assert (out["phase"], out["result"], out["rolled_back"]) == ("complete", "promoted", "false"), out
+    assert (out["active_version"], out["previous_version"]) == ("v2", "v1"), out
+    assert env.driver.routes(SERVICE).active == "v2"
+    # Back to v1 (kept at 0 replicas for this), so the other templates find the platform as it was.
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rpops.cli",
+            "bluegreen",
+            "rollback",
+            "--service",
+            SERVICE,
+            "--reason",
+            "restore",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    assert env.driver.routes(SERVICE).active == "v1"
+
+
+def _recovery(out: dict[str, str], env: Env) -> None:
+    assert (out["initial-status"], out["status"]) == ("healthy", "healthy"), out
+
+
 RUNS: dict[str, Case] = {
+    "research-platform-blue-green": Case(
+        lambda e: {
+            "service": SERVICE,
+            "version": "v2",
+            "verify-seconds": "1",
+            "scale-down-delay-seconds": "0",
+        },
+        _bluegreen,
+    ),
+    "research-platform-recovery": Case(
+        lambda e: {
+            "targets": f"us-east={e.url}",
+            "service": SERVICE,
+            "prometheus": e.prometheus,
+            "region": "us-east",
+        },
+        _recovery,
+    ),
     "research-platform-health-check": Case(
         lambda e: {"targets": f"us-east={e.url}", "region": "us-east"}, _health
     ),
@@ -194,3 +240,4 @@ def test_daily_security_scan_unchanged_refuses_live_objects_on_the_local_platfor
     assert "security-scan(1)" not in result.nodes
     logs = "".join(p.read_text() for p in (result.run_dir / "logs").glob("*.log"))
     assert "--live: the local platform runs the workload as processes" in logs
+    assert not result.status["status"].get("metrics")  # no count from a scan that did not complete

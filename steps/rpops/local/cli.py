@@ -3,6 +3,7 @@
 rpops local run <template-name | file.yaml> [-p key=value ...] [--output json]
 rpops local list | get NAME | logs NAME [--node X] | resume NAME | stop NAME | lint
 rpops local platform up|down|status   (the local platform; rpops.local.platform_cmd)
+rpops local serve [--port P]           (Argo's events API and CronWorkflow schedules; rpops.local.serve)
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ DEFAULT_MANIFESTS = "manifests/argo"
 DEFAULT_RUNS = ".rpops/runs"
 DEFAULT_SECRETS = ".rpops/secrets.yaml"
 
-# `serve` (the events API and cron schedules) joins this table when it is ready.
 SUBCOMMANDS: dict[str, str] = {
     "run": "Run a WorkflowTemplate, Workflow or CronWorkflow and wait for it.",
     "list": "List recorded runs, newest first.",
@@ -33,6 +33,7 @@ SUBCOMMANDS: dict[str, str] = {
     "stop": "Stop a run (its exit handler still runs; --terminate skips it).",
     "lint": "Check that documents stay inside what rpops local runs.",
     "platform": "The local platform: up, down, status.",
+    "serve": "Serve Argo's events API (WorkflowEventBindings) and CronWorkflow schedules.",
 }
 
 
@@ -108,6 +109,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("platform", help=SUBCOMMANDS["platform"], add_help=False, prefix_chars="\x00")
     p.add_argument("platform_args", nargs=argparse.REMAINDER)
 
+    serve = importlib.import_module("rpops.local.serve")
+    serve.configure(sub.add_parser("serve", help=SUBCOMMANDS["serve"], description=SUBCOMMANDS["serve"]))
+
 
 def run(args: argparse.Namespace) -> int | None:
     handlers: dict[str, Callable[[argparse.Namespace], int | None]] = {
@@ -119,6 +123,7 @@ def run(args: argparse.Namespace) -> int | None:
         "stop": _stop,
         "lint": _lint,
         "platform": _platform,
+        "serve": lambda a: importlib.import_module("rpops.local.serve").run(a),
     }
     return handlers[args.local_command](args)
 

@@ -1,0 +1,207 @@
+"""The alert loop's speed: from a fault to its remediation, and from a webhook to the first step.
+
+    .venv/bin/python benchmarks/bench_alerts.py [--repeats 3] [--webhooks 10]
+
+1. threshold -> remediation applied: the local platform (1 replica), Prometheus and Alertmanager
+   (Debian's, 1 s intervals, the production rules and routing with `for` capped at 1 s and
+   group_wait 0 s, as in tests/e2e) and `rpops local serve`. One core is burnt on the replica;
+   measured from the first scraped sample of research_platform_cpu_usage_percent over 90 (the
+   HighCPU threshold) to the platform's state showing the added replica (the scale step's
+   change). Baseline: the same path's Prometheus + Alertmanager part alone measures ~1.4-2.4 s
+   here (FIELD-NOTES); target: median <= 5 s. Each repeat uses a fresh stack (a group notified
+   once is not notified again within repeat_interval, and scaling has a cooldown).
+2. webhook -> first step: `rpops local serve` alone; an Alertmanager payload is posted and the
+   recovery's first step (check-health) node's start is read from the run record. Target:
+   median <= 200 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+
+import httpx  # noqa: E402
+from fixtures import (  # noqa: E402
+    REGION,
+    SERVICE,
+    VERSION,
+    Discovery,
+    alertmanager_config,
+    alertmanager_payload,
+    local_manifests,
+    platform_targets,
+    prometheus_config,
+    start_alertmanager,
+    start_prometheus,
+    start_serve,
+    wait_until,
+    write_test_rules,
+)
+from prometheus_fixture import free_port  # noqa: E402
+
+REMEDIATION_TARGET_S = 5.0
+REMEDIATION_BASELINE_S = 2.4  # Prometheus + Alertmanager alone, FIELD-NOTES (median with for: 1s)
+WEBHOOK_TARGET_MS = 200.0
+CPU_THRESHOLD = 90.0
+
+
+def epoch(text: str) -> float:
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def line(name: str, measured: float, baseline: float, target: float, unit: str) -> bool:
+    ratio = measured / baseline if baseline else float("inf")
+    ok = measured <= target
+    print(
+        f"{name}: measured {measured:.3g} {unit} vs baseline {baseline:.3g} {unit} -> ratio {ratio:.2f} "
+        f"(target <= {target:g} {unit}) {'PASS' if ok else 'FAIL'}",
+        flush=True,
+    )
+    return ok
+
+
+# --------------------------------------------------------------------------------------------- webhook
+
+
+def bench_webhook(count: int, tmp: Path) -> list[float]:
+    manifests = local_manifests(tmp / "manifests", f"{REGION}=http://127.0.0.1:1", "http://127.0.0.1:1")
+    serve = start_serve(manifests, tmp / "serve")
+    delays = []
+    try:
+        for i in range(count):
+            # A service per event: the recovery's mutex would otherwise queue them behind each other.
+            payload = alertmanager_payload("HighCPU", {"service": f"bench-{i}"}, fingerprint=f"{i + 1:016x}")
+            sent = time.time()
+            response = serve.post_event(payload)
+            response.raise_for_status()
+            (name,) = response.headers["X-Rpops-Workflows"].split(",")
+
+            def first_step(name: str = name) -> float | None:
+                for wf in serve.workflows():
+                    if wf["metadata"]["name"] == name:
+                        pods = [n for n in wf["status"]["nodes"].values() if n["type"] == "Pod"]
+                        if pods:
+                            return min(epoch(n["startedAt"]) for n in pods)
+                return None
+
+            delays.append((wait_until(first_step, 10, f"{name}: no step started", 0.02) - sent) * 1000)
+    finally:
+        serve.stop()
+    return delays
+
+
+# --------------------------------------------------------------------------------------------- remediation
+
+
+def crossing_time(prom: Any, since: float) -> float | None:
+    """Timestamp of the first scraped CPU sample over the threshold after `since`."""
+    window = max(2, int(time.time() - since) + 2)
+    result = prom.query(f"research_platform_cpu_usage_percent[{window}s]")["result"]
+    times = [
+        float(t)
+        for series in result
+        for t, v in series["values"]
+        if float(v) > CPU_THRESHOLD and float(t) >= since
+    ]
+    return min(times) if times else None
+
+
+def remediate_once(tmp: Path) -> float:
+    """One fresh stack; the seconds from the threshold crossing to the added replica."""
+    import os
+
+    from rpops.platform.local import LocalDriver
+
+    root = tmp / "platform"
+    os.environ["RPOPS_PLATFORM_DIR"] = str(root)
+    driver = LocalDriver(root=root, ready_interval=0.1, drain_timeout=2.0)
+    stack: list[Any] = []
+    try:
+        status = driver.up(SERVICE, VERSION, replicas=1, port=0)
+        stack.append(driver.down)
+        discovery = Discovery(root, tmp / "targets.json", interval=0.1)
+        stack.append(discovery.stop)
+        am_port = free_port()
+        prom = start_prometheus(
+            prometheus_config(tmp / "targets.json", write_test_rules(tmp / "rules.yaml"), am_port)
+        )
+        stack.append(prom.stop)
+        prom.wait_for('up{job=~"research-platform.*"} == 1', count=2, timeout=30)
+        serve = start_serve(
+            local_manifests(tmp / "manifests", f"{REGION}={status.url}", prom.url),
+            tmp / "serve",
+            env={"RPOPS_PLATFORM_DIR": str(root)},
+        )
+        stack.append(serve.stop)
+        config = alertmanager_config(f"{serve.url}/api/v1/events/argo/alertmanager", tmp / "serve" / "token")
+        am = start_alertmanager(config, port=am_port)
+        stack.append(am.stop)
+        token = driver.admin_token(SERVICE)
+        (inst,) = driver.instances(SERVICE, VERSION)
+        since = time.time()
+        httpx.post(
+            f"{inst.url}/admin/faults",
+            json={"cpu_burn": 1.0},
+            headers={"Authorization": f"Bearer {token}"},
+            trust_env=False,
+        ).raise_for_status()
+        try:
+            wait_until(lambda: len(platform_targets(root)) > 1, 60, "no replica was added", 0.02)
+        except TimeoutError:
+            for w in serve.workflows():
+                nodes = {
+                    n["displayName"]: n["phase"] for n in w["status"]["nodes"].values() if n["type"] == "Pod"
+                }
+                print(w["metadata"]["name"], w["status"]["phase"], nodes, file=sys.stderr)
+            print(prom.query("ALERTS")["result"], am.logs(), serve.logs(), file=sys.stderr)
+            raise
+        applied = time.time()
+        crossed: float = wait_until(lambda: crossing_time(prom, since), 10, "no sample over the threshold")
+        return applied - crossed
+    finally:
+        for stop in reversed(stack):
+            stop()
+
+
+def bench_remediation(repeats: int, tmp: Path) -> list[float]:
+    results = []
+    for i in range(repeats):
+        results.append(remediate_once(tmp / f"repeat-{i}"))
+        print(f"  repeat {i + 1}: threshold crossed -> replica added in {results[-1]:.2f} s", flush=True)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--webhooks", type=int, default=10)
+    args = parser.parse_args()
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="rpops-bench-alerts-") as tmp:
+        delays = bench_webhook(args.webhooks, Path(tmp) / "webhook")
+        ok &= line(
+            "webhook_to_first_step", statistics.median(delays), WEBHOOK_TARGET_MS, WEBHOOK_TARGET_MS, "ms"
+        )
+        remediation = bench_remediation(args.repeats, Path(tmp) / "loop")
+        ok &= line(
+            "threshold_to_remediation",
+            statistics.median(remediation),
+            REMEDIATION_BASELINE_S,
+            REMEDIATION_TARGET_S,
+            "s",
+        )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

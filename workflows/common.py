@@ -48,7 +48,9 @@ DESCRIPTION_ANNOTATION = "workflows.argoproj.io/description"
 PART_OF = "research-platform"
 STEP_UID = 1000  # the step image's user (images/steps/Dockerfile)
 
-STEP_ENV = {"RPOPS_LOG_FORMAT": "json", "RPOPS_PLATFORM": "kubernetes"}
+# Steps run in the argo namespace and act on the service in its own (rbac.yaml grants them that).
+SERVICE_NAMESPACE = "research-platform"
+STEP_ENV = {"RPOPS_LOG_FORMAT": "json", "RPOPS_PLATFORM": "kubernetes", "RPOPS_NAMESPACE": SERVICE_NAMESPACE}
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}

@@ -136,6 +136,21 @@ def test_every_rendered_template_runs_as_the_steps_account() -> None:
                 assert doc["spec"]["workflowSpec"].get("serviceAccountName") == "rpops-steps", path.name
 
 
+def test_every_step_acts_in_the_namespace_its_role_is_granted_in() -> None:
+    """Steps run in argo; without RPOPS_NAMESPACE the driver would act there, where it may not."""
+    namespace = one(_docs(), "Role", "rpops-steps")["metadata"]["namespace"]
+    containers = 0
+    for path in sorted(ARGO.glob("research-platform-*.yaml")):
+        for doc in load(path):
+            spec = doc["spec"].get("workflowSpec", doc["spec"])
+            for template in spec.get("templates", []):
+                if "container" in template:
+                    containers += 1
+                    env = {e["name"]: e.get("value") for e in template["container"].get("env", [])}
+                    assert env.get("RPOPS_NAMESPACE") == namespace, (path.name, template["name"])
+    assert containers
+
+
 def test_alertmanager_submitter_can_only_submit_through_the_events_api() -> None:
     docs = _docs()
     assert one(docs, "ServiceAccount", "rpops-alertmanager-submitter")["metadata"]["namespace"] == "argo"

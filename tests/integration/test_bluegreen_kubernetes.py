@@ -177,7 +177,8 @@ def test_green_that_never_becomes_ready_never_gets_the_selector(
     assert api.get(DEPLOYMENTS, "rp-v1")["spec"]["replicas"] == 2
     assert api.get(DEPLOYMENTS, "rp-v2")["spec"]["replicas"] == 0
     state = bluegreen_annotations(api)
-    assert state["phase"] == "aborted" and "rp-v2 not ready after 2s" in state["reason"]
+    assert state["phase"] == "aborted" and "progress deadline (2s)" in state["reason"]
+    assert "rp-v2 not ready after" in state["reason"]
 
 
 def test_rollback_after_completion_scales_blue_up_before_the_selector_moves(

@@ -475,7 +475,7 @@ class KubernetesDriver:
                 return self.workload(service, version)
             if time.monotonic() >= deadline:
                 raise DeadlineExceeded(
-                    f"Deployment {self.namespace}/{name} not ready after {timeout:g}s: {detail}"
+                    f"Deployment {self.namespace}/{name} not ready after {round(timeout, 2):g}s: {detail}"
                 )
             time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
 

@@ -473,7 +473,7 @@ class LocalDriver:
                 return workload
             if time.monotonic() >= deadline:
                 raise DeadlineExceeded(
-                    f"{service}/{version} not ready after {timeout:g}s: "
+                    f"{service}/{version} not ready after {round(timeout, 2):g}s: "
                     f"{workload.ready_replicas}/{workload.replicas} ready"
                 )
             time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))

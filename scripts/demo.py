@@ -3,12 +3,16 @@
 It starts the local platform (the reference workload behind a proxy), then runs the rendered
 WorkflowTemplates from manifests/argo/ unchanged through `rpops local run`: a health check, the
 post-deployment validation, a latency fault that turns the service degraded, a CPU fault that
-makes it overloaded and gets it scaled up, a right-sizing report, a security scan of a sample
-project, and a blue-green promotion that succeeds and one that is rolled back. Every process it
-started is stopped at the end, also on Ctrl-C or a failure.
+Prometheus alerts on and Alertmanager sends to `rpops local serve`, whose WorkflowEventBinding
+starts the recovery that scales the service out (the alert loop; without Prometheus and
+Alertmanager installed, the same remediation is run by hand), a security scan of a sample
+project, a right-sizing report from that Prometheus, and a blue-green promotion that succeeds and one that is rolled back.
+Every process it started is stopped at the end, also on Ctrl-C or a failure.
 
-Sections whose template is not in manifests/argo/ are skipped with a note. Everything lives under
-.rpops/demo/ (platform state, run records, Prometheus data), wiped at the start.
+The monitoring stack is the one tests/e2e/test_alert_loop.py runs (tests/e2e/fixtures.py): the
+production rules, scrape jobs and Alertmanager routes with test-sized intervals. Sections whose
+template is not in manifests/argo/ are skipped with a note. Everything lives under .rpops/demo/
+(platform state, run records), wiped at the start.
 """
 
 from __future__ import annotations
@@ -16,19 +20,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+# The processes of the alert loop, shared with its end-to-end test.
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "e2e"), str(ROOT / "tests" / "integration")]
+import fixtures  # noqa: E402
+import prometheus_fixture  # noqa: E402
+
 WORK = ROOT / ".rpops" / "demo"
 MANIFESTS = ROOT / "manifests" / "argo"
 BIN = Path(sys.executable).parent
@@ -112,56 +118,22 @@ def replicas() -> int:
     return next(int(v["replicas"]) for v in status[0]["versions"] if v["version"] == active)
 
 
-# --- Prometheus, for the right-sizing report (optional: Debian's package) -------------------------
+# --- Helpers ----------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+BINARIES = {"prometheus": prometheus_fixture.PROMETHEUS, "prometheus-alertmanager": fixtures.ALERTMANAGER}
 
 
-def start_prometheus(targets: Sequence[str]) -> tuple[subprocess.Popen[bytes], str] | None:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        note(
-            "Prometheus is not installed (Debian's `prometheus`; `make test` installs it): "
-            "the right-sizing report is skipped"
-        )
-        return None
-    data = Path(tempfile.mkdtemp(prefix="prom-", dir=WORK))
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [{"job_name": SERVICE, "static_configs": [{"targets": list(targets)}]}],
-    }
-    (data / "prometheus.yml").write_text(json.dumps(config))
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={data / 'prometheus.yml'}",
-            f"--storage.tsdb.path={data / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(data / "prometheus.log").open("wb"),
-        start_new_session=True,
-    )
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def wait_scraped(url: str, want: int, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            result = httpx.get(f"{url}/api/v1/query", params={"query": "sum(up)"}, timeout=2).json()
-            values = result["data"]["result"]
-            if values and float(values[0]["value"][1]) >= want:
-                return True
-        except (httpx.HTTPError, KeyError, ValueError):
-            pass
-        time.sleep(0.5)
-    return False
+def monitoring_installed(what: str) -> bool:
+    """Whether Debian's prometheus and prometheus-alertmanager are here; if not, says what is skipped."""
+    missing = [
+        name
+        for name in BINARIES
+        if not (os.access(BINARIES[name], os.X_OK) or shutil.which(Path(BINARIES[name]).name))
+    ]
+    if missing:
+        note(f"{' and '.join(missing)} not installed (Debian's packages; `make test` installs them): {what}")
+    return not missing
 
 
 def wait_cpu(percent: float, timeout: float = 15.0) -> None:
@@ -175,20 +147,6 @@ def wait_cpu(percent: float, timeout: float = 15.0) -> None:
             return
         time.sleep(0.3)
     note(f"CPU stayed below {percent}% (a busy machine): the health check may not read overloaded")
-
-
-def load(url: str, seconds: float) -> int:
-    """Steady traffic through the service so there is usage to right-size; returns failures."""
-    failures = 0
-    deadline = time.monotonic() + seconds
-    with httpx.Client(timeout=5) as client:
-        while time.monotonic() < deadline:
-            try:
-                if client.get(f"{url}/health").status_code >= 500:
-                    failures += 1
-            except httpx.HTTPError:
-                failures += 1
-    return failures
 
 
 # --- The scenario ---------------------------------------------------------------------------------
@@ -224,8 +182,92 @@ def health_and_validation(url: str) -> None:
     rpops("local", "platform", "fault", "--clear")
 
 
+@dataclass
+class Monitoring:
+    """Prometheus, Alertmanager and `rpops local serve` as tests/e2e runs them, plus steady load."""
+
+    prometheus: Any
+    serve: Any
+    stops: list[Any]
+
+    def stop(self) -> None:
+        for stop in reversed(self.stops):
+            stop()
+
+
+def start_monitoring(url: str) -> Monitoring | None:
+    heading("Monitoring: Prometheus, Alertmanager and `rpops local serve` (Argo's events API)")
+    if not monitoring_installed("the remediation is run by hand and right-sizing is skipped"):
+        return None
+    tmp, root = WORK / "alert-loop", WORK / "platform"
+    tmp.mkdir()
+    stack = Monitoring(None, None, [])
+    try:
+        discovery = fixtures.Discovery(root, tmp / "targets.json")
+        stack.stops.append(discovery.stop)
+        am_port = prometheus_fixture.free_port()
+        rules = fixtures.write_test_rules(tmp / "rules.yaml")
+        prom = fixtures.start_prometheus(fixtures.prometheus_config(tmp / "targets.json", rules, am_port))
+        stack.stops.append(prom.stop)
+        manifests = fixtures.local_manifests(tmp / "manifests", f"us-east={url}", prom.url)
+        serve = fixtures.start_serve(manifests, tmp / "serve", env={"RPOPS_PLATFORM_DIR": str(root)})
+        stack.stops.append(serve.stop)
+        hook = f"{serve.url}/api/v1/events/argo/alertmanager"
+        am = fixtures.start_alertmanager(
+            fixtures.alertmanager_config(hook, tmp / "serve" / "token"), port=am_port
+        )
+        stack.stops.append(am.stop)
+        prom.wait_for('up{job=~"research-platform.*"} == 1', timeout=30)
+        stack.stops.append(fixtures.Load(url).stop)
+    except BaseException:
+        stack.stop()
+        raise
+    stack.prometheus, stack.serve = prom, serve
+    note(f"Prometheus {prom.url}: the production scrape jobs and rules, `for` shortened to 1 s")
+    note(f"Alertmanager {am.url}: the production routes; its webhook goes to {hook}")
+    note("rpops local serve: the research-platform-alerts WorkflowEventBinding starts the recovery")
+    return stack
+
+
+def alert_loop(stack: Monitoring) -> None:
+    """CPU burn -> HighCPU -> Alertmanager -> rpops local serve -> recovery -> scale."""
+    heading("Alerts that fix things: CPU burn -> HighCPU -> Alertmanager -> research-platform-recovery")
+    before = replicas()
+    started = time.monotonic()
+    rpops("local", "platform", "fault", "cpu_burn=1.0")
+    recovery = wait_for(lambda: finished_recovery(stack.serve, "HighCPU"), 90)
+    rpops("local", "platform", "fault", "--clear")
+    if recovery is None:
+        note("no recovery finished within 90 s (a busy machine?): see .rpops/demo/alert-loop/serve/")
+        return
+    print(
+        f"{BOLD}   -> HighCPU fired; {recovery['metadata']['name']} {recovery['status']['phase']} "
+        f"{time.monotonic() - started:.1f} s after the fault: replicas {before} -> {replicas()}{RESET}"
+    )
+    rpops("local", "get", recovery["metadata"]["name"], "--runs-dir", str(stack.serve.runs_dir))
+
+
+def wait_for(check: Any, timeout: float) -> Any:
+    """`check()` until it returns something other than None; None after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (value := check()) is not None:
+            return value
+        time.sleep(0.5)
+    return None
+
+
+def finished_recovery(serve: Any, alertname: str) -> dict[str, Any] | None:
+    """The first finished run started by `alertname`'s webhook, from serve's Argo-shaped list."""
+    for wf in serve.workflows("workflows.argoproj.io/workflow-event-binding=research-platform-alerts"):
+        params = {p["name"]: p["value"] for p in wf["spec"]["arguments"]["parameters"]}
+        if params.get("alertname") == alertname and wf["status"]["phase"] not in ("Pending", "Running"):
+            return dict(wf)
+    return None
+
+
 def scaling(url: str) -> None:
-    heading("Overload: CPU burn on every instance, then research-platform-scale")
+    heading("Overload by hand: CPU burn on every instance, then research-platform-scale")
     if not has_template("research-platform-scale"):
         return
     before = replicas()
@@ -244,41 +286,28 @@ def scaling(url: str) -> None:
     rpops("local", "platform", "fault", "--clear")
 
 
-def rightsizing(url: str) -> None:
-    heading("Right-sizing: research-platform-optimize against a real Prometheus")
-    if not has_template("research-platform-optimize"):
+def rightsizing(stack: Monitoring | None) -> None:
+    heading("Right-sizing: research-platform-optimize against the real Prometheus")
+    if not has_template("research-platform-optimize") or stack is None:
         return
-    status_doc = json.loads(rpops("local", "platform", "status", "--output", "json", quiet=True).stdout)
-    targets = [f"127.0.0.1:{i['port']}" for v in status_doc[0]["versions"] for i in v["instances"]]
-    started = start_prometheus(targets)
-    if started is None:
-        return
-    proc, prom = started
-    try:
-        if not wait_scraped(prom, len(targets)):
-            note("Prometheus did not scrape the instances in time: skipped")
-            return
-        note(f"Prometheus {prom} scrapes {len(targets)} instances every second; 20 s of traffic follow")
-        load(url, 20)
-        note("demo thresholds: 20 s of history stand in for the production minimum of 3 h and 100 points")
-        status = run_template(
-            "research-platform-optimize",
-            "demo-optimize-1",
-            service=SERVICE,
-            prometheus=prom,
-            history_hours="0.01",
-            min_history_hours="0.004",
-            min_points="20",
-            step_seconds="1",
-            rate_window="10s",
-        )
-        out = outputs(status, "optimize")
-        print(f"{BOLD}   -> {out.get('reason')}{RESET}")
-        if out.get("recommendation"):
-            print(f"   recommendation: {out['recommendation']}")
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
+    # The stack's Prometheus has scraped the instances under steady load since it started.
+    note("demo thresholds: seconds of history stand in for the production minimum of 3 h and 100 points;")
+    note("the history holds the CPU burn of the alert loop, so CPU comes out near one core")
+    status = run_template(
+        "research-platform-optimize",
+        "demo-optimize-1",
+        service=SERVICE,
+        prometheus=stack.prometheus.url,
+        history_hours="0.01",
+        min_history_hours="0.001",
+        min_points="5",
+        step_seconds="1",
+        rate_window="3s",
+    )
+    out = outputs(status, "optimize")
+    print(f"{BOLD}   -> {out.get('reason')}{RESET}")
+    if out.get("recommendation"):
+        print(f"   recommendation: {out['recommendation']}")
 
 
 def security() -> None:
@@ -338,6 +367,7 @@ def bluegreen() -> None:
         f"{BOLD}   -> v2: {status['status']['phase']}, active {out.get('active_version')} "
         f"({out.get('reason')}){RESET}"
     )
+    rpops("bluegreen", "status", "--service", SERVICE)  # v2's phase timeline
 
     # v3 passes its pre-promotion analysis; once it takes traffic, it starts failing half of its
     # requests, as a bad release would. The verify window catches it and routes back to v2.
@@ -391,6 +421,7 @@ def main() -> int:
     # One instance to start with: a CPU fault then reads as overloaded even on a 2-core machine,
     # and the scale step has somewhere to go.
     heading("Start the local platform: research-platform v1, one instance behind a proxy")
+    stack: Monitoring | None = None
     try:
         rpops(
             "local",
@@ -407,14 +438,20 @@ def main() -> int:
         )
         url = platform_url()
         health_and_validation(url)
-        scaling(url)
-        rightsizing(url)
-        security()
+        stack = start_monitoring(url)
+        if stack is not None:
+            alert_loop(stack)
+        else:
+            scaling(url)
+        security()  # meanwhile Prometheus gathers the seconds of history right-sizing needs
+        rightsizing(stack)
         bluegreen()
         heading("Recorded runs")
         rpops("local", "list", "--runs-dir", str(WORK / "runs"))
     finally:
         heading("Stop everything")
+        if stack is not None:
+            stack.stop()
         rpops("local", "platform", "down", check=False)
     print(f"\ndemo finished in {time.monotonic() - started:.0f} s; records under {WORK.relative_to(ROOT)}/")
     return 0

@@ -11,7 +11,10 @@ with only what a test environment must change, each change made by a function he
 - Alertmanager: manifests/monitoring/alertmanager.yaml with the webhook pointed at `rpops local
   serve` over plain HTTP, the token file of the test, and `group_wait: 0s` (`alertmanager_config`);
 - `rpops local serve`: the rendered manifests/argo with the binding's two cluster addresses
-  (targets, prometheus) replaced by the local ones, as a kustomize overlay would (`local_manifests`).
+  (targets, prometheus) replaced by the local ones, and the recovery's security scan pointed at
+  this checkout instead of the step image's paths, as a kustomize overlay would (`local_manifests`).
+
+scripts/demo.py (`make run`) starts the same stack.
 """
 
 from __future__ import annotations
@@ -40,11 +43,22 @@ sys.path.insert(0, str(ROOT / "tests" / "integration"))
 import prometheus_fixture  # noqa: E402
 from prometheus_fixture import RunningPrometheus, free_port  # noqa: E402
 
-from workflows import alerts_binding  # noqa: E402
+from workflows import alerts_binding, recovery  # noqa: E402
 from workflows.prometheusrule import load_rules, shortened  # noqa: E402
 
 MONITORING = ROOT / "manifests" / "monitoring"
 MANIFESTS = ROOT / "manifests" / "argo"
+# The recovery's security scan, on this machine: this checkout and venv instead of the image's
+# /opt/rpops paths, the vendored advisories (old on purpose: no age check), and the platform's
+# manifests instead of live objects (the local platform has none).
+LOCAL_SCAN = {
+    "target": str(ROOT / "steps"),
+    "installed": sys.prefix,
+    "manifests": str(ROOT / "manifests" / "platform"),
+    "db": str(ROOT / "tests" / "data" / "advisories"),
+    "max-db-age": "0",
+    "live": "false",
+}
 ALERTMANAGER = os.environ.get("RPOPS_TEST_ALERTMANAGER", "/usr/bin/prometheus-alertmanager")
 SERVICE = "research-platform"
 VERSION = "v1"
@@ -304,7 +318,8 @@ def _ready(am: RunningAlertmanager) -> bool:
 
 
 def local_manifests(directory: Path, targets: str, prometheus: str) -> Path:
-    """A copy of manifests/argo whose binding points at the local service and Prometheus."""
+    """A copy of manifests/argo whose binding points at the local service and Prometheus, and
+    whose recovery scans this checkout (LOCAL_SCAN)."""
     directory.mkdir(parents=True, exist_ok=True)
     for path in MANIFESTS.glob("*.yaml"):
         shutil.copyfile(path, directory / path.name)
@@ -315,6 +330,13 @@ def local_manifests(directory: Path, targets: str, prometheus: str) -> Path:
         if p["name"] in local:
             p["valueFrom"]["event"] = local[p["name"]]
     binding_file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    recovery_file = directory / f"{recovery.NAME}.yaml"
+    doc = yaml.safe_load(recovery_file.read_text())
+    (main,) = (t for t in doc["spec"]["templates"] if t["name"] == doc["spec"]["entrypoint"])
+    (scan,) = (t for t in main["dag"]["tasks"] if t["name"] == "security-scan")
+    for p in scan["arguments"]["parameters"]:
+        p["value"] = LOCAL_SCAN.get(p["name"], p["value"])
+    recovery_file.write_text(yaml.safe_dump(doc, sort_keys=False))
     return directory
 
 

@@ -6,8 +6,8 @@ post-deployment validation, a latency fault that turns the service degraded, a C
 Prometheus alerts on and Alertmanager sends to `rpops local serve`, whose WorkflowEventBinding
 starts the recovery that scales the service out (the alert loop; without Prometheus and
 Alertmanager installed, the same remediation is run by hand), a security scan of a sample
-project, a right-sizing report from that Prometheus, and a blue-green promotion that succeeds and one that is rolled back.
-Every process it started is stopped at the end, also on Ctrl-C or a failure.
+project, a right-sizing report from that Prometheus, and a blue-green promotion that succeeds
+and one that is rolled back. Every process it started is stopped at the end, also on Ctrl-C or a failure.
 
 The monitoring stack is the one tests/e2e/test_alert_loop.py runs (tests/e2e/fixtures.py): the
 production rules, scrape jobs and Alertmanager routes with test-sized intervals. Sections whose

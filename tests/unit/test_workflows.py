@@ -509,7 +509,11 @@ def test_health_check_runs_rpops_health_check_with_the_contract_flags(docs: list
         "--region", "{{inputs.parameters.region}}",
     ]  # fmt: skip
     env = {e["name"]: e["value"] for e in check["container"]["env"]}
-    assert env == {"RPOPS_LOG_FORMAT": "json", "RPOPS_PLATFORM": "kubernetes", "RPOPS_NAMESPACE": "research-platform"}
+    assert env == {
+        "RPOPS_LOG_FORMAT": "json",
+        "RPOPS_PLATFORM": "kubernetes",
+        "RPOPS_NAMESPACE": "research-platform",
+    }
     assert check["container"]["image"] == DEFAULT_IMAGE
     outputs = {p["name"]: p["valueFrom"] for p in check["outputs"]["parameters"]}
     assert outputs == {

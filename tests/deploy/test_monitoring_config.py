@@ -228,6 +228,18 @@ def test_dashboard_shows_the_required_metrics_filtered_by_region() -> None:
             assert 'region=~"$region"' in expr, title
 
 
+def test_dashboard_reads_workflow_metrics_as_argo_exports_them() -> None:
+    """Argo exports a template's metric `m` as `argo_workflows_m`: the bare name has no data."""
+    declared = set()
+    for path in ARGO.glob("research-platform-*.yaml"):
+        declared |= set(re.findall(r"^\s*- name: (research_platform_\w+)$", path.read_text(), re.MULTILINE))
+    assert "research_platform_security_vulnerabilities_critical" in declared, declared
+    for title, expr in _exprs():
+        for name in declared:
+            bare = re.findall(rf"(?<![\w]){name}\b", expr)
+            assert not bare, f"panel {title!r} reads {name}; Argo exports it as argo_workflows_{name}"
+
+
 def test_health_panel_maps_the_values_the_health_check_template_emits() -> None:
     template = (ARGO / "research-platform-health-check.yaml").read_text()
     helps = set(re.findall(r"help: '?(Research Platform health[^'\n]*)", template))

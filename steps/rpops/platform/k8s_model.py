@@ -366,6 +366,6 @@ def check_namespace(namespace: str) -> str:
     if not _DNS_LABEL.match(namespace or "") or len(namespace) > 63:
         raise UsageError(
             f"namespace {namespace!r} is invalid: use a Kubernetes namespace name "
-            "(lowercase letters, digits and '-'); set it with --namespace or RPOPS_NAMESPACE"
+            "(lowercase letters, digits and '-'); set RPOPS_NAMESPACE, or the kubeconfig context's namespace"
         )
     return namespace

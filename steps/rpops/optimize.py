@@ -99,9 +99,11 @@ SWITCHES = {
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from rpops.platform import add_namespace_argument
     from rpops.scaling.switches import add_switch
 
     add_arguments(parser, OptimizeSettings)
+    add_namespace_argument(parser)  # the driver's namespace
     for name, help_text in SWITCHES.items():
         add_switch(parser, name, help_text)
     parser.epilog = (
@@ -375,14 +377,14 @@ def build_report(
 
 def run(args: argparse.Namespace) -> int:
     from rpops.io import write_output, write_report
-    from rpops.platform import get_driver
+    from rpops.platform import driver_for
     from rpops.rightsizing import recommend
 
     started = time.perf_counter()
     p = plan(
         from_args(OptimizeSettings, args), apply=bool(args.apply), restart_leaking=bool(args.restart_leaking)
     )
-    driver = get_driver(p.platform)
+    driver = driver_for(args, p.platform)
     obs = observe(p, driver)
     rec = recommend(obs.cpu, obs.memory, obs.workload.resources, p.rightsizing)
     done = act(p, driver, obs, rec)

@@ -87,9 +87,11 @@ SWITCHES = {
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from rpops.platform import add_namespace_argument
     from rpops.scaling.switches import add_switch
 
     add_arguments(parser, ScaleSettings)
+    add_namespace_argument(parser)  # the driver's namespace
     for name, help_text in SWITCHES.items():
         add_switch(parser, name, help_text)
     parser.epilog = (
@@ -603,13 +605,13 @@ def write_outputs(plan: Plan, decision: Decision, report: dict[str, Any]) -> Non
 
 
 def run(args: argparse.Namespace) -> int:
-    from rpops.platform import get_driver
+    from rpops.platform import driver_for
 
     started = time.perf_counter()
     p = plan(
         from_args(ScaleSettings, args), dry_run=bool(args.dry_run), apply_forecast=bool(args.apply_forecast)
     )
-    driver = get_driver(p.platform)
+    driver = driver_for(args, p.platform)
     obs = observe(p, driver)
     decision = decide(p, obs)
     for problem in obs.state.problems:

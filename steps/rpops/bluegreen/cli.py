@@ -43,8 +43,11 @@ Exit 0 done, 1 gate failed (aborted or rolled back) or service busy, 2 bad input
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from rpops.platform import add_namespace_argument
+
     add_phase_argument(parser)
     add_arguments(parser, BlueGreenSettings)
+    add_namespace_argument(parser)  # the driver's namespace
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
 
@@ -109,11 +112,11 @@ def render_status(outcome: Any, versions: list[Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from rpops.bluegreen.phases import Promoter
-    from rpops.platform import get_driver
+    from rpops.platform import driver_for
 
     plan = build_plan(args.command, from_args(BlueGreenSettings, args))
     started = time.time()
-    driver = get_driver()
+    driver = driver_for(args)
     promoter = Promoter(driver, plan)
     try:
         outcome = promoter.run()

@@ -7,6 +7,7 @@ never pulls in the Kubernetes client.
 
 from __future__ import annotations
 
+import argparse
 import os
 from typing import Any
 
@@ -42,6 +43,8 @@ __all__ = [
     "Resources",
     "Routes",
     "Workload",
+    "add_namespace_argument",
+    "driver_for",
     "get_driver",
 ]
 
@@ -62,3 +65,23 @@ def get_driver(name: str | None = None, **opts: Any) -> PlatformDriver:
 
         return KubernetesDriver(**opts)
     raise UsageError(f"platform {chosen!r} is unknown: set RPOPS_PLATFORM to one of {', '.join(DRIVERS)}")
+
+
+def add_namespace_argument(parser: argparse.ArgumentParser) -> None:
+    """`--namespace`, for the steps that act through a driver."""
+    parser.add_argument(
+        "--namespace",
+        default=None,
+        metavar="NAMESPACE",
+        help="Kubernetes namespace of the service (kubernetes driver; the local platform has none). "
+        "Default: $RPOPS_NAMESPACE, else the service account's, else the kubeconfig context's",
+    )
+
+
+def driver_for(args: argparse.Namespace, name: str | None = None) -> PlatformDriver:
+    """The driver a step's parsed flags ask for: `--namespace` goes to the kubernetes driver."""
+    chosen = (name or os.environ.get("RPOPS_PLATFORM") or "local").strip().lower()
+    namespace = getattr(args, "namespace", None)
+    if namespace and chosen == "kubernetes":
+        return get_driver(chosen, namespace=namespace)
+    return get_driver(chosen)

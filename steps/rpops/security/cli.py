@@ -122,9 +122,11 @@ _NAME_LABEL = "app.kubernetes.io/name"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from rpops.platform import add_namespace_argument
     from rpops.scaling.switches import add_switch
 
     add_arguments(parser, ScanSettings)
+    add_namespace_argument(parser)  # the driver's namespace
     add_switch(
         parser,
         "live",
@@ -194,12 +196,12 @@ class LiveObjects:
     read: int  # objects the driver returned, before the --service filter
 
 
-def _read_live(s: ScanSettings) -> LiveObjects:
+def _read_live(s: ScanSettings, namespace_flag: str | None) -> LiveObjects:
     """observe: the platform's live objects (plain dicts from the driver), filtered to --service."""
-    from rpops.platform import get_driver
+    from rpops.platform import driver_for
     from rpops.security.config import K8sObject
 
-    driver = get_driver()
+    driver = driver_for(argparse.Namespace(namespace=namespace_flag))
     docs = driver.list_objects(LIVE_KINDS)
     namespace = str(getattr(driver, "namespace", "") or "")
     kept = [d for d in docs if _belongs(d, s.service)]
@@ -378,7 +380,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--live checks workload configuration: drop --no-config, or drop --live")
     # Read the live objects before any work or output: a refusal (2) or an unreachable API (3)
     # leaves nothing half-written.
-    live = _read_live(s) if live_flag else None
+    live = _read_live(s, args.namespace) if live_flag else None
     started = datetime.now(UTC)
     target = Path(s.target)
     cache_dir = None

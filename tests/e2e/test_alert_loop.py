@@ -187,6 +187,11 @@ def test_alerts_remediate_the_platform(loop: Loop) -> None:
     ran = steps(wf)
     assert ran["scale"] == "Succeeded" and ran["optimize"] == "Skipped", ran
     assert loop.driver.workload(SERVICE, VERSION).replicas > 1, node_outputs(wf, "scale")["reason"]
+    # The scale template's counter, as Argo would export it: one scaling, upwards.
+    counters = [m for m in wf["status"].get("metrics") or () if m["name"].endswith("scaling_events_total")]
+    assert [(m["labels"], m["value"]) for m in counters] == [
+        ({"service": SERVICE, "direction": "up", "region": REGION}, 1.0)
+    ], counters
     wait_until(lambda: not loop.firing("HighCPU"), 30, f"HighCPU still firing\n{loop.diagnostics()}", 0.5)
 
     # 3. Failing /health: HealthCheckFailing fires; the recovery finds the service unhealthy and

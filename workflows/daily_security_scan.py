@@ -2,10 +2,11 @@
 
 The CronWorkflow submits the WorkflowTemplate research-platform-security-scan
 (workflows/security_scan.py) through `workflowTemplateRef`, with the platform's security
-configuration as its arguments: alert on one critical finding (fail-on critical, threshold 1:
-the run ends Failed), propose patches (fix.patch, the `fixes` output), and check the live
-workload objects of the research-platform service as well as the step image's own code and
-dependencies. Argo v4 forms: `schedules: [...]` with an explicit `timezone`.
+configuration as its arguments: today's advisories (sync-db: the step downloads OSV's PyPI data
+into the pod before scanning, since the image's snapshot ages), alert on one critical finding
+(fail-on critical, threshold 1: the run ends Failed), propose patches (fix.patch, the `fixes`
+output), and check the live workload objects of the research-platform service as well as the
+step image's own code and dependencies. Argo v4 forms: `schedules: [...]` with an explicit `timezone`.
 
 Runs never overlap (concurrencyPolicy Forbid); a run missed by more than an hour (controller
 down at 03:00) is skipped rather than started late; Argo keeps the last 3 succeeded and the last
@@ -30,6 +31,7 @@ FAILED_HISTORY = 5
 
 # The platform's security configuration; every other argument keeps the template's default.
 ARGUMENTS: dict[str, str] = {
+    **security_scan.FRESH_ADVISORIES,
     "fail-on": "critical",
     "threshold": "1",
     "live": "true",

@@ -175,7 +175,12 @@ def build(config: RenderConfig) -> WorkflowTemplate:
                     # gate (a critical finding fails it) fails the recovery: a person must look.
                     arguments=step_arguments(
                         security_scan.INPUTS,
-                        {"live": "true", "service": SERVICE.workflow_ref, "region": REGION.workflow_ref},
+                        {
+                            **security_scan.FRESH_ADVISORIES,
+                            "live": "true",
+                            "service": SERVICE.workflow_ref,
+                            "region": REGION.workflow_ref,
+                        },
                     ),
                 )
             )

@@ -78,6 +78,14 @@ DB = Input(
     "at a volume kept fresh with `rpops advisories sync` for daily results that move.",
     IMAGE_ADVISORIES,
 )
+SYNC_DB = Input(
+    "sync-db",
+    "true: first refresh db from OSV's PyPI export (network to osv-vulnerabilities.storage.googleapis.com; "
+    "db must then be writable, e.g. /tmp/rpops-advisories). A failed download scans with db as it was "
+    "and exits 3 (retried).",
+    "false",
+    enum=BOOLEANS,
+)
 MAX_DB_AGE = Input(
     "max-db-age",
     "The scan errors (exit 3) when the advisory data is older than this, e.g. 36h or 7d; 0 turns the "
@@ -115,7 +123,11 @@ REGION = Input(
     "",
     enum=("", *REGIONS),
 )
-INPUTS = (TARGET, INSTALLED, MANIFESTS, DB, MAX_DB_AGE, FAIL_ON, THRESHOLD, LIVE, SERVICE, REGION)
+# Today's advisories on a cluster: the image's snapshot ages, so scheduled and alert-driven scans
+# download OSV's data into a directory of their own pod first.
+FRESH_ADVISORIES = {"db": "/tmp/rpops-advisories", "sync-db": "true"}  # noqa: S108 - inside the pod
+
+INPUTS = (TARGET, INSTALLED, MANIFESTS, DB, SYNC_DB, MAX_DB_AGE, FAIL_ON, THRESHOLD, LIVE, SERVICE, REGION)
 
 OUTPUTS = (
     Output("critical", "0", "Unsuppressed critical findings; 0 when the scan did not run."),
@@ -169,6 +181,7 @@ def build(config: RenderConfig) -> WorkflowTemplate:
                     ("--installed", INSTALLED.ref),
                     ("--manifests", MANIFESTS.ref),
                     ("--db", DB.ref),
+                    ("--sync-db", SYNC_DB.ref),
                     ("--max-db-age", MAX_DB_AGE.ref),
                     ("--fail-on", FAIL_ON.ref),
                     ("--threshold", THRESHOLD.ref),

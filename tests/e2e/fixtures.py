@@ -56,6 +56,7 @@ LOCAL_SCAN = {
     "installed": sys.prefix,
     "manifests": str(ROOT / "manifests" / "platform"),
     "db": str(ROOT / "tests" / "data" / "advisories"),
+    "sync-db": "false",  # no network: the vendored snapshot as it is
     "max-db-age": "0",
     "live": "false",
 }

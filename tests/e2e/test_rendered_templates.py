@@ -82,6 +82,7 @@ def _scan_local(**overrides: str) -> dict[str, str]:
         "installed": sys.prefix,  # the image's /opt/rpops: this venv
         "manifests": str(ROOT / "manifests" / "platform"),
         "db": str(ADVISORIES),
+        "sync-db": "false",  # no network here: the vendored snapshot
         "max-db-age": "0",
         **overrides,
     }

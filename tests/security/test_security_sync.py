@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -302,3 +303,56 @@ def test_online_unreachable_exits_3_with_offline_results(
     assert result.returncode == 3 and "OSV API" in result.stdout
     assert json.loads((tmp_path / "out" / "report.json").read_text())["summary"]["total"] >= 1
     assert os.path.exists(tmp_path / "out" / "results.sarif")
+
+
+def scan_with_sync(server: HTTPServer, db: Path, project: Path, tmp_path: Path, *extra: str):  # type: ignore[no-untyped-def]
+    return run_rpops(
+        "security-scan",
+        "--target",
+        str(project),
+        "--db",
+        str(db),
+        "--sync-db",
+        "true",
+        "--advisory-url",
+        server.url_for("/PyPI/all.zip"),
+        "--no-code",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        *extra,
+        outputs=tmp_path / "scan",
+    )
+
+
+def test_scan_with_sync_db_reads_what_it_just_downloaded(server: HTTPServer, tmp_path: Path) -> None:
+    """The daily CronWorkflow's way to fresh data: one pod syncs into a writable --db, then scans."""
+    serve_zip(server, make_zip([record("jinja2/PYSEC-2019-217.yaml")]))
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "requirements.txt").write_text("jinja2==2.10\n")
+    db = tmp_path / "fresh" / "advisories"  # does not exist yet
+    scan = scan_with_sync(server, db, project, tmp_path)
+    assert scan.returncode == 0, scan.stderr  # fresh data within the default --max-db-age 7d
+    report = json.loads((tmp_path / "scan" / "report.json").read_text())
+    assert [f["rule_id"] for f in report["findings"]] == ["PYSEC-2019-217"]
+    assert report["scanned"]["advisory_db"]["age_days"] < 1 and report["settings"]["sync_db"] is True
+    assert len(server.log) == 1 and db.is_symlink()
+
+
+def test_scan_with_sync_db_unreachable_uses_the_old_data_and_exits_3(
+    server: HTTPServer, tmp_path: Path
+) -> None:
+    server.expect_request("/PyPI/all.zip").respond_with_data("busy", status=503)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "requirements.txt").write_text("jinja2==2.10\n")
+    db = tmp_path / "advisories"
+    shutil.copytree(ADVISORIES, db)  # the old data: the vendored snapshot
+    scan = scan_with_sync(server, db, project, tmp_path, "--retries", "0", "--max-db-age", "0")
+    assert scan.returncode == 3, scan.stderr
+    assert "--sync-db: " in scan.stderr and "HTTP 503" in scan.stderr
+    report = json.loads((tmp_path / "scan" / "report.json").read_text())
+    assert report["status"] == "error"
+    assert "PYSEC-2019-217" in [f["rule_id"] for f in report["findings"]]  # scanned with the old data
+    assert (tmp_path / "scan" / "status").read_text() == "error"
+    assert not db.is_symlink()  # left as it was

@@ -46,6 +46,7 @@ def test_scan_runs_rpops_security_scan_with_every_argument(docs: dict[str, Doc])
         "--installed", "{{inputs.parameters.installed}}",
         "--manifests", "{{inputs.parameters.manifests}}",
         "--db", "{{inputs.parameters.db}}",
+        "--sync-db", "{{inputs.parameters.sync-db}}",
         "--max-db-age", "{{inputs.parameters.max-db-age}}",
         "--fail-on", "{{inputs.parameters.fail-on}}",
         "--threshold", "{{inputs.parameters.threshold}}",
@@ -64,6 +65,7 @@ def test_scan_defaults_point_into_the_step_image(docs: dict[str, Doc]) -> None:
         "installed": "/opt/rpops",
         "manifests": "",
         "db": "/opt/rpops/advisories",
+        "sync-db": "false",
         "max-db-age": "7d",
         "fail-on": "critical",
         "threshold": "1",
@@ -75,6 +77,7 @@ def test_scan_defaults_point_into_the_step_image(docs: dict[str, Doc]) -> None:
     assert enums == {
         "fail-on": list(SEVERITIES),  # the CLI's choices, in its order
         "live": ["false", "true"],
+        "sync-db": ["false", "true"],
         "region": ["", "us-east", "eu-west", "asia-pacific"],
     }
     dockerfile = (REPO_ROOT / "images" / "steps" / "Dockerfile").read_text()
@@ -159,6 +162,12 @@ def test_daily_cron_submits_the_template_with_the_security_configuration(docs: d
     defaults = arguments(docs[security_scan.NAME]["spec"])
     assert set(given) == set(defaults)  # nothing the template does not declare
     changed = {k: v for k, v in given.items() if v != defaults[k]}
-    assert changed == {"live": "true", "service": "research-platform"}
+    assert changed == {
+        "live": "true",
+        "service": "research-platform",
+        # Today's advisories, downloaded into a directory the step can write.
+        "sync-db": "true",
+        "db": "/tmp/rpops-advisories",
+    }
     # Alert on one critical finding.
     assert (given["fail-on"], given["threshold"]) == ("critical", "1")

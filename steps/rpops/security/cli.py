@@ -104,8 +104,11 @@ class ScanSettings:
     max_file_size: int = setting(
         2 * 1024 * 1024, help="Python files larger than this many bytes are reported and not analysed"
     )
-    timeout: float = setting(30.0, help="HTTP timeout in seconds for --online")
-    retries: int = setting(2, help="Retries for --online requests")
+    advisory_url: str = setting(
+        "", help="Where --sync-db downloads from (default: $RPOPS_ADVISORY_URL, else OSV's PyPI all.zip)"
+    )
+    timeout: float = setting(30.0, help="HTTP timeout in seconds for --online and --sync-db")
+    retries: int = setting(2, help="Retries for --online and --sync-db requests")
     service: str = setting(
         "",
         help="With --live: check only this service's Deployments (label app.kubernetes.io/name) and "
@@ -132,6 +135,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "live",
         "Also check the platform's live Deployments, Services, NetworkPolicies and PodDisruptionBudgets, "
         "read through the platform driver ($RPOPS_PLATFORM); the local platform has none and refuses",
+    )
+    add_switch(
+        parser,
+        "sync_db",
+        "First refresh --db from OSV's PyPI export, as `rpops advisories sync` does (verified, swapped "
+        "in atomically); if that fails, the scan uses --db as it was and exits 3",
     )
     parser.add_argument("--verbose", action="store_true", help="Debug logging")
 
@@ -194,6 +203,21 @@ class LiveObjects:
     platform: str
     namespace: str
     read: int  # objects the driver returned, before the --service filter
+
+
+def _sync_advisories(s: ScanSettings) -> str:
+    """act: refresh the advisory database before it is read; the error, or "" when it is current."""
+    from rpops.security import sync
+    from rpops.security.osv import default_db
+
+    db = Path(s.db) if s.db else default_db()
+    url = s.advisory_url or os.environ.get("RPOPS_ADVISORY_URL") or sync.DEFAULT_URL
+    try:
+        result = sync.sync(db, url, timeout=s.timeout, retries=s.retries)
+    except Unreachable as exc:
+        return f"--sync-db: {exc}"
+    log.info("advisory database %s %s: %d records", db, result.status, result.records)
+    return ""
 
 
 def _read_live(s: ScanSettings, namespace_flag: str | None) -> LiveObjects:
@@ -400,8 +424,11 @@ def run(args: argparse.Namespace) -> int:
     scanned: dict[str, Any] = {}
     db_error = ""
     fixes: list[Any] = []
+    if s.deps and getattr(args, "sync_db", False):
+        db_error = _sync_advisories(s)
     if s.deps:
-        db_error, fixes = _scan_dependencies(s, target, cache_dir, started, findings, notices, scanned)
+        scan_error, fixes = _scan_dependencies(s, target, cache_dir, started, findings, notices, scanned)
+        db_error = db_error or scan_error
     if s.code:
         from rpops.security.code import CodeScanSettings, scan_code
 
@@ -440,6 +467,7 @@ def run(args: argparse.Namespace) -> int:
         settings={
             **{k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(s).items()},
             "live": live_flag,
+            "sync_db": bool(getattr(args, "sync_db", False)),
         },
     )
 

@@ -57,8 +57,8 @@ IMAGE_ADVISORIES = "/opt/rpops/advisories"
 TARGET = Input(
     "target",
     "Project directory in the step image: its Python files are scanned and its requirement files "
-    "(requirements*.txt, pyproject.toml, uv.lock, poetry.lock) audited. Default: the source the image "
-    "was built from.",
+    "(requirements*.txt, requirements*.lock, pyproject.toml, uv.lock, poetry.lock) audited. Default: "
+    "the source the image was built from.",
     IMAGE_SOURCE,
 )
 INSTALLED = Input(

@@ -139,11 +139,20 @@ def test_installed_needs_a_directory(tmp_path: Path) -> None:
 
 
 def test_discovery(tmp_path: Path) -> None:
-    for name in ("requirements.txt", "requirements-dev.txt", "pyproject.toml", "uv.lock", "notes.txt"):
+    for name in (
+        "requirements.txt",
+        "requirements-dev.txt",
+        "requirements.lock",
+        "pyproject.toml",
+        "uv.lock",
+        "notes.txt",
+        "other.lock",
+    ):
         (tmp_path / name).write_text("")
     assert [p.name for p in deps.discover(tmp_path)] == [
         "requirements-dev.txt",
         "requirements.txt",
+        "requirements.lock",
         "pyproject.toml",
         "uv.lock",
     ]

@@ -19,7 +19,15 @@ from rpops.errors import UsageError
 from rpops.security.model import Notice
 
 LOCK_NAMES = ("uv.lock", "poetry.lock")
-DISCOVER_GLOBS = ("requirements*.txt", "requirements/*.txt", "pyproject.toml", "uv.lock", "poetry.lock")
+# requirements*.lock: pip-compile's (and this project's) pinned lock, in requirements format.
+DISCOVER_GLOBS = (
+    "requirements*.txt",
+    "requirements*.lock",
+    "requirements/*.txt",
+    "pyproject.toml",
+    "uv.lock",
+    "poetry.lock",
+)
 
 
 @dataclass(frozen=True)

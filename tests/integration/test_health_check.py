@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 from pytest_httpserver import HTTPServer
+from rpops.classify import load_rules
 from rpops.cli import main
 from rpops.workload.testing import RunningWorkload, start_workload
 from werkzeug import Request, Response
@@ -133,7 +134,9 @@ def test_healthy_subprocess(workload: RunningWorkload, tmp_path: Path) -> None:
     report = result.report
     assert report["status"] == "healthy" and report["region"] == "eu-west"
     assert report["rule"] == {"name": "default", "when": None, "evidence": {}}
-    assert len(report["rules_evaluated"]) == 8 and not any(r["matched"] for r in report["rules_evaluated"])
+    builtin = [r.name for r in load_rules(None).rules]
+    assert [r["name"] for r in report["rules_evaluated"]] == builtin
+    assert not any(r["matched"] for r in report["rules_evaluated"])
     target = report["targets"][0]
     assert target["name"] == "eu-1" and target["condition"] == "healthy" and target["version"] == "v1"
     assert target["checks"] == {"security": True, "performance": True}

@@ -164,6 +164,11 @@ CASES: list[tuple[str, list[TargetState], dict[str, float | None] | None, str, s
     ("p95 at acceptable", [state(latencies=(1000.0,) * 5)], None, "healthy", "default", "p95 1000 ms"),
     ("prometheus p95", [state()], {"p95_ms": 1500.0}, "degraded", "slow", "p95 1500 ms"),
     ("error rate", [state()], {"error_rate": 0.2}, "degraded", "errors", "error rate 0.2 > 0.05"),
+    ("cpu over acceptable", [state(cpu=75.0)], None, "degraded", "cpu-high", "CPU 75% > acceptable 70%"),
+    ("cpu at acceptable", [state(cpu=70.0)], None, "healthy", "default", "1 of 1 targets healthy"),
+    ("memory over acceptable", [state(memory=3000.0)], None, "degraded", "memory-high",
+     "memory 3000 MB > acceptable 2048 MB"),
+    ("memory at acceptable", [state(memory=2048.0)], None, "healthy", "default", "healthy"),
     ("not ready", [state(name="a", ready=503), state(name="b")], None, "degraded", "not-ready",
      "1 of 2 targets not ready: a"),
     # order: the first matching rule wins

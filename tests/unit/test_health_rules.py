@@ -43,7 +43,7 @@ def test_builtin_rules_load_with_standards_thresholds() -> None:
     assert rules.source == "built-in"
     assert [r.name for r in rules.rules] == [
         "target-unreachable", "target-unhealthy", "cpu-critical", "memory-critical", "slow-and-busy", "slow",
-        "errors", "not-ready"]
+        "errors", "cpu-high", "memory-high", "not-ready"]
     assert rules.default_status == "healthy"
     t = rules.thresholds
     response = (t["response_target_ms"], t["response_acceptable_ms"], t["response_critical_ms"])
@@ -71,7 +71,7 @@ def test_thresholds_only_file_keeps_the_builtin_rules(tmp_path: Path) -> None:
     assert rules.queries["memory_mb"] == "max(research_platform_memory_usage_mb)"
     assert rules.window == "1m"
     assert classify(names_for(cpu=85.0), rules).status == "overloaded"
-    assert classify(names_for(cpu=85.0), load_rules(None)).status == "healthy"
+    assert classify(names_for(cpu=85.0), load_rules(None)).status == "degraded"  # over acceptable only
 
 
 def test_custom_rules_replace_the_builtin_ones(tmp_path: Path) -> None:

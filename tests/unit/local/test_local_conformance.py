@@ -63,6 +63,11 @@ def check(result: RunResult, expect: dict[str, Any]) -> None:
             assert outs.get("result") == want["result"], where
         if "result_contains" in want:
             assert want["result_contains"] in outs.get("result", ""), where
+        if "result_length" in want:
+            assert len(outs.get("result", "")) == want["result_length"], where[:300]
+        if "log_length_at_least" in want:
+            log = result.run_dir / "logs" / f"{node['id']}.log"
+            assert log.stat().st_size >= want["log_length_at_least"], where[:300]
         if "outputs" in want:
             params = {p["name"]: p["value"] for p in outs.get("parameters") or ()}
             assert params == want["outputs"], where

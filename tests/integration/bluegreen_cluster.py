@@ -3,7 +3,9 @@ a promotion relies on, played for real:
 
 - a Deployment controller: each Deployment of the service runs `spec.replicas` reference-workload
   processes on 127.0.0.1; it publishes them as Pods (podIP 127.0.0.1, containerPort = the
-  process's port, Ready from GET /ready) and writes the Deployment's status;
+  process's port, Ready from GET /ready), keeps a ReplicaSet per pod template (a new template is
+  a new revision: the Deployment's `deployment.kubernetes.io/revision`, the older ReplicaSet
+  scaled to 0; the processes are not restarted) and writes the Deployment's status;
 - a kube-proxy: the local platform's proxy process, whose active and preview backend sets follow
   the ready Pods that the Services `<service>` and `<service>-preview` select by version.
 
@@ -22,7 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from kmock_fixture import DEPLOYMENTS, PODS, SERVICES, ApiServer
+from kmock_fixture import (
+    DEPLOYMENTS,
+    PODS,
+    REPLICASETS,
+    REVISION,
+    SERVICES,
+    ApiServer,
+    replicaset_obj,
+    template_hash,
+)
 from rpops.platform import processes as proc
 from rpops.workload.testing import RunningWorkload, start_workload
 
@@ -39,6 +50,8 @@ class FakeCluster:
         self.workloads: dict[str, list[RunningWorkload]] = {}
         self._status: dict[str, dict[str, Any]] = {}
         self._pods: dict[str, dict[str, Any]] = {}
+        self._revisions: dict[str, tuple[str, int]] = {}  # Deployment -> (template hash, revision)
+        self._replicasets: dict[str, dict[str, Any]] = {}  # what we last wrote, by name
         self._sets: tuple[list[str], list[str]] | None = None
         self._http = httpx.Client(timeout=1.0, trust_env=False)
         self._start_proxy(workdir)
@@ -115,15 +128,19 @@ class FakeCluster:
         for name in [n for n in self.workloads if n not in deployments]:
             for workload in self.workloads.pop(name):
                 workload.stop()
+            self._revisions.pop(name, None)
         # Pods and Deployment status
         ready_by_version: dict[str, list[str]] = {}
         wanted_pods: dict[str, dict[str, Any]] = {}
+        wanted_sets: dict[str, dict[str, Any]] = {}
         for name, running in self.workloads.items():
             version = deployments[name]["metadata"]["labels"]["version"]
             ready = [w for w in running if self._ready(w)]
             ready_by_version.setdefault(version, []).extend(f"127.0.0.1:{w.port}" for w in ready)
             for i, w in enumerate(running):
                 wanted_pods[f"{name}-{i}"] = self._pod(f"{name}-{i}", version, w.port, w in ready)
+            owned = self._replicaset_objs(deployments[name], len(running), len(ready))
+            wanted_sets.update(owned)
             status = {
                 "replicas": len(running),
                 "updatedReplicas": len(running),
@@ -133,7 +150,10 @@ class FakeCluster:
             }
             if self._status.get(name) != status:
                 self._status[name] = status
+                self._put_sets(owned)  # the ReplicaSets first, as the real controller does
                 self._patch_status(name, status)
+        self._put_sets(wanted_sets)
+        self._collect_sets(wanted_sets)
         for name, pod in wanted_pods.items():
             if self._pods.get(name) != pod:
                 self.api.put(PODS, name, pod)
@@ -153,6 +173,42 @@ class FakeCluster:
             self.control.set_backends(*sets)
             self._sets = sets
 
+    def _replicaset_objs(self, dep: dict[str, Any], replicas: int, ready: int) -> dict[str, dict[str, Any]]:
+        """The Deployment's ReplicaSets: the current revision's holding the processes, and the
+        previous one (if the template changed) scaled to 0. Bumps the Deployment's revision."""
+        name = dep["metadata"]["name"]
+        digest = template_hash(dep)
+        seen = self._revisions.get(name)
+        out: dict[str, dict[str, Any]] = {}
+        if seen is None or seen[0] != digest:
+            stamped = (dep["metadata"].get("annotations") or {}).get(REVISION) or ""
+            if seen is None:  # first seen: keep the revision it carries, else the first one
+                revision = int(stamped or 0) or 1
+            else:  # a new pod template: the next revision
+                revision = max(seen[1], int(stamped or 0)) + 1
+            self._revisions[name] = (digest, revision)
+            if stamped != str(revision):
+                self.api.patch(DEPLOYMENTS, name, {"metadata": {"annotations": {REVISION: str(revision)}}})
+            if seen is not None:
+                old = replicaset_obj(dep, str(seen[1]), 0, template_id=seen[0])
+                out[old["metadata"]["name"]] = old
+        current = replicaset_obj(dep, str(self._revisions[name][1]), replicas, ready, template_id=digest)
+        out[current["metadata"]["name"]] = current
+        return out
+
+    def _put_sets(self, wanted: dict[str, dict[str, Any]]) -> None:
+        for name, rs in wanted.items():
+            if self._replicasets.get(name) != rs:
+                self.api.put(REPLICASETS, name, rs)
+                self._replicasets[name] = rs
+
+    def _collect_sets(self, wanted: dict[str, dict[str, Any]]) -> None:
+        owners = {n: rs["metadata"]["ownerReferences"][0]["name"] for n, rs in self._replicasets.items()}
+        live = {rs["metadata"]["ownerReferences"][0]["name"] for rs in wanted.values()}
+        for name in [n for n, owner in owners.items() if owner not in live]:
+            self._delete(REPLICASETS, name)  # the garbage collector: its Deployment is gone
+            del self._replicasets[name]
+
     def _patch_status(self, name: str, status: dict[str, Any]) -> None:
         def patch() -> None:
             self.api.kmock.objects[DEPLOYMENTS, self.namespace, name].patch({"status": status})
@@ -160,8 +216,11 @@ class FakeCluster:
         self.api.run(patch)
 
     def _delete_pod(self, name: str) -> None:
+        self._delete(PODS, name)
+
+    def _delete(self, resource: str, name: str) -> None:
         def delete() -> None:
-            del self.api.kmock.objects[PODS, self.namespace, name]
+            del self.api.kmock.objects[resource, self.namespace, name]
 
         self.api.run(delete)
 

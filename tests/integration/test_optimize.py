@@ -19,6 +19,7 @@ from kmock_fixture import (
     ApiServer,
     deployment_obj,
     hpa_obj,
+    play_controller,
     pod_obj,
     service_obj,
     use_kubeconfig,
@@ -299,6 +300,7 @@ def test_kubernetes_apply_patches_the_deployment(
     api = ApiServer(NS)
     try:
         api.put(DEPLOYMENTS, "rp-v1", deployment_obj(NS, SERVICE, "v1", replicas=2))
+        play_controller(api, "rp-v1")  # rolled out: its ReplicaSet, as a controller keeps it
         api.put(SERVICES, SERVICE, service_obj(NS, SERVICE, SERVICE, "v1"))
         api.put(HPAS, SERVICE, hpa_obj(NS, SERVICE, "rp-v1", 2, 6))
         api.put(PODS, "rp-v1-a", pod_obj(NS, "rp-v1-a", SERVICE, "v1", "10.0.0.5"))

@@ -9,16 +9,25 @@ The driver's own methods are never replaced.
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import kmock
 import pytest
+from kmock_fixture import (
+    DEPLOYMENTS,
+    HPAS,
+    PODS,
+    REPLICASETS,
+    REVISION,
+    SERVICES,
+    ApiServer,
+    play_controller,
+    replicaset_obj,
+)
 from rpops.errors import UsageError
 from rpops.platform import (
     AutoscalingBounds,
@@ -34,66 +43,6 @@ from rpops.platform.kubernetes import KubernetesDriver
 
 NS = "rp-ns"
 PREFIX = "rpops.research-platform.io/"
-DEPLOYMENTS = "apps/v1/deployments"
-SERVICES = "v1/services"
-HPAS = "autoscaling/v2/horizontalpodautoscalers"
-PODS = "v1/pods"
-
-
-class ApiServer:
-    """kmock's emulator on a background event loop (the driver's client is synchronous)."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-        async def start() -> tuple[kmock.KubernetesEmulator, kmock.Server]:
-            emulator = kmock.KubernetesEmulator()
-            await emulator.__aenter__()
-            server = kmock.Server(emulator)
-            await server.__aenter__()
-            return emulator, server
-
-        self.kmock, self.server = self.run(start)
-        self.url = str(self.server.url).rstrip("/")
-
-    def run(self, fn: Callable[[], Any]) -> Any:
-        async def call() -> Any:
-            result = fn()
-            return await result if asyncio.iscoroutine(result) else result
-
-        return asyncio.run_coroutine_threadsafe(call(), self.loop).result(10)
-
-    def put(self, resource: str, name: str, obj: dict[str, Any]) -> None:
-        self.run(lambda: self.kmock.objects.__setitem__((resource, NS, name), obj))
-
-    def patch_status(self, resource: str, name: str, status: dict[str, Any]) -> None:
-        """Play the controller: write an object's status."""
-        self.run(lambda: self.kmock.objects[resource, NS, name].patch({"status": status}))
-
-    def get(self, resource: str, name: str) -> dict[str, Any]:
-        def read() -> dict[str, Any]:
-            return copy.deepcopy(self.kmock.objects[resource, NS, name].raw)
-
-        result: dict[str, Any] = self.run(read)
-        return result
-
-    def gone(self, resource: str, name: str) -> bool:
-        return bool(self.run(lambda: self.kmock.objects[resource, NS, name].deleted))
-
-    def requests(self) -> list[Any]:
-        return self.run(lambda: list(self.kmock))
-
-    def close(self) -> None:
-        async def stop() -> None:
-            await self.server.__aexit__(None, None, None)
-            await self.kmock.__aexit__(None, None, None)
-
-        self.run(stop)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
 
 
 def deployment(
@@ -195,9 +144,12 @@ def pod(name: str, version: str, ip: str | None, ready: bool) -> dict[str, Any]:
 
 @pytest.fixture()
 def api() -> Iterator[ApiServer]:
-    server = ApiServer()
-    server.put(DEPLOYMENTS, "rp-v1", deployment("rp", "v1"))
-    server.put(DEPLOYMENTS, "rp-v2", deployment("rp", "v2", ready=1))
+    server = ApiServer(NS)
+    for dep in (deployment("rp", "v1"), deployment("rp", "v2", ready=1)):
+        # What the controller keeps for revision 3 of each: rp-v2 has 1 of 2 replicas up.
+        server.put(DEPLOYMENTS, dep["metadata"]["name"], dep)
+        rs = replicaset_obj(dep, "3", 2, ready=dep["status"]["readyReplicas"])
+        server.put(REPLICASETS, rs["metadata"]["name"], rs)
     server.put(DEPLOYMENTS, "other-v1", deployment("other", "v1"))  # another service: never ours
     server.put(SERVICES, "rp", service_obj("rp", "v1"))
     server.put(SERVICES, "rp-preview", service_obj("rp-preview", "v2"))
@@ -214,29 +166,7 @@ def api() -> Iterator[ApiServer]:
 
 @pytest.fixture()
 def kubeconfig(api: ApiServer, tmp_path: Path) -> Path:
-    path = tmp_path / "kubeconfig"
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "test",
-                "clusters": [{"name": "kmock", "cluster": {"server": api.url}}],
-                "users": [{"name": "tester", "user": {"token": "t0ken"}}],
-                "contexts": [
-                    {
-                        "name": "test",
-                        "context": {"cluster": "kmock", "user": "tester", "namespace": "from-ctx"},
-                    },
-                    {
-                        "name": "other",
-                        "context": {"cluster": "kmock", "user": "tester", "namespace": "elsewhere"},
-                    },
-                ],
-            }
-        )
-    )
-    return path
+    return api.kubeconfig(tmp_path, {"test": "from-ctx", "other": "elsewhere"})
 
 
 @pytest.fixture()
@@ -493,7 +423,7 @@ def test_deploy_copies_the_active_version(driver: KubernetesDriver, api: ApiServ
 def test_wait_ready_follows_the_rollout(driver: KubernetesDriver, api: ApiServer) -> None:
     def controller() -> None:
         time.sleep(0.2)
-        api.patch_status(DEPLOYMENTS, "rp-v2", {"readyReplicas": 2, "availableReplicas": 2})
+        play_controller(api, "rp-v2")  # the second replica comes up: Deployment and ReplicaSet say so
 
     thread = threading.Thread(target=controller)
     thread.start()
@@ -505,6 +435,98 @@ def test_wait_ready_follows_the_rollout(driver: KubernetesDriver, api: ApiServer
     api.patch_status(DEPLOYMENTS, "rp-v2", {"updatedReplicas": 1})
     with pytest.raises(DeadlineExceeded, match="1/2 replicas updated"):
         driver.wait_ready("rp", "v2", timeout=0.1)
+
+
+def _replicasets(api: ApiServer) -> dict[str, dict[str, Any]]:
+    def read() -> dict[str, dict[str, Any]]:
+        return {
+            name: json.loads(json.dumps(obj.raw))
+            for (resource, ns, name), obj in api.kmock.objects.items()
+            if resource.plural == "replicasets" and ns == NS and not obj.deleted
+        }
+
+    result: dict[str, dict[str, Any]] = api.run(read)
+    return result
+
+
+def test_ready_only_when_the_current_revisions_replicaset_is(
+    driver: KubernetesDriver, api: ApiServer
+) -> None:
+    # The Deployment's status says 2/2, but the ReplicaSet of its revision (3) has 1 ready: not done.
+    api.patch_status(DEPLOYMENTS, "rp-v2", {"readyReplicas": 2, "availableReplicas": 2})
+    [rs_name] = [n for n in _replicasets(api) if n.startswith("rp-v2-")]
+    with pytest.raises(
+        DeadlineExceeded, match=rf"ReplicaSet {rs_name} \(revision 3\): 1/2 ready, 1/2 available"
+    ):
+        driver.wait_ready("rp", "v2", timeout=0.1)
+    # Listed by the Deployment's selector, in our namespace (kmock ignores the selector: the
+    # driver's own filter keeps rp-v1's ReplicaSet, also at revision 3 and all ready, out).
+    lists = [
+        r
+        for r in api.requests()
+        if r.method.value == "GET" and r.resource and r.resource.plural == "replicasets"
+    ]
+    assert lists and all(r.namespace == NS and r.name is None for r in lists)
+    assert lists[0].params["labelSelector"] == "app.kubernetes.io/name=rp,version=v2"
+
+    # The controller rolls out revision 4: the Deployment first, its ReplicaSet shortly after.
+    api.patch(DEPLOYMENTS, "rp-v2", {"metadata": {"annotations": {REVISION: "4"}}})
+    api.patch_status(DEPLOYMENTS, "rp-v2", {"readyReplicas": 2, "availableReplicas": 2})
+    with pytest.raises(DeadlineExceeded, match="no ReplicaSet of revision 4 yet"):
+        driver.wait_ready("rp", "v2", timeout=0.1)
+
+    def controller() -> None:
+        time.sleep(0.2)
+        dep = api.get(DEPLOYMENTS, "rp-v2")
+        new = replicaset_obj(dep, "4", 2, template_id="r4")
+        api.put(REPLICASETS, new["metadata"]["name"], new)
+        api.patch(REPLICASETS, rs_name, {"spec": {"replicas": 0}, "status": {"replicas": 0}})
+
+    thread = threading.Thread(target=controller)
+    thread.start()
+    started = time.monotonic()
+    workload = driver.wait_ready("rp", "v2", timeout=5)
+    thread.join()
+    assert workload.ready and time.monotonic() - started >= 0.2
+    assert [c.verb for c in driver.calls if c.resource == "replicasets"][-1] == "list"
+    assert {c.group for c in driver.calls if c.resource == "replicasets"} == {"apps"}
+
+
+def test_an_old_replicaset_holding_replicas_keeps_the_rollout_incomplete(
+    driver: KubernetesDriver, api: ApiServer
+) -> None:
+    dep = api.get(DEPLOYMENTS, "rp-v1")
+    [rev3] = [n for n in _replicasets(api) if n.startswith("rp-v1-")]  # the fixture's, 2 replicas
+    api.patch(DEPLOYMENTS, "rp-v1", {"metadata": {"annotations": {REVISION: "4"}}})
+    new = replicaset_obj(dep, "4", 2, template_id="r4")  # the current revision: all up
+    api.put(REPLICASETS, new["metadata"]["name"], new)
+    old = replicaset_obj(dep, "2", 1, template_id="r2")  # an older one, still draining
+    api.put(REPLICASETS, old["metadata"]["name"], old)
+    with pytest.raises(DeadlineExceeded) as err:
+        driver.wait_ready("rp", "v1", timeout=0.1)
+    assert f"old ReplicaSet {rev3} (revision 3) still has 2 replicas" in str(err.value)
+    assert "old ReplicaSet rp-v1-r2 (revision 2) still has 1 replicas" in str(err.value)
+    assert "rp-v1-r4" not in str(err.value)
+    api.patch(REPLICASETS, rev3, {"spec": {"replicas": 0}, "status": {"replicas": 0}})
+    api.patch(REPLICASETS, "rp-v1-r2", {"spec": {"replicas": 0}})
+    # Scaled down, but its pod is still there (status.replicas): still incomplete.
+    with pytest.raises(DeadlineExceeded, match=r"ready after 0.1s: old ReplicaSet rp-v1-r2 \(revision 2\)"):
+        driver.wait_ready("rp", "v1", timeout=0.1)
+    api.patch_status(REPLICASETS, "rp-v1-r2", {"replicas": 0, "readyReplicas": 0, "availableReplicas": 0})
+    assert driver.wait_ready("rp", "v1", timeout=1).ready
+
+
+def test_replicasets_of_a_namesake_deployment_do_not_count(driver: KubernetesDriver, api: ApiServer) -> None:
+    # rp-v1 was deleted and created again: the ReplicaSets left over name it, with the old uid.
+    api.patch(DEPLOYMENTS, "rp-v1", {"metadata": {"uid": "uid-new"}})
+    for name in [n for n in _replicasets(api) if n.startswith("rp-v1-")]:
+        owner = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "rp-v1", "uid": "uid-old"}
+        api.patch(REPLICASETS, name, {"metadata": {"ownerReferences": [owner]}})
+    with pytest.raises(DeadlineExceeded, match="no ReplicaSet of revision 3 yet"):
+        driver.wait_ready("rp", "v1", timeout=0.1)
+    rs = play_controller(api, "rp-v1")  # the new one, owned by uid-new
+    assert rs["metadata"]["ownerReferences"][0]["uid"] == "uid-new"
+    assert driver.wait_ready("rp", "v1", timeout=1).ready
 
 
 def test_remove_refuses_the_active_version(driver: KubernetesDriver, api: ApiServer) -> None:
@@ -539,6 +561,7 @@ def test_every_call_is_logged_for_rbac(driver: KubernetesDriver, tmp_path: Path)
     driver.workload("rp", "v1")
     driver.versions("rp")
     driver.instances("rp", "v1")
+    driver.wait_ready("rp", "v1", timeout=1)
     driver.scale("rp", "v1", 4)
     driver.route("rp", "v2")
     driver.set_autoscaling("rp", None)
@@ -551,6 +574,7 @@ def test_every_call_is_logged_for_rbac(driver: KubernetesDriver, tmp_path: Path)
     assert seen == {
         ("get", "apps", "deployments"),
         ("list", "apps", "deployments"),
+        ("list", "apps", "replicasets"),
         ("patch", "apps", "deployments"),
         ("create", "apps", "deployments"),
         ("delete", "apps", "deployments"),

@@ -25,6 +25,7 @@ from kmock_fixture import (
     ApiServer,
     deployment_obj,
     hpa_obj,
+    play_controller,
     pod_obj,
     service_obj,
     use_kubeconfig,
@@ -450,6 +451,7 @@ NS = "rp-ns"
 def kube(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiServer]:
     api = ApiServer(NS)
     api.put(DEPLOYMENTS, "rp-v1", deployment_obj(NS, SERVICE, "v1", replicas=2))
+    play_controller(api, "rp-v1")  # rolled out: its ReplicaSet, as a controller keeps it
     api.put(SERVICES, SERVICE, service_obj(NS, SERVICE, SERVICE, "v1"))
     api.put(HPAS, SERVICE, hpa_obj(NS, SERVICE, "rp-v1", 2, 6))
     api.put(PODS, "rp-v1-a", pod_obj(NS, "rp-v1-a", SERVICE, "v1", "10.0.0.5"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rpops.errors import UsageError
@@ -19,6 +19,8 @@ from rpops.platform.base import ANNOTATION_PREFIX, AutoscalingBounds, Resources,
 NAME_LABEL = "app.kubernetes.io/name"
 VERSION_LABEL = "version"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+# Set by the Deployment controller on a Deployment and on the ReplicaSet of each of its revisions.
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 DEFAULT_PORT = 8080
 
 JsonPatch = list[dict[str, Any]]
@@ -128,8 +130,12 @@ def workload_from(
     )
 
 
-def rollout_status(deployment: Mapping[str, Any]) -> tuple[bool, str]:
-    """(complete, what is missing): the same test `kubectl rollout status` applies."""
+def rollout_status(
+    deployment: Mapping[str, Any], replicasets: Sequence[Mapping[str, Any]] | None = None
+) -> tuple[bool, str]:
+    """(complete, what is missing): the same test `kubectl rollout status` applies to the
+    Deployment's status, then, when `replicasets` (the namespace's, or those the Deployment's
+    selector matches) are given, the same test on its ReplicaSets (replicaset_status)."""
     spec = deployment.get("spec") or {}
     status = deployment.get("status") or {}
     meta = deployment.get("metadata") or {}
@@ -143,14 +149,86 @@ def rollout_status(deployment: Mapping[str, Any]) -> tuple[bool, str]:
     available = int(status.get("availableReplicas") or 0)
     total = int(status.get("replicas") or 0)
     if desired == 0:
-        return total == 0, f"{total} replicas still running, 0 desired"
-    if updated < desired:
+        if total:
+            return False, f"{total} replicas still running, 0 desired"
+    elif updated < desired:
         return False, f"{updated}/{desired} replicas updated"
-    if total > updated:
+    elif total > updated:
         return False, f"{total - updated} old replicas pending termination"
-    if ready < desired or available < desired:
+    elif ready < desired or available < desired:
         return False, f"{ready}/{desired} ready, {available}/{desired} available"
-    return True, f"{desired}/{desired} ready"
+    if replicasets is not None:
+        return replicaset_status(deployment, replicasets)
+    return True, f"{desired}/{desired} ready" if desired else "0 desired, 0 replicas running"
+
+
+def _revision(obj: Mapping[str, Any]) -> str | None:
+    value = ((obj.get("metadata") or {}).get("annotations") or {}).get(REVISION_ANNOTATION)
+    return str(value) if value else None
+
+
+def _count(section: Mapping[str, Any] | None, key: str) -> int:
+    return int((section or {}).get(key) or 0)
+
+
+def owned_by(replicaset: Mapping[str, Any], deployment: Mapping[str, Any]) -> bool:
+    """The ReplicaSet's controller owner is this Deployment (by uid when the Deployment has one)."""
+    meta = deployment.get("metadata") or {}
+    for ref in (replicaset.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("kind") != "Deployment" or ref.get("name") != meta.get("name"):
+            continue
+        if meta.get("uid") and ref.get("uid") != meta.get("uid"):
+            continue  # a namesake: an earlier Deployment of that name, deleted and recreated
+        return True
+    return False
+
+
+def replicaset_status(
+    deployment: Mapping[str, Any], replicasets: Sequence[Mapping[str, Any]]
+) -> tuple[bool, str]:
+    """(complete, what is missing) from the Deployment's ReplicaSets: the ReplicaSet of its current
+    revision (the `deployment.kubernetes.io/revision` annotation both carry) has every desired
+    replica ready and available, and no older ReplicaSet of it still holds replicas.
+
+    No ReplicaSet for the revision yet (or no revision yet) is "not ready yet", not an error: the
+    controller creates it shortly after the Deployment changes.
+    """
+    spec = deployment.get("spec") or {}
+    desired = int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1)
+    revision = _revision(deployment)
+    owned = sorted(
+        (rs for rs in replicasets if owned_by(rs, deployment)),
+        key=lambda rs: str((rs.get("metadata") or {}).get("name")),
+    )
+    current = [rs for rs in owned if revision is not None and _revision(rs) == revision]
+    new = current[0] if current else None
+    if new is None and desired > 0:
+        if revision is None:
+            return False, "the controller has not given the Deployment a revision (and ReplicaSet) yet"
+        return False, f"no ReplicaSet of revision {revision} yet"
+    if new is not None:
+        name = new["metadata"]["name"]
+        status = new.get("status") or {}
+        ready, available = _count(status, "readyReplicas"), _count(status, "availableReplicas")
+        if ready < desired or available < desired:
+            return False, (
+                f"ReplicaSet {name} (revision {revision}): {ready}/{desired} ready, "
+                f"{available}/{desired} available"
+            )
+    # An old ReplicaSet holds replicas until scaled down (spec) and its pods are gone (status).
+    draining: list[str] = []
+    for rs in owned:
+        holding = max(_count(rs.get("spec"), "replicas"), _count(rs.get("status"), "replicas"))
+        if rs is not new and holding:
+            name = rs["metadata"]["name"]
+            draining.append(
+                f"old ReplicaSet {name} (revision {_revision(rs) or '?'}) still has {holding} replicas"
+            )
+    if draining:
+        return False, "; ".join(draining)
+    if new is None:
+        return True, "0 desired, no ReplicaSet holds replicas"
+    return True, f"ReplicaSet {new['metadata']['name']} (revision {revision}): {desired}/{desired} ready"
 
 
 def scale_patch(deployment: Mapping[str, Any], replicas: int) -> Patch | None:

@@ -5,6 +5,10 @@ context from options, or $KUBECONFIG / ~/.kube/config). Namespace: the `namespac
 $RPOPS_NAMESPACE, else the service account's namespace file, else the kubeconfig context's, else
 "default".
 
+Readiness (`wait_ready`) is `kubectl rollout status`'s: the Deployment's status, then the
+ReplicaSet of its current revision (listed by the Deployment's selector, `list replicasets`) with
+every replica ready and available, and no older ReplicaSet still holding replicas.
+
 Every call carries `_request_timeout`. Timeouts, connection errors, 429 and 5xx are retried a
 bounded number of times and then raise PlatformUnavailable (exit 3). Writes are patches only
 (merge or JSON patch, never replace/PUT), computed from a fresh read and made conditional on its
@@ -61,6 +65,8 @@ CALL_LOG_ENV = "RPOPS_K8S_CALL_LOG"
 # (group, plural) -> (API class name, method suffix, kind)
 _RESOURCES: dict[str, tuple[str, str, str, str]] = {
     "deployments": ("apps", "AppsV1Api", "namespaced_deployment", "Deployment"),
+    # Read only (list), for readiness: the ReplicaSet of a Deployment's current revision.
+    "replicasets": ("apps", "AppsV1Api", "namespaced_replica_set", "ReplicaSet"),
     "services": ("", "CoreV1Api", "namespaced_service", "Service"),
     "horizontalpodautoscalers": (
         "autoscaling",
@@ -93,7 +99,7 @@ class ApiCall:
 
     verb: str  # get | list | create | patch | delete
     group: str  # "" (core), "apps", "autoscaling", "networking.k8s.io", "policy"
-    resource: str  # plural: deployments, services, horizontalpodautoscalers, pods, networkpolicies, ...
+    resource: str  # plural: deployments, replicasets, services, horizontalpodautoscalers, pods, ...
     namespace: str
     name: str | None
     status: int  # HTTP status, 0 when no answer came
@@ -104,8 +110,9 @@ class _Transient(Exception):
 
 
 class KubernetesDriver:
-    """PlatformDriver over the Kubernetes API (Deployments, Services, HPAs, Pods; NetworkPolicies and
-    PodDisruptionBudgets are only listed, for the security scan)."""
+    """PlatformDriver over the Kubernetes API (Deployments, Services, HPAs, Pods; ReplicaSets are
+    listed for readiness; NetworkPolicies and PodDisruptionBudgets are only listed, for the security
+    scan)."""
 
     name = "kubernetes"
 
@@ -464,13 +471,23 @@ class KubernetesDriver:
                 return d
         return sorted(deployments, key=lambda d: d["metadata"]["name"])[-1]
 
+    def _replicasets(self, deployment: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The ReplicaSets the Deployment's selector matches (its own among them: m.owned_by tells)."""
+        selector = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        return self._list("replicasets", {str(k): str(v) for k, v in selector.items()})
+
     def wait_ready(self, service: str, version: str, *, timeout: float = 300.0) -> Workload:
+        """Until the rollout is complete: the Deployment's status says so (as `kubectl rollout
+        status` reads it), then its ReplicaSets agree (m.replicaset_status). The ReplicaSets are
+        listed only once the Deployment's status looks complete."""
         check_version(check_service(service), version)
         deadline = time.monotonic() + check_timeout(timeout)
         name = m.deployment_name(service, version)
         while True:
             deployment = self._get("deployments", name)
             complete, detail = m.rollout_status(deployment)
+            if complete:
+                complete, detail = m.replicaset_status(deployment, self._replicasets(deployment))
             if complete:
                 return self.workload(service, version)
             if time.monotonic() >= deadline:

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,27 +24,9 @@ import httpx
 import pytest
 from pytest_httpserver import HTTPServer
 from rpops.classify import load_rules
-from rpops.cli import main
 from rpops.workload.testing import RunningWorkload, start_workload
+from step_runner import Runner, StepResult, run_subprocess, step_runner
 from werkzeug import Request, Response
-
-
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-    outputs: Path
-
-    def output(self, name: str) -> str:
-        return (self.outputs / name).read_text()
-
-    @property
-    def report(self) -> dict[str, Any]:
-        return json.loads(self.output("report.json"))
-
-
-Run = Callable[..., Result]
 
 
 @pytest.fixture(scope="module")
@@ -67,29 +46,14 @@ def workload(shared: RunningWorkload) -> Iterator[RunningWorkload]:
 
 
 @pytest.fixture()
-def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
-    """Run `rpops health-check ARGS` in-process with outputs under tmp_path."""
-    outputs = tmp_path / "outputs"
-    monkeypatch.setenv("RPOPS_OUTPUTS", str(outputs))
-
-    def _run(*args: str) -> Result:
-        try:
-            code = main(["health-check", *args])
-        except SystemExit as exc:  # argparse
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err, outputs)
-
-    return _run
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Runner:
+    """`rpops health-check ARGS` in-process, outputs under a fresh directory per call."""
+    return step_runner("health-check", tmp_path, monkeypatch, capsys)
 
 
-def run_cli(tmp_path: Path, *args: str, timeout: float = 60) -> Result:
-    """Run `rpops health-check ARGS` as a subprocess (the step as Argo runs it)."""
-    outputs = tmp_path / "cli-outputs"
-    env = {**os.environ, "RPOPS_OUTPUTS": str(outputs)}
-    done = subprocess.run([sys.executable, "-m", "rpops.cli", "health-check", *args], capture_output=True,
-                          text=True, env=env, timeout=timeout)
-    return Result(done.returncode, done.stdout, done.stderr, outputs)
+def run_cli(tmp_path: Path, *args: str, timeout: float = 60) -> StepResult:
+    """`rpops health-check ARGS` as a subprocess (the step as Argo runs it)."""
+    return run_subprocess("health-check", tmp_path / "cli-outputs", *args, timeout=timeout)
 
 
 def closed_port() -> int:
@@ -147,7 +111,7 @@ def test_healthy_subprocess(workload: RunningWorkload, tmp_path: Path) -> None:
     assert report["prometheus"] is None
 
 
-def test_latency_over_acceptable_is_degraded(workload: RunningWorkload, run: Run) -> None:
+def test_latency_over_acceptable_is_degraded(workload: RunningWorkload, run: Runner) -> None:
     workload.set_faults(latency_ms=1050)
     result = run("--target", f"a={workload.url}", "--samples", "1", "--timeout", "5")
     assert result.code == 0, result.stderr
@@ -160,7 +124,7 @@ def test_latency_over_acceptable_is_degraded(workload: RunningWorkload, run: Run
     assert result.output("reason").endswith("ms > acceptable 1000 ms")
 
 
-def test_cpu_burn_is_overloaded(workload: RunningWorkload, run: Run, tmp_path: Path) -> None:
+def test_cpu_burn_is_overloaded(workload: RunningWorkload, run: Runner, tmp_path: Path) -> None:
     workload.set_faults(cpu_burn=1.0)
     cpu = wait_cpu_at_least(workload, 25)
     # The threshold sits under what the burn reliably shows on a shared 2-core machine, and well
@@ -176,7 +140,7 @@ def test_cpu_burn_is_overloaded(workload: RunningWorkload, run: Run, tmp_path: P
     assert cpu >= 25
 
 
-def test_slow_and_busy_is_overloaded(workload: RunningWorkload, run: Run, tmp_path: Path) -> None:
+def test_slow_and_busy_is_overloaded(workload: RunningWorkload, run: Runner, tmp_path: Path) -> None:
     workload.set_faults(cpu_burn=1.0, latency_ms=250)
     wait_cpu_at_least(workload, 25)
     rules = rules_file(tmp_path, """
@@ -192,7 +156,7 @@ def test_slow_and_busy_is_overloaded(workload: RunningWorkload, run: Run, tmp_pa
     assert result.report["rule"]["evidence"]["p95_ms"] >= 200
 
 
-def test_unhealthy_fault_is_unhealthy(workload: RunningWorkload, run: Run) -> None:
+def test_unhealthy_fault_is_unhealthy(workload: RunningWorkload, run: Runner) -> None:
     workload.set_faults(unhealthy=True)
     result = run("--target", f"eu-1={workload.url}")
     assert result.code == 0
@@ -203,14 +167,14 @@ def test_unhealthy_fault_is_unhealthy(workload: RunningWorkload, run: Run) -> No
     assert report["targets"][0]["reason"] == "/health HTTP 503; status 'unhealthy'"
 
 
-def test_not_ready_is_degraded(workload: RunningWorkload, run: Run) -> None:
+def test_not_ready_is_degraded(workload: RunningWorkload, run: Runner) -> None:
     workload.set_faults(not_ready=True)
     result = run("--target", f"a={workload.url}")
     assert result.stdout == "degraded\n"
     assert result.report["rule"]["name"] == "not-ready"
 
 
-def test_http_500_from_health_is_unhealthy(workload: RunningWorkload, run: Run) -> None:
+def test_http_500_from_health_is_unhealthy(workload: RunningWorkload, run: Runner) -> None:
     workload.set_faults(error_rate=1.0)
     result = run("--target", f"a={workload.url}", "--samples", "2")
     assert result.stdout == "unhealthy\n"
@@ -240,7 +204,7 @@ def test_unreachable_target_among_regions(workload: RunningWorkload, tmp_path: P
     assert report["signals"]["unreachable_names"] == ["ap-south"]
 
 
-def test_all_targets_unreachable_is_unhealthy_exit_0(run: Run) -> None:
+def test_all_targets_unreachable_is_unhealthy_exit_0(run: Runner) -> None:
     result = run("--target", f"a=http://127.0.0.1:{closed_port()},b=http://127.0.0.1:{closed_port()}",
                  "--retries", "0")
     assert result.code == 0
@@ -249,7 +213,7 @@ def test_all_targets_unreachable_is_unhealthy_exit_0(run: Run) -> None:
     assert result.report["signals"]["unreachable_targets"] == 2
 
 
-def test_target_slower_than_the_timeout(workload: RunningWorkload, run: Run) -> None:
+def test_target_slower_than_the_timeout(workload: RunningWorkload, run: Runner) -> None:
     workload.set_faults(latency_ms=1500)
     result = run("--target", f"slow={workload.url}", "--timeout", "0.3")
     assert result.stdout == "unhealthy\n"
@@ -261,7 +225,7 @@ def test_target_slower_than_the_timeout(workload: RunningWorkload, run: Run) -> 
     assert report["signals"]["timeout_targets"] == 1
 
 
-def test_malformed_json_from_health(httpserver: HTTPServer, workload: RunningWorkload, run: Run) -> None:
+def test_malformed_json_from_health(httpserver: HTTPServer, workload: RunningWorkload, run: Runner) -> None:
     httpserver.expect_request("/health").respond_with_data('{"status": "healthy", "checks": {',
                                                            content_type="application/json")
     httpserver.expect_request("/ready").respond_with_json({"ready": True})
@@ -299,7 +263,7 @@ def test_malformed_json_from_health(httpserver: HTTPServer, workload: RunningWor
          "rule #1 ('x'): 'when' was refused"),
     ],
 )
-def test_bad_input_exits_2_before_any_request(httpserver: HTTPServer, tmp_path: Path, run: Run,
+def test_bad_input_exits_2_before_any_request(httpserver: HTTPServer, tmp_path: Path, run: Runner,
                                               args: list[str], message: str) -> None:
     host = httpserver.url_for("/").rstrip("/")
     resolved = []
@@ -333,7 +297,7 @@ def prom_vector(value: str) -> dict[str, Any]:
                                           "result": [{"metric": {}, "value": [time.time(), value]}]}}
 
 
-def test_prometheus_signals_decide(httpserver: HTTPServer, workload: RunningWorkload, run: Run) -> None:
+def test_prometheus_signals_decide(httpserver: HTTPServer, workload: RunningWorkload, run: Runner) -> None:
     queries: list[str] = []
 
     def answer(request: Request) -> Response:
@@ -364,7 +328,7 @@ def test_prometheus_signals_decide(httpserver: HTTPServer, workload: RunningWork
 
 
 def test_query_flag_overrides_and_bad_query_exits_2(httpserver: HTTPServer, workload: RunningWorkload,
-                                                    run: Run) -> None:
+                                                    run: Runner) -> None:
     def answer(request: Request) -> Response:
         if request.form["query"] == "max(my_cpu":
             refused = {"status": "error", "errorType": "bad_data", "error": "1:11: unclosed paren"}
@@ -393,7 +357,7 @@ def test_prometheus_unreachable_exits_3(workload: RunningWorkload, tmp_path: Pat
 PROMETHEUS = shutil.which("prometheus")
 
 
-def test_default_queries_against_a_real_prometheus(workload: RunningWorkload, run: Run) -> None:
+def test_default_queries_against_a_real_prometheus(workload: RunningWorkload, run: Runner) -> None:
     """Debian's prometheus scrapes the workload every second; the built-in queries must answer."""
     assert PROMETHEUS, "prometheus is missing: install Debian's 'prometheus' package (make system-deps)"
     port = closed_port()

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -25,48 +24,19 @@ from kmock_fixture import (
     use_kubeconfig,
 )
 from prometheus_fixture import RunningPrometheus, free_port, start
-from rpops.cli import main
 from rpops.platform import Resources
 from rpops.platform.local import LocalDriver
 from rpops.scaling.state import iso
+from step_runner import Runner, step_runner
 
 SERVICE = "rp"
 MI = 2**20
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-    outputs: Path
-
-    def output(self, name: str) -> str:
-        return (self.outputs / name).read_text()
-
-    @property
-    def report(self) -> dict:
-        return json.loads(self.output("report.json"))
-
-
-Runner = Callable[..., Result]
-
-
 @pytest.fixture()
 def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Runner:
-    calls = iter(range(1000))
-
-    def _run(*args: str) -> Result:
-        outputs = tmp_path / f"outputs-{next(calls)}"
-        monkeypatch.setenv("RPOPS_OUTPUTS", str(outputs))
-        try:
-            code = main(["optimize", *args])
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err, outputs)
-
-    return _run
+    """`rpops optimize ARGS` in-process, outputs under a fresh directory per call."""
+    return step_runner("optimize", tmp_path, monkeypatch, capsys)
 
 
 @pytest.fixture()
@@ -111,7 +81,7 @@ def test_backfilled_history_gives_krr_simple_and_applies(platform: LocalDriver, 
     history = process_history(f'instance="{inst}",job="workload"', now - 4 * 3600, now - 30, 0.25, 120 * MI)
     with start([inst], backfill_openmetrics=history) as prom:
         r = run("--service", SERVICE, "--prometheus", prom.url, "--history-hours", "6", "--apply")
-    assert r.code == 0, r.err
+    assert r.code == 0, r.stderr
     rec = json.loads(r.output("recommendation"))
     # P95 of a steady 0.25 cores; peak 120Mi + 15% = 138Mi; no CPU limit
     assert rec == {
@@ -196,7 +166,7 @@ def test_live_load_with_small_windows(platform: LocalDriver, live: RunningPromet
     live.wait_for("rate(process_cpu_seconds_total[3s]) > 0.2", timeout=30)
     time.sleep(10)  # ten seconds of samples under load
     r = run("--service", SERVICE, "--prometheus", live.url, *SHORT)
-    assert r.code == 0, r.err
+    assert r.code == 0, r.stderr
     rec = json.loads(r.output("recommendation"))
     assert rec["cpu_request"] is not None and int(rec["cpu_request"].rstrip("m")) >= 200
     assert rec["memory_request"] is not None and rec["memory_request"] == rec["memory_limit"]
@@ -211,7 +181,7 @@ def test_memory_leak_is_reported_and_restarted(
     set_faults(platform, memory_growth_mb_per_s=8)
     time.sleep(12)
     r = run("--service", SERVICE, "--prometheus", live.url, *SHORT, "--restart-leaking")
-    assert r.code == 0, r.err
+    assert r.code == 0, r.stderr
     assert r.output("leak") == "true", json.dumps(r.report["leaks"], indent=1)
     finding = next(f for f in r.report["leaks"] if f["leak"])
     assert finding["pod"] == address_of(before.url) and finding["slope_bytes_per_hour"] > 0
@@ -243,8 +213,8 @@ def test_bad_input_exits_2(platform: LocalDriver, run: Runner, args: list[str], 
     before = platform.workload(SERVICE, "v1").resources
     with start([]) as prom:
         r = run("--service", SERVICE, "--prometheus", prom.url, "--apply", *args)
-    assert r.code == 2, r.out + r.err
-    assert message in r.err
+    assert r.code == 2, r.stdout + r.stderr
+    assert message in r.stderr
     assert platform.workload(SERVICE, "v1").resources == before
 
 
@@ -252,16 +222,16 @@ def test_queries_file_and_prometheus_failures(platform: LocalDriver, run: Runner
     bad = tmp_path / "queries.yaml"
     bad.write_text("cpu: [1, 2]\n")
     r = run("--service", SERVICE, "--prometheus", "http://127.0.0.1:9", "--queries", str(bad))
-    assert r.code == 2 and "cpu must be a non-empty PromQL string" in r.err
+    assert r.code == 2 and "cpu must be a non-empty PromQL string" in r.stderr
     good = tmp_path / "q.yaml"
     good.write_text("cpu: 'sum by (instance) (rate(process_cpu_seconds_total{$selector}[$window])'\n")
     with start([]) as prom:
         r = run("--service", SERVICE, "--prometheus", prom.url, "--queries", str(good))
-        assert r.code == 2 and "Prometheus refused" in r.err and f"--queries {good}" in r.err
+        assert r.code == 2 and "Prometheus refused" in r.stderr and f"--queries {good}" in r.stderr
         empty = run("--service", SERVICE, "--prometheus", prom.url, "--apply")
         assert empty.code == 0 and "not enough data: 0 points" in empty.output("reason")
     r = run("--service", SERVICE, "--prometheus", f"http://127.0.0.1:{free_port()}")
-    assert r.code == 3 and "unreachable" in r.err
+    assert r.code == 3 and "unreachable" in r.stderr
 
 
 # --- the kubernetes driver, against kmock -------------------------------------------------------
@@ -311,7 +281,7 @@ def test_kubernetes_apply_patches_the_deployment(
         now = time.time()
         with start([], backfill_openmetrics=cadvisor_history(now - 5 * 3600, now - 60)) as prom:
             r = run("--service", SERVICE, "--prometheus", prom.url, "--apply", "--now", iso(now))
-        assert r.code == 0, r.err
+        assert r.code == 0, r.stderr
         assert json.loads(r.output("recommendation")) == {
             "cpu_request": "300m",
             "cpu_limit": None,

@@ -11,8 +11,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -31,29 +30,14 @@ from kmock_fixture import (
     use_kubeconfig,
 )
 from prometheus_fixture import RunningPrometheus, free_port, start
-from rpops.cli import main
 from rpops.platform import AutoscalingBounds
 from rpops.platform.local import LocalDriver
 from rpops.scaling.state import iso
 from rpops.scaling.synthetic import Trace, sample
+from step_runner import Runner, step_runner
 
 SERVICE = "rp"
 PREFIX = "rpops.research-platform.io/"
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-    outputs: Path
-
-    def output(self, name: str) -> str:
-        return (self.outputs / name).read_text()
-
-    @property
-    def report(self) -> dict:
-        return json.loads(self.output("report.json"))
 
 
 @pytest.fixture()
@@ -69,25 +53,10 @@ def platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalD
         driver.down()
 
 
-Runner = Callable[..., Result]
-
-
 @pytest.fixture()
 def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Runner:
     """`rpops scale ARGS` in-process, outputs under a fresh directory per call."""
-    calls = iter(range(1000))
-
-    def _run(*args: str) -> Result:
-        outputs = tmp_path / f"outputs-{next(calls)}"
-        monkeypatch.setenv("RPOPS_OUTPUTS", str(outputs))
-        try:
-            code = main(["scale", *args])
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err, outputs)
-
-    return _run
+    return step_runner("scale", tmp_path, monkeypatch, capsys)
 
 
 def set_faults(driver: LocalDriver, **faults: float) -> None:
@@ -147,7 +116,7 @@ def test_scale_up_under_cpu_load_then_cooldown(platform: LocalDriver, run: Runne
     set_faults(platform, cpu_burn=0.9)
     wait_cpu(platform, 40)
     r = run("--service", SERVICE, "--policy", policy)
-    assert r.code == 0, r.err
+    assert r.code == 0, r.stderr
     assert (
         r.output("scaled") == "true" and r.output("decision") == "scale-up" and r.output("direction") == "up"
     )
@@ -190,7 +159,7 @@ def test_dry_run_reports_and_changes_nothing(platform: LocalDriver, run: Runner,
     assert (
         r.output("decision") == "scale-up" and r.output("scaled") == "false" and r.output("replicas") == "1"
     )
-    assert "dry run: nothing changed" in r.out and r.report["done"] == [] and r.report["target"] >= 2
+    assert "dry run: nothing changed" in r.stdout and r.report["done"] == [] and r.report["target"] >= 2
     after = platform.workload(SERVICE, "v1")
     assert after.replicas == before.replicas == 1 and after.annotations == before.annotations
 
@@ -259,28 +228,29 @@ def test_bad_input_exits_2_and_changes_nothing(
 ) -> None:
     before = state_of(platform)
     r = run("--service", SERVICE, *args)
-    assert r.code == 2, r.out + r.err
-    assert message in r.err
+    assert r.code == 2, r.stdout + r.stderr
+    assert message in r.stderr
     assert state_of(platform) == before
 
 
 def test_unknown_service_and_policy_errors_exit_2(platform: LocalDriver, run: Runner, tmp_path: Path) -> None:
     before = state_of(platform)
     r = run("--service", "nosuch")
-    assert r.code == 2 and "nosuch/(active) is not a workload on the local platform" in r.err
+    assert r.code == 2 and "nosuch/(active) is not a workload on the local platform" in r.stderr
     r = run(
         "--service",
         SERVICE,
         "--policy",
         policy_file(tmp_path, "resources: {cpu: {scale_up: 0.2, scale_down: 0.4}}\n"),
     )
-    assert r.code == 2 and "resources.cpu.scale_down 0.4 must be below scale_up 0.2" in r.err
+    assert r.code == 2 and "resources.cpu.scale_down 0.4 must be below scale_up 0.2" in r.stderr
     r = run("--service", SERVICE, "--policy", str(tmp_path / "missing.yaml"))
-    assert r.code == 2 and "cannot read the policy file" in r.err
+    assert r.code == 2 and "cannot read the policy file" in r.stderr
     assert state_of(platform) == before
 
 
 def test_subprocess_exit_code_and_outputs(platform: LocalDriver, tmp_path: Path) -> None:
+    wait_idle(platform)  # "hold" needs utilisation under the scale-up threshold: start-up CPU settles
     env = {
         **os.environ,
         "RPOPS_OUTPUTS": str(tmp_path / "cli"),
@@ -356,9 +326,9 @@ def test_prometheus_refusing_a_query_exits_2_and_unreachable_exits_3(
     with start([]) as prom:
         policy = policy_file(tmp_path, "resources:\n  cpu: {query: 'avg(rate(x[$window])'}\n")
         r = run("--service", SERVICE, "--prometheus", prom.url, "--policy", policy)
-        assert r.code == 2 and "Prometheus refused" in r.err and "resources.cpu.query" in r.err
+        assert r.code == 2 and "Prometheus refused" in r.stderr and "resources.cpu.query" in r.stderr
     r = run("--service", SERVICE, "--prometheus", f"http://127.0.0.1:{free_port()}")
-    assert r.code == 3 and "unreachable" in r.err
+    assert r.code == 3 and "unreachable" in r.stderr
 
 
 # --- predictive, on backfilled history ----------------------------------------------------------
@@ -412,7 +382,7 @@ def test_predictive_forecasts_a_ramp_and_prescales_only_when_asked(
             "40",
         ]
         r = run(*args)
-        assert r.code == 0, r.err
+        assert r.code == 0, r.stderr
         assert r.output("decision") == "scale-up" and r.output("scaled") == "false", r.output("reason")
         assert "forecast only" in r.output("reason")
         details = r.report["details"]
@@ -479,7 +449,7 @@ def test_kubernetes_with_hpa_moves_min_replicas_only(kube: ApiServer, run: Runne
         r = run(
             "--service", SERVICE, "--prometheus", prom.url, "--selector", 'job="workload"', "--policy", policy
         )
-    assert r.code == 0 and r.output("scaled") == "true", r.err + r.output("reason")
+    assert r.code == 0 and r.output("scaled") == "true", r.stderr + r.output("reason")
     hpa = kube.get(HPAS, SERVICE)
     deployment = kube.get(DEPLOYMENTS, "rp-v1")
     assert hpa["spec"]["minReplicas"] >= 3 and hpa["spec"]["maxReplicas"] == 6

@@ -3,37 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
-from rpops.cli import main
 from rpops.workload.testing import RunningWorkload, start_workload
-
-
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-    outputs: Path
-
-    def output(self, name: str) -> str:
-        return (self.outputs / name).read_text()
-
-    @property
-    def report(self) -> dict[str, Any]:
-        return json.loads(self.output("report.json"))
-
-
-Run = Callable[..., Result]
+from step_runner import Runner, StepResult, run_subprocess, step_runner
 
 
 @pytest.fixture(scope="module")
@@ -50,26 +27,14 @@ def workload(shared: RunningWorkload) -> Iterator[RunningWorkload]:
 
 
 @pytest.fixture()
-def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
-    outputs = tmp_path / "outputs"
-    monkeypatch.setenv("RPOPS_OUTPUTS", str(outputs))
-
-    def _run(*args: str) -> Result:
-        try:
-            code = main(["validate", *args])
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err, outputs)
-
-    return _run
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Runner:
+    """`rpops validate ARGS` in-process, outputs under a fresh directory per call."""
+    return step_runner("validate", tmp_path, monkeypatch, capsys)
 
 
-def run_cli(tmp_path: Path, *args: str) -> Result:
-    outputs = tmp_path / "cli-outputs"
-    done = subprocess.run([sys.executable, "-m", "rpops.cli", "validate", *args], capture_output=True,
-                          text=True, env={**os.environ, "RPOPS_OUTPUTS": str(outputs)}, timeout=60)
-    return Result(done.returncode, done.stdout, done.stderr, outputs)
+def run_cli(tmp_path: Path, *args: str) -> StepResult:
+    """`rpops validate ARGS` as a subprocess (the step as Argo runs it)."""
+    return run_subprocess("validate", tmp_path / "cli-outputs", *args)
 
 
 def table_rows(stdout: str) -> dict[str, list[str]]:
@@ -93,7 +58,7 @@ def test_healthy_workload_passes_subprocess(workload: RunningWorkload, tmp_path:
     assert all(c["elapsed_ms"] > 0 for c in report["checks"])
 
 
-def test_json_output(workload: RunningWorkload, run: Run) -> None:
+def test_json_output(workload: RunningWorkload, run: Runner) -> None:
     result = run("--url", workload.url, "--output", "json")
     assert result.code == 0, result.stderr
     doc = json.loads(result.stdout)
@@ -116,7 +81,7 @@ def test_unhealthy_fault_fails_health_only(workload: RunningWorkload, tmp_path: 
     assert f"validation of {workload.url} failed: health" in result.stderr
 
 
-def test_latency_over_the_threshold_fails_response_time(workload: RunningWorkload, run: Run) -> None:
+def test_latency_over_the_threshold_fails_response_time(workload: RunningWorkload, run: Runner) -> None:
     workload.set_faults(latency_ms=300)
     result = run("--url", workload.url, "--max-response-ms", "200", "--output", "json")
     assert result.code == 1
@@ -127,13 +92,13 @@ def test_latency_over_the_threshold_fails_response_time(workload: RunningWorkloa
     assert result.output("failed") == "response_time"
 
 
-def test_same_latency_under_a_looser_threshold_passes(workload: RunningWorkload, run: Run) -> None:
+def test_same_latency_under_a_looser_threshold_passes(workload: RunningWorkload, run: Runner) -> None:
     workload.set_faults(latency_ms=300)
     result = run("--url", workload.url, "--max-response-ms", "2000")
     assert result.code == 0, result.stdout
 
 
-def test_error_rate_fails_every_request(workload: RunningWorkload, run: Run) -> None:
+def test_error_rate_fails_every_request(workload: RunningWorkload, run: Runner) -> None:
     workload.set_faults(error_rate=1.0)
     result = run("--url", workload.url)
     assert result.code == 1
@@ -144,7 +109,7 @@ def test_error_rate_fails_every_request(workload: RunningWorkload, run: Run) -> 
     assert details["monitoring"].startswith("HTTP 500")
 
 
-def test_slower_than_the_timeout_is_a_failure_not_unreachable(workload: RunningWorkload, run: Run) -> None:
+def test_slower_than_the_timeout_is_a_failure_not_unreachable(workload: RunningWorkload, run: Runner) -> None:
     workload.set_faults(latency_ms=1500)
     result = run("--url", workload.url, "--timeout", "0.3")
     assert result.code == 1
@@ -152,7 +117,7 @@ def test_slower_than_the_timeout_is_a_failure_not_unreachable(workload: RunningW
     assert "timeout: no answer within 0.3s" in result.stdout
 
 
-def test_wrong_answers_from_another_service(httpserver: HTTPServer, run: Run) -> None:
+def test_wrong_answers_from_another_service(httpserver: HTTPServer, run: Runner) -> None:
     httpserver.expect_request("/health").respond_with_json({"status": "healthy"})
     httpserver.expect_request("/api/secure-eval", method="POST").respond_with_json({"result": 11})
     httpserver.expect_request("/api/performance/status").respond_with_data("<html>", content_type="text/html")
@@ -188,7 +153,7 @@ def test_unreachable_exits_3(tmp_path: Path) -> None:
         ([], "the following arguments are required: --url"),
     ],
 )
-def test_bad_input_exits_2_before_any_request(httpserver: HTTPServer, run: Run, args: list[str],
+def test_bad_input_exits_2_before_any_request(httpserver: HTTPServer, run: Runner, args: list[str],
                                               message: str) -> None:
     result = run(*[a.replace("URL", httpserver.url_for("/")) for a in args])
     assert result.code == 2

@@ -193,6 +193,36 @@ def writes(api: ApiServer) -> list[Any]:
 # -- configuration ---------------------------------------------------------------------------
 
 
+def test_in_a_pod_the_service_account_configures_the_client_and_names_the_namespace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a pod (KUBERNETES_SERVICE_HOST set, no kubeconfig) the client's own in-cluster loader
+    reads the mounted token and CA; the namespace comes from the mounted namespace file."""
+    import kubernetes.config.incluster_config as incluster
+    import rpops.platform.kubernetes as driver_module
+
+    account = tmp_path / "serviceaccount"
+    account.mkdir()
+    (account / "token").write_text("pod-t0ken")
+    (account / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    (account / "namespace").write_text("from-the-pod\n")
+    monkeypatch.setattr(incluster, "SERVICE_TOKEN_FILENAME", str(account / "token"))
+    monkeypatch.setattr(incluster, "SERVICE_CERT_FILENAME", str(account / "ca.crt"))
+    monkeypatch.setattr(driver_module, "SA_NAMESPACE_FILE", str(account / "namespace"))
+    for name in ("KUBECONFIG", "RPOPS_NAMESPACE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    driver = KubernetesDriver()
+    cfg = driver._api_client.configuration
+    assert cfg.host == "https://10.96.0.1:443" and cfg.ssl_ca_cert == str(account / "ca.crt")
+    assert cfg.api_key["BearerToken"].lower() == "bearer pod-t0ken"
+    assert driver.namespace == "from-the-pod"
+    monkeypatch.setenv("RPOPS_NAMESPACE", "from-env")
+    assert KubernetesDriver().namespace == "from-env"
+    assert KubernetesDriver(namespace="flag").namespace == "flag"
+
+
 def test_namespace_comes_from_option_then_env_then_kubeconfig(
     kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

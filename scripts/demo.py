@@ -244,6 +244,9 @@ def alert_loop(stack: Monitoring) -> None:
         f"{BOLD}   -> HighCPU fired; {recovery['metadata']['name']} {recovery['status']['phase']} "
         f"{time.monotonic() - started:.1f} s after the fault: replicas {before} -> {replicas()}{RESET}"
     )
+    scale = outputs(recovery, "scale")
+    if scale:
+        print(f"   scale: {scale.get('decision')} ({scale.get('reason')})")
     rpops("local", "get", recovery["metadata"]["name"], "--runs-dir", str(stack.serve.runs_dir))
 
 

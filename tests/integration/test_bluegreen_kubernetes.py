@@ -5,6 +5,9 @@ failure after the switch patches the selector back."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +16,8 @@ from typing import Any
 
 import pytest
 from bluegreen_cluster import FakeCluster
-from bluegreen_support import Load, wait_until
+from bluegreen_support import FAST as SUPPORT_FAST
+from bluegreen_support import Load, outputs_of, rpops_argv, wait_until
 from kmock_fixture import DEPLOYMENTS, HPAS, SERVICES, ApiServer, deployment_obj, hpa_obj, service_obj
 from rpops.bluegreen.phases import Promoter, PromotionFailed
 from rpops.bluegreen.settings import BlueGreenSettings, build_plan
@@ -197,3 +201,137 @@ def test_rollback_after_completion_scales_blue_up_before_the_selector_moves(
     state = bluegreen_annotations(api)
     assert (state["phase"], state["stable"], state["reason"]) == ("rolled-back", "v1", "pager")
     assert "previous" not in state
+
+
+# --- a killed runner, finished by a rerun --------------------------------------------------------
+
+CRASH_POINTS = (
+    "deploy",
+    "wait-ready",
+    "analyze",
+    "switch:before-route",
+    "switch:after-route",
+    "switch",
+    "verify",
+    "finalize",
+)
+# What the dead run leaves: the recorded phase, where the active Service's selector points, and how
+# many of the promotion's writes to the cluster (WRITES in the test below) it made.
+STATE_AFTER = {
+    "deploy": ("deployed", "v1", 2),
+    "wait-ready": ("ready", "v1", 2),
+    "analyze": ("analyzed", "v1", 2),
+    "switch:before-route": ("switching", "v1", 2),
+    "switch:after-route": ("switching", "v2", 4),
+    "switch": ("switched", "v2", 4),
+    "verify": ("verified", "v2", 4),
+    "finalize": ("complete", "v2", 5),
+}
+PHASES = ["deploy", "wait-ready", "analyze", "switch", "verify", "finalize"]
+COLLECTION = f"/apis/apps/v1/namespaces/{NS}/deployments"
+DEPLOYMENT = COLLECTION + "/{}"
+SERVICE_PATH = f"/api/v1/namespaces/{NS}/services/{{}}"
+HPA_PATH = f"/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers/{SERVICE}"
+
+
+def promote_cli(
+    api: ApiServer, cluster: FakeCluster, tmp_path: Path, out: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`rpops bluegreen promote` as a process of its own (a crash point exits it hard), through
+    the kubernetes driver; the RBAC check's call log ($RPOPS_K8S_CALL_LOG) is inherited."""
+    drop = ("RPOPS_BLUEGREEN_CRASH", "KUBERNETES_SERVICE", "RPOPS_NAMESPACE", "RPOPS_PLATFORM")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    environ.update(
+        RPOPS_PLATFORM="kubernetes",
+        KUBECONFIG=str(api.kubeconfig(tmp_path)),
+        RPOPS_OUTPUTS=str(tmp_path / out),
+        PYTHONUNBUFFERED="1",
+        **env,
+    )
+    argv = rpops_argv(
+        "promote", "--service", SERVICE, "--version", "v2", "--owner", "job-1", "--namespace", NS,
+        "--active-url", cluster.active_url, "--preview-url", cluster.preview_url, *SUPPORT_FAST,
+    )  # fmt: skip
+    return subprocess.run(argv, env=environ, capture_output=True, text=True, timeout=120)
+
+
+def spec_writes(api: ApiServer) -> list[tuple[str, str, Any]]:
+    """Every write but the promotion record's (annotation-only patches of the active Service):
+    (method, path, what changed besides metadata)."""
+    out = []
+    for r in api.requests():
+        method, path, body = r.method.value, r.url.path, r.data
+        if method == "GET":
+            continue
+        changed = {k: v for k, v in body.items() if k != "metadata"} if isinstance(body, dict) else body
+        if method == "PATCH" and path == SERVICE_PATH.format(SERVICE) and not changed:
+            continue
+        out.append((method, path, changed))
+    return out
+
+
+def deployment_replicas(api: ApiServer) -> dict[str, int]:
+    """Every Deployment stored in the namespace (not only the ones the driver's selectors find)."""
+
+    def read() -> dict[str, int]:
+        return {
+            name: obj.raw["spec"]["replicas"]
+            for (resource, ns, name), obj in api.kmock.objects.items()
+            if resource.plural == "deployments" and ns == NS and not obj.deleted
+        }
+
+    result: dict[str, int] = api.run(read)
+    return result
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_a_killed_runner_is_finished_by_a_rerun(
+    api: ApiServer, cluster: FakeCluster, tmp_path: Path, point: str
+) -> None:
+    with Load(cluster.active_url) as load:
+        crashed = promote_cli(api, cluster, tmp_path, "a", RPOPS_BLUEGREEN_CRASH_AFTER=point)
+        assert crashed.returncode == 137, crashed.stderr
+        phase, active, done = STATE_AFTER[point]
+        state = bluegreen_annotations(api)
+        assert state["phase"] == phase
+        assert cluster.selector() == active
+        assert "lock" in state  # the dead run still holds it ...
+        before = spec_writes(api)
+        assert len(before) == done, before
+        rerun = promote_cli(api, cluster, tmp_path, "b")  # ... and its rerun, same owner, takes it over
+        time.sleep(0.3)
+    assert rerun.returncode == 0, rerun.stderr
+    assert outputs_of(tmp_path / "b")["result"] == ("no-op" if point == "finalize" else "promoted")
+    assert load.failures == []
+    assert cluster.selector() == "v2" and cluster.selector(f"{SERVICE}-preview") == "v2"
+    final = bluegreen_annotations(api)
+    assert (final["phase"], final["stable"], final["previous"]) == ("complete", "v2", "v1")
+    assert "lock" not in final
+    timeline = json.loads(final["timeline"])
+    assert [e["phase"] for e in timeline if e["result"] == "succeeded"] == PHASES  # each done once
+    interrupted = [e["phase"] for e in timeline if e["result"] != "succeeded"]
+    assert interrupted == (["switch"] if point.startswith("switch:") else []), timeline
+    assert all(e["result"] == "interrupted" for e in timeline if e["result"] != "succeeded")
+    # the phases the dead run finished were skipped, not redone: their entries are untouched
+    finished = [e for e in json.loads(state["timeline"]) if e["result"] == "succeeded"]
+    assert [e["phase"] for e in finished] == PHASES[: len(finished)]
+    assert timeline[: len(finished)] == finished
+    # the cluster converged: blue kept at 0, green at the HPA's floor, the HPA on green, no duplicate
+    assert deployment_replicas(api) == {"rp-v1": 0, "rp-v2": 3}
+    assert api.get(HPAS, SERVICE)["spec"]["scaleTargetRef"]["name"] == "rp-v2"
+    # each change to the cluster was made once over both runs: the rerun made only those the dead
+    # run had not (one create, one selector patch per Service, one HPA retarget, one scale-down)
+    writes = spec_writes(api)
+    assert [(method, path) for method, path, _ in writes] == [
+        ("POST", COLLECTION),
+        ("PATCH", SERVICE_PATH.format(f"{SERVICE}-preview")),
+        ("PATCH", SERVICE_PATH.format(SERVICE)),
+        ("PATCH", HPA_PATH),
+        ("PATCH", DEPLOYMENT.format("rp-v1")),
+    ], writes
+    assert [body for _, _, body in writes[1:]] == [
+        {"spec": {"selector": {"version": "v2"}}},
+        {"spec": {"selector": {"version": "v2"}}},
+        {"spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "rp-v2"}}},
+        {"spec": {"replicas": 0}},
+    ]

@@ -35,19 +35,13 @@ from fixtures import (  # noqa: E402
     REGION,
     SERVICE,
     VERSION,
-    Discovery,
-    alertmanager_config,
     alertmanager_payload,
     local_manifests,
     platform_targets,
-    prometheus_config,
-    start_alertmanager,
-    start_prometheus,
     start_serve,
+    start_stack,
     wait_until,
-    write_test_rules,
 )
-from prometheus_fixture import free_port  # noqa: E402
 
 REMEDIATION_TARGET_S = 5.0
 REMEDIATION_BASELINE_S = 2.4  # Prometheus + Alertmanager alone, FIELD-NOTES (median with for: 1s)
@@ -129,23 +123,9 @@ def remediate_once(tmp: Path) -> float:
     try:
         status = driver.up(SERVICE, VERSION, replicas=1, port=0)
         stack.append(driver.down)
-        discovery = Discovery(root, tmp / "targets.json", interval=0.1)
-        stack.append(discovery.stop)
-        am_port = free_port()
-        prom = start_prometheus(
-            prometheus_config(tmp / "targets.json", write_test_rules(tmp / "rules.yaml"), am_port)
-        )
-        stack.append(prom.stop)
-        prom.wait_for('up{job=~"research-platform.*"} == 1', count=2, timeout=30)
-        serve = start_serve(
-            local_manifests(tmp / "manifests", f"{REGION}={status.url}", prom.url),
-            tmp / "serve",
-            env={"RPOPS_PLATFORM_DIR": str(root)},
-        )
-        stack.append(serve.stop)
-        config = alertmanager_config(f"{serve.url}/api/v1/events/argo/alertmanager", tmp / "serve" / "token")
-        am = start_alertmanager(config, port=am_port)
-        stack.append(am.stop)
+        monitoring = start_stack(root, tmp, status.url, discovery_interval=0.1)
+        stack.append(monitoring.stop)
+        prom, am, serve = monitoring.prometheus, monitoring.alertmanager, monitoring.serve
         token = driver.admin_token(SERVICE)
         (inst,) = driver.instances(SERVICE, VERSION)
         since = time.time()

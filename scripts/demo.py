@@ -23,7 +23,6 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -182,54 +181,20 @@ def health_and_validation(url: str) -> None:
     rpops("local", "platform", "fault", "--clear")
 
 
-@dataclass
-class Monitoring:
-    """Prometheus, Alertmanager and `rpops local serve` as tests/e2e runs them, plus steady load."""
-
-    prometheus: Any
-    serve: Any
-    stops: list[Any]
-
-    def stop(self) -> None:
-        for stop in reversed(self.stops):
-            stop()
-
-
-def start_monitoring(url: str) -> Monitoring | None:
+def start_monitoring(url: str) -> fixtures.Stack | None:
     heading("Monitoring: Prometheus, Alertmanager and `rpops local serve` (Argo's events API)")
     if not monitoring_installed("the remediation is run by hand and right-sizing is skipped"):
         return None
-    tmp, root = WORK / "alert-loop", WORK / "platform"
-    tmp.mkdir()
-    stack = Monitoring(None, None, [])
-    try:
-        discovery = fixtures.Discovery(root, tmp / "targets.json")
-        stack.stops.append(discovery.stop)
-        am_port = prometheus_fixture.free_port()
-        rules = fixtures.write_test_rules(tmp / "rules.yaml")
-        prom = fixtures.start_prometheus(fixtures.prometheus_config(tmp / "targets.json", rules, am_port))
-        stack.stops.append(prom.stop)
-        manifests = fixtures.local_manifests(tmp / "manifests", f"us-east={url}", prom.url)
-        serve = fixtures.start_serve(manifests, tmp / "serve", env={"RPOPS_PLATFORM_DIR": str(root)})
-        stack.stops.append(serve.stop)
-        hook = f"{serve.url}/api/v1/events/argo/alertmanager"
-        am = fixtures.start_alertmanager(
-            fixtures.alertmanager_config(hook, tmp / "serve" / "token"), port=am_port
-        )
-        stack.stops.append(am.stop)
-        prom.wait_for('up{job=~"research-platform.*"} == 1', timeout=30)
-        stack.stops.append(fixtures.Load(url).stop)
-    except BaseException:
-        stack.stop()
-        raise
-    stack.prometheus, stack.serve = prom, serve
-    note(f"Prometheus {prom.url}: the production scrape jobs and rules, `for` shortened to 1 s")
-    note(f"Alertmanager {am.url}: the production routes; its webhook goes to {hook}")
+    (WORK / "alert-loop").mkdir()
+    stack = fixtures.start_stack(WORK / "platform", WORK / "alert-loop", url)
+    stack.stops.append(fixtures.Load(url).stop)  # steady traffic, as users and probes make it
+    note(f"Prometheus {stack.prometheus.url}: the production scrape jobs and rules, `for` shortened to 1 s")
+    note(f"Alertmanager {stack.alertmanager.url}: the production routes, its webhook to rpops local serve")
     note("rpops local serve: the research-platform-alerts WorkflowEventBinding starts the recovery")
     return stack
 
 
-def alert_loop(stack: Monitoring) -> None:
+def alert_loop(stack: fixtures.Stack) -> None:
     """CPU burn -> HighCPU -> Alertmanager -> rpops local serve -> recovery -> scale."""
     heading("Alerts that fix things: CPU burn -> HighCPU -> Alertmanager -> research-platform-recovery")
     before = replicas()
@@ -289,7 +254,7 @@ def scaling(url: str) -> None:
     rpops("local", "platform", "fault", "--clear")
 
 
-def rightsizing(stack: Monitoring | None) -> None:
+def rightsizing(stack: fixtures.Stack | None) -> None:
     heading("Right-sizing: research-platform-optimize against the real Prometheus")
     if not has_template("research-platform-optimize") or stack is None:
         return
@@ -424,7 +389,7 @@ def main() -> int:
     # One instance to start with: a CPU fault then reads as overloaded even on a 2-core machine,
     # and the scale step has somewhere to go.
     heading("Start the local platform: research-platform v1, one instance behind a proxy")
-    stack: Monitoring | None = None
+    stack: fixtures.Stack | None = None
     try:
         rpops(
             "local",

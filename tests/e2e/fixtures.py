@@ -442,6 +442,51 @@ def start_serve(
     return RunningServe(process, port, token_file.read_text().strip(), log_path, runs_dir)
 
 
+# --------------------------------------------------------------------------------------------- the stack
+
+
+@dataclass
+class Stack:
+    """Prometheus, Alertmanager and `rpops local serve` around the local platform, wired as in
+    production (Prometheus -> Alertmanager -> the events API -> the binding)."""
+
+    prometheus: RunningPrometheus
+    alertmanager: RunningAlertmanager
+    serve: RunningServe
+    stops: list[Any]
+
+    def stop(self) -> None:
+        for stop in reversed(self.stops):
+            stop()
+
+
+def start_stack(root: Path, tmp: Path, service_url: str, discovery_interval: float = 0.25) -> Stack:
+    """The whole stack for the platform state under `root` serving at `service_url`; files under `tmp`.
+
+    Prometheus is told Alertmanager's port first (the binding needs Prometheus's URL, and
+    Alertmanager needs serve's), then serve starts, then Alertmanager on that port."""
+    stops: list[Any] = []
+    try:
+        discovery = Discovery(root, tmp / "targets.json", interval=discovery_interval)
+        stops.append(discovery.stop)
+        am_port = free_port()
+        rules = write_test_rules(tmp / "rules.yaml")
+        prom = start_prometheus(prometheus_config(tmp / "targets.json", rules, am_port))
+        stops.append(prom.stop)
+        prom.wait_for('up{job=~"research-platform.*"} == 1', count=2, timeout=30)  # both jobs
+        manifests = local_manifests(tmp / "manifests", f"{REGION}={service_url}", prom.url)
+        serve = start_serve(manifests, tmp / "serve", env={"RPOPS_PLATFORM_DIR": str(root)})
+        stops.append(serve.stop)
+        hook = f"{serve.url}/api/v1/events/argo/alertmanager"
+        am = start_alertmanager(alertmanager_config(hook, tmp / "serve" / "token"), port=am_port)
+        stops.append(am.stop)
+    except BaseException:
+        for stop in reversed(stops):
+            stop()
+        raise
+    return Stack(prom, am, serve, stops)
+
+
 # --------------------------------------------------------------------------------------------- payloads
 
 

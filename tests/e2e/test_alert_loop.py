@@ -21,21 +21,14 @@ from fixtures import (
     REGION,
     SERVICE,
     VERSION,
-    Discovery,
     Load,
     RunningAlertmanager,
     RunningServe,
-    alertmanager_config,
     alertmanager_payload,
-    local_manifests,
-    prometheus_config,
-    start_alertmanager,
-    start_prometheus,
-    start_serve,
+    start_stack,
     wait_until,
-    write_test_rules,
 )
-from prometheus_fixture import RunningPrometheus, free_port
+from prometheus_fixture import RunningPrometheus
 from rpops.platform.local import LocalDriver
 
 from workflows import recovery
@@ -136,26 +129,11 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
     try:
         status = driver.up(SERVICE, VERSION, replicas=1, port=0)
         stack.append(lambda: driver.down())
-        discovery = Discovery(root, tmp / "targets.json")
-        stack.append(discovery.stop)
-        # Prometheus is told Alertmanager's port first (the binding needs Prometheus's URL, and
-        # Alertmanager needs serve's), then serve, then Alertmanager on that port.
-        am_port = free_port()
-        prom = start_prometheus(
-            prometheus_config(tmp / "targets.json", write_test_rules(tmp / "rules.yaml"), am_port)
-        )
-        stack.append(prom.stop)
-        prom.wait_for('up{job=~"research-platform.*"} == 1', count=2, timeout=30)
-        manifests = local_manifests(tmp / "manifests", f"{REGION}={status.url}", prom.url)
-        serve = start_serve(manifests, tmp / "serve", env={"RPOPS_PLATFORM_DIR": str(root)})
-        stack.append(serve.stop)
-        token_file = tmp / "serve" / "token"
-        config = alertmanager_config(f"{serve.url}/api/v1/events/argo/alertmanager", token_file)
-        am = start_alertmanager(config, port=am_port)
-        stack.append(am.stop)
+        monitoring = start_stack(root, tmp, status.url)
+        stack.append(monitoring.stop)
         load = Load(status.url)
         stack.append(load.stop)
-        yield Loop(driver, status.url, prom, am, serve)
+        yield Loop(driver, status.url, monitoring.prometheus, monitoring.alertmanager, monitoring.serve)
     finally:
         for stop in reversed(stack):
             stop()

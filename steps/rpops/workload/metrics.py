@@ -22,13 +22,20 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 LATENCY_WINDOW = 2048
 
 
+# Probes, scrapes, status reads and fault injection: the platform's own traffic, not the load the
+# service carries. request_rate (what `rpops scale` reads as concurrent tasks) leaves them out;
+# the Prometheus counters count everything, by route.
+OPERATIONS_ROUTES = frozenset(
+    {"/ready", "/metrics", "/performance/metrics", "/api/performance/status", "/admin/faults"}
+)
+
 @dataclass(frozen=True)
 class SystemSample:
     at: float  # time.monotonic() of the sample
     cpu_percent: float  # this process, all threads; may exceed 100 on several cores
     memory_mb: float  # resident set size
-    request_rate: float  # requests per second since the previous sample
-    requests_total: int
+    request_rate: float  # requests per second since the previous sample, OPERATIONS_ROUTES left out
+    requests_total: int  # of the same requests
 
 
 class Monitor:
@@ -78,7 +85,7 @@ class Monitor:
         with self._process.oneshot():
             cpu = self._process.cpu_percent(interval=None)
             memory_mb = self._rss_mb()
-        total = self._metrics.requests_total
+        total = self._metrics.served_total
         elapsed = now - previous.at
         rate = (total - previous.requests_total) / elapsed if elapsed > 0 else 0.0
         sample = SystemSample(now, cpu, memory_mb, rate, total)
@@ -137,6 +144,7 @@ class RequestMetrics:
         Info("research_platform", "The workload's version.", registry=r).info({"version": version})
         ProcessCollector(registry=r)
         self.requests_total = 0
+        self.served_total = 0  # requests_total less OPERATIONS_ROUTES: the load request_rate reports
         self.blocked_total = 0
         # Label children cached: .labels() takes a lock and builds a key on every call.
         self._request_children: dict[tuple[str, str, int], Any] = {}
@@ -146,6 +154,8 @@ class RequestMetrics:
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests_total += 1
+        if route not in OPERATIONS_ROUTES:
+            self.served_total += 1
         key = (route, method, status)
         child = self._request_children.get(key)
         if child is None:

@@ -377,14 +377,14 @@ def build_report(
 
 def run(args: argparse.Namespace) -> int:
     from rpops.io import write_output, write_report
-    from rpops.platform import driver_for
+    from rpops.platform import get_driver
     from rpops.rightsizing import recommend
 
     started = time.perf_counter()
     p = plan(
         from_args(OptimizeSettings, args), apply=bool(args.apply), restart_leaking=bool(args.restart_leaking)
     )
-    driver = driver_for(args, p.platform)
+    driver = get_driver(p.platform, namespace=args.namespace)
     obs = observe(p, driver)
     rec = recommend(obs.cpu, obs.memory, obs.workload.resources, p.rightsizing)
     done = act(p, driver, obs, rec)

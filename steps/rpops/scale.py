@@ -605,13 +605,13 @@ def write_outputs(plan: Plan, decision: Decision, report: dict[str, Any]) -> Non
 
 
 def run(args: argparse.Namespace) -> int:
-    from rpops.platform import driver_for
+    from rpops.platform import get_driver
 
     started = time.perf_counter()
     p = plan(
         from_args(ScaleSettings, args), dry_run=bool(args.dry_run), apply_forecast=bool(args.apply_forecast)
     )
-    driver = driver_for(args, p.platform)
+    driver = get_driver(p.platform, namespace=args.namespace)
     obs = observe(p, driver)
     decision = decide(p, obs)
     for problem in obs.state.problems:

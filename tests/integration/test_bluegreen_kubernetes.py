@@ -19,7 +19,7 @@ from bluegreen_cluster import FakeCluster
 from bluegreen_support import FAST as SUPPORT_FAST
 from bluegreen_support import Load, outputs_of, rpops_argv, wait_until
 from kmock_fixture import DEPLOYMENTS, HPAS, SERVICES, ApiServer, deployment_obj, hpa_obj, service_obj
-from rpops.bluegreen.phases import Promoter, PromotionFailed
+from rpops.bluegreen.phases import PROMOTION_CRASH_POINTS, Promoter, PromotionFailed
 from rpops.bluegreen.settings import BlueGreenSettings, build_plan
 from rpops.platform.kubernetes import KubernetesDriver
 
@@ -205,16 +205,7 @@ def test_rollback_after_completion_scales_blue_up_before_the_selector_moves(
 
 # --- a killed runner, finished by a rerun --------------------------------------------------------
 
-CRASH_POINTS = (
-    "deploy",
-    "wait-ready",
-    "analyze",
-    "switch:before-route",
-    "switch:after-route",
-    "switch",
-    "verify",
-    "finalize",
-)
+CRASH_POINTS = PROMOTION_CRASH_POINTS
 # What the dead run leaves: the recorded phase, where the active Service's selector points, and how
 # many of the promotion's writes to the cluster (WRITES in the test below) it made.
 STATE_AFTER = {

@@ -28,6 +28,7 @@ from bluegreen_support import (
     wait_until,
 )
 from prometheus_fixture import RunningPrometheus, start
+from rpops.bluegreen.phases import PROMOTION_CRASH_POINTS
 from rpops.platform import AutoscalingBounds
 from rpops.platform.local import LocalDriver
 
@@ -183,16 +184,7 @@ def test_failure_after_the_switch_goes_back_to_blue_within_the_window(
     ]
 
 
-CRASH_POINTS = (
-    "deploy",
-    "wait-ready",
-    "analyze",
-    "switch:before-route",
-    "switch:after-route",
-    "switch",
-    "verify",
-    "finalize",
-)
+CRASH_POINTS = PROMOTION_CRASH_POINTS
 STATE_AFTER = {
     "deploy": ("deployed", "v1"),
     "wait-ready": ("ready", "v1"),

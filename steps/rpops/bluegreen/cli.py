@@ -112,11 +112,11 @@ def render_status(outcome: Any, versions: list[Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from rpops.bluegreen.phases import Promoter
-    from rpops.platform import driver_for
+    from rpops.platform import get_driver
 
     plan = build_plan(args.command, from_args(BlueGreenSettings, args))
     started = time.time()
-    driver = driver_for(args)
+    driver = get_driver(namespace=args.namespace)
     promoter = Promoter(driver, plan)
     try:
         outcome = promoter.run()

@@ -42,6 +42,17 @@ from rpops.platform.base import DeadlineExceeded, NotFound, PlatformDriver, Rout
 log = logging.getLogger(__name__)
 
 CRASH_ENV = "RPOPS_BLUEGREEN_CRASH_AFTER"
+# Where a promotion can be killed (crash_point), in the order it passes them.
+PROMOTION_CRASH_POINTS = (
+    "deploy",
+    "wait-ready",
+    "analyze",
+    "switch:before-route",
+    "switch:after-route",
+    "switch",
+    "verify",
+    "finalize",
+)
 
 
 def crash_point(name: str) -> None:

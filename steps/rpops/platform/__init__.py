@@ -44,16 +44,16 @@ __all__ = [
     "Routes",
     "Workload",
     "add_namespace_argument",
-    "driver_for",
     "get_driver",
 ]
 
 
-def get_driver(name: str | None = None, **opts: Any) -> PlatformDriver:
+def get_driver(name: str | None = None, namespace: str | None = None, **opts: Any) -> PlatformDriver:
     """The driver called `name`, else `$RPOPS_PLATFORM`, else "local". Options go to its constructor.
 
+    namespace: the kubernetes driver's (a step's `--namespace`); the local platform has none.
     local: root (state directory), start_timeout, drain_timeout.
-    kubernetes: namespace, context, kubeconfig, request_timeout, attempts, backoff.
+    kubernetes: context, kubeconfig, request_timeout, attempts, backoff.
     """
     chosen = (name or os.environ.get("RPOPS_PLATFORM") or "local").strip().lower()
     if chosen == "local":
@@ -63,7 +63,7 @@ def get_driver(name: str | None = None, **opts: Any) -> PlatformDriver:
     if chosen == "kubernetes":
         from rpops.platform.kubernetes import KubernetesDriver
 
-        return KubernetesDriver(**opts)
+        return KubernetesDriver(namespace=namespace, **opts)
     raise UsageError(f"platform {chosen!r} is unknown: set RPOPS_PLATFORM to one of {', '.join(DRIVERS)}")
 
 
@@ -77,11 +77,3 @@ def add_namespace_argument(parser: argparse.ArgumentParser) -> None:
         "Default: $RPOPS_NAMESPACE, else the service account's, else the kubeconfig context's",
     )
 
-
-def driver_for(args: argparse.Namespace, name: str | None = None) -> PlatformDriver:
-    """The driver a step's parsed flags ask for: `--namespace` goes to the kubernetes driver."""
-    chosen = (name or os.environ.get("RPOPS_PLATFORM") or "local").strip().lower()
-    namespace = getattr(args, "namespace", None)
-    if namespace and chosen == "kubernetes":
-        return get_driver(chosen, namespace=namespace)
-    return get_driver(chosen)

@@ -222,10 +222,10 @@ def _sync_advisories(s: ScanSettings) -> str:
 
 def _read_live(s: ScanSettings, namespace_flag: str | None) -> LiveObjects:
     """observe: the platform's live objects (plain dicts from the driver), filtered to --service."""
-    from rpops.platform import driver_for
+    from rpops.platform import get_driver
     from rpops.security.config import K8sObject
 
-    driver = driver_for(argparse.Namespace(namespace=namespace_flag))
+    driver = get_driver(namespace=namespace_flag)
     docs = driver.list_objects(LIVE_KINDS)
     namespace = str(getattr(driver, "namespace", "") or "")
     kept = [d for d in docs if _belongs(d, s.service)]
@@ -399,6 +399,7 @@ def run(args: argparse.Namespace) -> int:
 
     s = _normalized(from_args(ScanSettings, args))
     live_flag = bool(getattr(args, "live", False))
+    sync_flag = bool(getattr(args, "sync_db", False))
     _validate(s)
     if live_flag and not s.config:
         raise UsageError("--live checks workload configuration: drop --no-config, or drop --live")
@@ -424,7 +425,7 @@ def run(args: argparse.Namespace) -> int:
     scanned: dict[str, Any] = {}
     db_error = ""
     fixes: list[Any] = []
-    if s.deps and getattr(args, "sync_db", False):
+    if s.deps and sync_flag:
         db_error = _sync_advisories(s)
     if s.deps:
         scan_error, fixes = _scan_dependencies(s, target, cache_dir, started, findings, notices, scanned)
@@ -467,7 +468,7 @@ def run(args: argparse.Namespace) -> int:
         settings={
             **{k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(s).items()},
             "live": live_flag,
-            "sync_db": bool(getattr(args, "sync_db", False)),
+            "sync_db": sync_flag,
         },
     )
 

@@ -1,7 +1,8 @@
 """`rpops local`: run rendered Argo YAML here, and read the records of past runs.
 
-rpops local run <template-name | file.yaml> [-p key=value ...] [--output json]
-rpops local list | get NAME | logs NAME [--node X] | resume NAME | stop NAME | lint
+rpops local run <template-name | file.yaml | KIND/NAME> [-p key=value ...] [--output json]
+rpops local list | get NAME | watch NAME | logs NAME [--node X] [-f] | resume NAME | stop NAME
+rpops local retry NAME | delete NAME... | lint
 rpops local platform up|down|status   (the local platform; rpops.local.platform_cmd)
 rpops local serve [--port P]           (Argo's events API and CronWorkflow schedules; rpops.local.serve)
 """
@@ -11,9 +12,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import shutil
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,13 +25,25 @@ from rpops.errors import UsageError
 
 DEFAULT_MANIFESTS = "manifests/argo"
 DEFAULT_RUNS = ".rpops/runs"
-DEFAULT_SECRETS = ".rpops/secrets.yaml"
+DEFAULT_SECRETS = ".rpops/secrets.yaml"  # nosec B105 -- a file path, not a secret
+FOLLOW_S = 0.3  # how often `watch` and `logs -f` read the run's record again
+
+# The kinds `argo submit --from KIND/NAME` accepts (argo-workflows server/workflow SubmitWorkflow).
+FROM_KINDS: dict[str, str] = {
+    **dict.fromkeys(
+        ("WorkflowTemplate", "workflowtemplate", "workflowtemplates", "wftmpl"), "WorkflowTemplate"
+    ),
+    **dict.fromkeys(("CronWorkflow", "cronworkflow", "cronworkflows", "cronwf"), "CronWorkflow"),
+}
 
 SUBCOMMANDS: dict[str, str] = {
     "run": "Run a WorkflowTemplate, Workflow or CronWorkflow and wait for it.",
     "list": "List recorded runs, newest first.",
     "get": "Show one run's status tree (or its status document with --output json).",
-    "logs": "Print the logs of a run's steps.",
+    "watch": "Show a run's status tree, redrawn until the run ends (as argo watch).",
+    "logs": "Print the logs of a run's steps (-f: follow until the run ends).",
+    "retry": "Run a failed run again under its name, with its parameters (as argo retry).",
+    "delete": "Delete the records of finished runs (as argo delete).",
     "resume": "Resume a run's suspended steps.",
     "stop": "Stop a run (its exit handler still runs; --terminate skips it).",
     "lint": "Check that documents stay inside what rpops local runs.",
@@ -42,7 +57,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     runs_help = f"directory of run records (default: {DEFAULT_RUNS})"
 
     p = sub.add_parser("run", help=SUBCOMMANDS["run"], description=SUBCOMMANDS["run"])
-    p.add_argument("target", help="a template name from --manifests, or a YAML file")
+    p.add_argument(
+        "target",
+        nargs="?",
+        help="a template name from --manifests, a YAML file, or KIND/NAME as argo submit --from takes "
+        "(workflowtemplate/NAME, cronwf/NAME)",
+    )
+    p.add_argument("--from", dest="from_ref", default=None, metavar="KIND/NAME", help="as argo submit --from")
     p.add_argument(
         "-p",
         "--parameter",
@@ -89,9 +110,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--runs-dir", default=DEFAULT_RUNS, metavar="DIR", help=runs_help)
     p.add_argument("--output", choices=("text", "json"), default="text")
 
+    p = sub.add_parser("watch", help=SUBCOMMANDS["watch"], description=SUBCOMMANDS["watch"])
+    p.add_argument("name")
+    p.add_argument("--runs-dir", default=DEFAULT_RUNS, metavar="DIR", help=runs_help)
+
     p = sub.add_parser("logs", help=SUBCOMMANDS["logs"], description=SUBCOMMANDS["logs"])
     p.add_argument("name")
     p.add_argument("--node", default=None, help="one node: its display name, full name or ID")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the run ends")
+    p.add_argument("--runs-dir", default=DEFAULT_RUNS, metavar="DIR", help=runs_help)
+
+    p = sub.add_parser(
+        "retry",
+        help=SUBCOMMANDS["retry"],
+        description=SUBCOMMANDS["retry"]
+        + (" Every step runs again: unlike Argo's retry, succeeded steps are not kept."),
+    )
+    p.add_argument("name")
+    p.add_argument("--manifests", default=None, metavar="DIR", help=f"default: {DEFAULT_MANIFESTS}")
+    p.add_argument("--runs-dir", default=DEFAULT_RUNS, metavar="DIR", help=runs_help)
+    p.add_argument("--secrets", default=DEFAULT_SECRETS, metavar="FILE", help=f"default: {DEFAULT_SECRETS}")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.add_argument("--kill-grace", type=float, default=3.0, metavar="SECONDS", help="as for run (default: 3)")
+
+    p = sub.add_parser("delete", help=SUBCOMMANDS["delete"], description=SUBCOMMANDS["delete"])
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("--completed", action="store_true", help="every finished run")
     p.add_argument("--runs-dir", default=DEFAULT_RUNS, metavar="DIR", help=runs_help)
 
     for name in ("resume", "stop"):
@@ -118,7 +162,10 @@ def run(args: argparse.Namespace) -> int | None:
         "run": _run,
         "list": _list,
         "get": _get,
+        "watch": _watch,
         "logs": _logs,
+        "retry": _retry,
+        "delete": _delete,
         "resume": _resume,
         "stop": _stop,
         "lint": _lint,
@@ -151,10 +198,41 @@ def parse_parameters(items: list[str]) -> dict[str, str]:
     return out
 
 
+def parse_from(ref: str) -> tuple[str, str] | None:
+    """(kind, name) for `KIND/NAME` as argo submit --from takes it; None when `ref` is no such form."""
+    kind, sep, name = ref.partition("/")
+    if not sep or kind not in FROM_KINDS:
+        return None
+    if not name or "/" in name:
+        raise UsageError(f"{ref!r}: write KIND/NAME, e.g. workflowtemplate/research-platform-health-check")
+    return FROM_KINDS[kind], name
+
+
+def _from_target(ref: str, manifests: str | None) -> tuple[Any, Any]:
+    from rpops.local.catalog import load_documents
+
+    parsed = parse_from(ref)
+    if parsed is None:
+        kinds = ", ".join(sorted({k.lower() for k in FROM_KINDS}))
+        raise UsageError(f"--from {ref}: write KIND/NAME with KIND one of {kinds}")
+    kind, name = parsed
+    manifests_dir = Path(manifests or DEFAULT_MANIFESTS)
+    if not manifests_dir.exists():
+        raise UsageError(f"--from {ref}: there is no {manifests_dir} to find it in; pass --manifests DIR")
+    catalog = load_documents([manifests_dir])
+    doc = catalog.find(kind, name)
+    if doc is None:
+        known = ", ".join(sorted(d.name for d in catalog.documents if d.kind == kind)) or "none"
+        raise UsageError(f"{ref}: no {kind} named '{name}' in {manifests_dir} (known: {known})")
+    return catalog, doc
+
+
 def _catalog_and_target(target: str, manifests: str | None) -> tuple[Any, Any]:
     from rpops.local.catalog import Catalog, load_documents
 
     path = Path(target)
+    if not path.exists() and parse_from(target) is not None:
+        return _from_target(target, manifests)
     is_file = path.is_file() or path.suffix in (".yaml", ".yml")
     manifests_dir = Path(manifests or DEFAULT_MANIFESTS)
     if manifests is not None and not manifests_dir.exists():
@@ -183,12 +261,21 @@ def _catalog_and_target(target: str, manifests: str | None) -> tuple[Any, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    params = parse_parameters(args.parameter)
+    if (args.target is None) == (args.from_ref is None):
+        raise UsageError("name what to run: a template name, a YAML file, or --from KIND/NAME (one of them)")
+    if args.from_ref is not None:
+        catalog, target = _from_target(args.from_ref, args.manifests)
+    else:
+        catalog, target = _catalog_and_target(args.target, args.manifests)
+    return _execute(catalog, target, params, args)
+
+
+def _execute(catalog: Any, target: Any, params: dict[str, str], args: argparse.Namespace) -> int:
     from rpops.local import display
     from rpops.local.api import start
     from rpops.local.executor import Options
 
-    params = parse_parameters(args.parameter)
-    catalog, target = _catalog_and_target(args.target, args.manifests)
     options = Options(
         runs_dir=Path(args.runs_dir),
         secrets_file=Path(args.secrets),
@@ -281,30 +368,145 @@ def _list(args: argparse.Namespace) -> None:
 
 
 def _get(args: argparse.Namespace) -> None:
-    from rpops.local.display import is_terminal, render
+    from rpops.local.display import render, use_color
     from rpops.local.runs import read_status
 
     doc = read_status(Path(args.runs_dir), args.name)
     if args.output == "json":
         print(json.dumps(doc, indent=2))
     else:
-        print("\n".join(render(doc, color=is_terminal(sys.stdout))))
+        print("\n".join(render(doc, color=use_color(sys.stdout))))
 
 
-def _logs(args: argparse.Namespace) -> None:
-    from rpops.local.runs import log_files, read_status
+def _watch(args: argparse.Namespace) -> int:
+    """Redraw in place on a terminal; elsewhere print the tree once the run has ended."""
+    from rpops.local.display import InPlace, is_terminal, render
+    from rpops.local.runs import ACTIVE, read_status
 
     runs_dir = Path(args.runs_dir)
     doc = read_status(runs_dir, args.name)
-    files = log_files(runs_dir, doc, args.node)
-    prefix = args.node is None and len(files) > 1
-    for node, path in files:
-        try:
-            text = path.read_text(errors="replace")
-        except OSError:
-            continue
-        for line in text.splitlines():
-            print(f"{node['displayName']}: {line}" if prefix else line)
+    live = InPlace(sys.stdout) if is_terminal(sys.stdout) else None
+    while True:
+        if live is not None:
+            live.show(doc)
+        if doc["status"].get("phase") not in ACTIVE:
+            break
+        time.sleep(FOLLOW_S)
+        doc = read_status(runs_dir, args.name)
+    if live is None:
+        print("\n".join(render(doc)))
+    return 0 if doc["status"].get("phase") == "Succeeded" else 1
+
+
+def _logs(args: argparse.Namespace) -> None:
+    from rpops.local.runs import ACTIVE, log_files, read_status
+
+    runs_dir = Path(args.runs_dir)
+    doc = read_status(runs_dir, args.name)
+    offsets: dict[Path, int] = {}
+    while True:
+        running = doc["status"].get("phase") in ACTIVE
+        files = log_files(runs_dir, doc, args.node)
+        prefix = args.node is None and (len(files) > 1 or args.follow)
+        for node, path in files:
+            for line in _new_lines(path, offsets, final=not running):
+                print(f"{node['displayName']}: {line}" if prefix else line, flush=args.follow)
+        if not (args.follow and running):
+            return
+        time.sleep(FOLLOW_S)
+        doc = read_status(runs_dir, args.name)
+
+
+def _new_lines(path: Path, offsets: dict[Path, int], final: bool) -> list[str]:
+    """The complete lines added to `path` since the last call (a partial last line waits,
+    unless the run is over)."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(offsets.get(path, 0))
+            data = fh.read()
+    except OSError:
+        return []
+    if not final:
+        data = data[: data.rfind(b"\n") + 1]
+    offsets[path] = offsets.get(path, 0) + len(data)
+    return data.decode(errors="replace").splitlines()
+
+
+def _retry(args: argparse.Namespace) -> int:
+    """Argo's retry keeps the name and the parameters; here the failed record is kept aside
+    (under .retried/) and every step runs again."""
+    from rpops.local.runs import read_status
+
+    runs_dir = Path(args.runs_dir)
+    doc = read_status(runs_dir, args.name)
+    phase = doc["status"].get("phase")
+    if phase not in ("Failed", "Error"):
+        raise UsageError(f"run {args.name} is {phase}; only a Failed or Error run can be retried")
+    catalog, target = _recorded_target(doc, args.manifests)
+    params = {
+        p["name"]: p.get("value", "") for p in (doc["spec"].get("arguments") or {}).get("parameters") or []
+    }
+    from rpops.local.plan import prepare
+
+    prepare(catalog, target, params)  # refuse before the old record moves
+    aside = runs_dir / ".retried"
+    aside.mkdir(parents=True, exist_ok=True)
+    attempt = 1
+    while (aside / f"{args.name}.{attempt}").exists():
+        attempt += 1
+    (runs_dir / args.name).rename(aside / f"{args.name}.{attempt}")
+    return _execute(catalog, target, params, args)
+
+
+def _recorded_target(doc: dict[str, Any], manifests: str | None) -> tuple[Any, Any]:
+    """The document a recorded run came from: its WorkflowTemplate, or the runnable document of
+    its source file whose name the run's name was generated from."""
+    from rpops.local.catalog import Catalog, load_documents
+
+    name = doc["metadata"]["name"]
+    manifests_dir = Path(manifests or DEFAULT_MANIFESTS)
+    catalog = load_documents([manifests_dir]) if manifests_dir.exists() else Catalog()
+    source = Path((doc["metadata"].get("annotations") or {}).get("rpops.local/source") or "")
+    own = load_documents([source]) if source.is_file() else Catalog()
+    for d in own.documents:
+        catalog.add(d)
+    template = (doc["spec"].get("workflowTemplateRef") or {}).get("name")
+    candidates = [
+        d
+        for d in (own.runnable() or catalog.runnable())
+        if (d.kind == "WorkflowTemplate" and d.name == template)
+        or (d.kind != "WorkflowTemplate" and name.startswith(_name_base(d) + "-"))
+        or d.name == name
+    ]
+    if len(candidates) != 1:
+        where = source if source.is_file() else manifests_dir
+        raise UsageError(f"run {name}: cannot tell which document in {where} it ran; run it again by name")
+    return catalog, candidates[0]
+
+
+def _name_base(d: Any) -> str:
+    return str(d.metadata.get("generateName") or "").rstrip("-") or str(d.name)
+
+
+def _delete(args: argparse.Namespace) -> None:
+    from rpops.local.runs import ACTIVE, list_runs, read_status
+
+    runs_dir = Path(args.runs_dir)
+    if bool(args.names) == args.completed:
+        raise UsageError("name the runs to delete, or pass --completed (one of them)")
+    docs = (
+        [d for d in list_runs(runs_dir) if d["status"].get("phase") not in ACTIVE]
+        if args.completed
+        else [read_status(runs_dir, n) for n in args.names]
+    )
+    running = [d["metadata"]["name"] for d in docs if d["status"].get("phase") in ACTIVE]
+    if running:
+        raise UsageError(
+            f"{', '.join(running)}: still running; stop first: rpops local stop NAME --terminate"
+        )
+    for d in docs:
+        shutil.rmtree(runs_dir / d["metadata"]["name"])
+        print(f"Workflow '{d['metadata']['name']}' deleted")
 
 
 def _resume(args: argparse.Namespace) -> None:

@@ -3,6 +3,7 @@ plain line per node change when stdout is not a terminal."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sys
@@ -35,6 +36,7 @@ COLORS = {
     "Pending": "33",
 }
 REDRAW_S = 0.25
+RESULT_CHARS = 160  # a failed step's result line in the tree, cut to stay on one line
 
 
 def _epoch(ts: str | None) -> float | None:
@@ -56,6 +58,24 @@ def duration(start: str | None, end: str | None, now: float) -> str:
     m, sec = divmod(int(secs), 60)
     h, m = divmod(m, 60)
     return f"{h}h{m}m{sec}s" if h else f"{m}m{sec}s"
+
+
+def failure_line(result: str) -> str:
+    """The last non-blank line a container printed, cut to one short line."""
+    last = next((line.strip() for line in reversed(result.splitlines()) if line.strip()), "")
+    return last if len(last) <= RESULT_CHARS else last[: RESULT_CHARS - 1] + "…"
+
+
+def node_message(node: dict[str, Any]) -> str:
+    """A node's message; a failed container's adds the last line of its result (stdout), as
+    `argo get` shows the message a failed container leaves, so the reason is in the tree."""
+    message: str = node.get("message", "")
+    if node["type"] != "Pod" or node["phase"] not in ("Failed", "Error"):
+        return message
+    last = failure_line((node.get("outputs") or {}).get("result") or "")
+    if not last or last in message:
+        return message
+    return f"{message}: {last}" if message else last
 
 
 def _paint(text: str, phase: str, color: bool) -> str:
@@ -131,7 +151,7 @@ def render(
             padded = padded[:icon_at] + _paint(padded[icon_at], n["phase"], True) + padded[icon_at + 1 :]
         dur = duration(n.get("startedAt"), n.get("finishedAt"), now) if n["type"] not in ("Skipped",) else ""
         progress = n.get("progress", "") if n["type"] == "Pod" else ""
-        lines.append(f"{padded}{template:<{twidth}}{dur:<10}{progress:<10}{n.get('message', '')}".rstrip())
+        lines.append(f"{padded}{template:<{twidth}}{dur:<10}{progress:<10}{node_message(n)}".rstrip())
     if len(shown) < len(rows):
         lines.append(f"... {len(rows) - len(shown)} more (rpops local get {meta['name']})")
     return lines
@@ -162,7 +182,10 @@ class PlainLines:
             if self._seen.get(node.id) == key:
                 return  # a progress update alone is not worth a line
             self._seen[node.id] = key
-        message = f"  {node.message}" if node.message else ""
+        text = node_message(
+            {"type": node.type, "phase": node.phase, "message": node.message, "outputs": node.outputs}
+        )
+        message = f"  {text}" if text else ""
         template = f" ({node.template_name})" if node.template_name and node.type == "Pod" else ""
         self._emit(f"{node.phase:<9} {node.name}{template}{message}")
 
@@ -175,12 +198,34 @@ class PlainLines:
         self._emit(f"Workflow  {run.name} {run.phase}{message}")
 
 
-class LiveTree:
-    """Redraws the tree in place (ANSI) a few times a second while the run goes on."""
+class InPlace:
+    """Redraws a run's tree in place (ANSI cursor moves); colour unless NO_COLOR is set."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        self._lines = 0
+
+    def show(self, doc: dict[str, Any]) -> None:
+        size = shutil.get_terminal_size((100, 40))
+        lines = [
+            _fit(line, size.columns)
+            for line in render(doc, color=use_color(self.out), max_rows=max(5, size.lines - 10))
+        ]
+        buf = []
+        if self._lines:
+            buf.append(f"\x1b[{self._lines}F\x1b[J")
+        buf.append("\n".join(lines) + "\n")
+        self.out.write("".join(buf))
+        self.out.flush()
+        self._lines = len(lines)
+
+
+class LiveTree(InPlace):
+    """Redraws the tree of a run in this process a few times a second while it goes on."""
 
     def __init__(self, run: Run, out: IO[str]) -> None:
-        self.run, self.out = run, out
-        self._lines = 0
+        super().__init__(out)
+        self.run = run
         self._thread = threading.Thread(target=self._loop, daemon=True, name="rpops-display")
 
     def start(self) -> None:
@@ -193,18 +238,7 @@ class LiveTree:
     def draw(self) -> None:
         from rpops.local.runs import status_doc
 
-        size = shutil.get_terminal_size((100, 40))
-        lines = [
-            _fit(line, size.columns)
-            for line in render(status_doc(self.run), color=True, max_rows=max(5, size.lines - 10))
-        ]
-        buf = []
-        if self._lines:
-            buf.append(f"\x1b[{self._lines}F\x1b[J")
-        buf.append("\n".join(lines) + "\n")
-        self.out.write("".join(buf))
-        self.out.flush()
-        self._lines = len(lines)
+        self.show(status_doc(self.run))
 
     def finish(self) -> None:
         self._thread.join(timeout=1)
@@ -225,6 +259,11 @@ def _fit(line: str, width: int) -> str:
         pos = m.end()
     out.append(line[pos:][: max(0, width - 1 - seen)])
     return "".join(out)
+
+
+def use_color(out: IO[str] = sys.stdout) -> bool:
+    """Colour on a terminal unless NO_COLOR is set to anything but empty (no-color.org)."""
+    return is_terminal(out) and not os.environ.get("NO_COLOR")
 
 
 def is_terminal(out: IO[str] = sys.stdout) -> bool:

@@ -14,6 +14,8 @@ import types
 import typing
 from typing import Any, TypeVar
 
+from rpops.parsers import argparse_float
+
 T = TypeVar("T")
 
 
@@ -52,7 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             kwargs["action"] = argparse.BooleanOptionalAction
             kwargs["default"] = default
         else:
-            kwargs["type"] = tp if tp in (int, float) else str
+            # floats are finite: NaN and infinity compare false with every bound a step checks
+            kwargs["type"] = {int: int, float: argparse_float}.get(tp, str)
             kwargs["metavar"] = field.name.upper()
             if meta.get("choices"):
                 kwargs["choices"] = meta["choices"]

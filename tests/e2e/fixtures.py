@@ -361,7 +361,10 @@ class RunningServe:
     def post_event(
         self, payload: Any, discriminator: str = "alertmanager", token: str | None = None, **kw: Any
     ) -> httpx.Response:
-        headers = {} if token == "" else {"Authorization": f"Bearer {token or self.token}"}
+        headers = {"Content-Type": "application/json"}
+        if token != "":
+            headers["Authorization"] = f"Bearer {token or self.token}"
+        headers.update(kw.pop("headers", {}))
         content = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         return self._client.post(
             f"{self.url}/api/v1/events/argo/{discriminator}", content=content, headers=headers, **kw

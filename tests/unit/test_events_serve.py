@@ -155,7 +155,7 @@ def test_a_chunked_body_over_the_limit_is_refused(serve: RunningServe) -> None:
     response = serve._client.post(
         f"{serve.url}/api/v1/events/argo/test",
         content=chunks(),
-        headers={"Authorization": f"Bearer {serve.token}"},
+        headers={"Authorization": f"Bearer {serve.token}", "Content-Type": "application/json"},
     )
     assert response.status_code == 413
 

@@ -2,14 +2,15 @@
 
     rpops local serve [--host 127.0.0.1] [--port 2746] [--token-file F] [--namespace argo]
                       [--manifests manifests/argo] [--runs-dir .rpops/runs] [--max-body 1MiB]
-                      [--dedup-window 300] [--rate-limit 60/min] [--port-file F]
+                      [--dedup-window 300] [--rate-limit 60/min] [--read-timeout 10] [--port-file F]
 
 Endpoints (every one needs `Authorization: Bearer <the token in --token-file>`):
 
     POST /api/v1/events/{namespace}/{discriminator}   any JSON; the namespace's
          WorkflowEventBindings decide what runs. With the discriminator `alertmanager` the body
          must be Alertmanager's webhook payload, version 4, and its firing alerts are
-         de-duplicated by fingerprint for --dedup-window seconds. 200 `{}` (Argo's answer) with
+         de-duplicated by fingerprint for --dedup-window seconds. The body must be sent as
+         `Content-Type: application/json` (415 otherwise). 200 `{}` (Argo's answer) with
          the started runs in the `X-Rpops-Workflows` header; 4xx with {"code", "message"} and
          nothing started for anything malformed, unauthenticated, too large or too frequent.
     GET  /api/v1/workflows/{namespace}                the recorded runs of the namespace, newest
@@ -20,7 +21,8 @@ Runs go to the local executor (the same records as `rpops local run`, read by `r
 list|get|logs`); templates hold their mutexes as they would on Argo. CronWorkflows in
 --manifests run on their schedules (rpops.local.cron). A missing --token-file is created
 with a random token (mode 0600). SIGTERM or Ctrl-C stops the server and terminates the runs
-it started.
+it started. A client has --read-timeout seconds to send a request's headers and as long again
+for its body; slower connections are closed.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hmac
-import json
 import logging
 import os
 import secrets
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rpops.errors import UsageError
+from rpops.parsers import NestingError, finite_float, is_json_media_type, loads_json
 from rpops.settings import add_arguments, from_args, setting
 
 if TYPE_CHECKING:
@@ -81,6 +83,9 @@ class ServeSettings:
         300.0, help="Seconds during which a firing Alertmanager alert (by fingerprint) is not acted on twice"
     )
     rate_limit: str = setting("60/min", help="Events accepted per minute (N/min; also N/s, N/h), all senders")
+    read_timeout: float = setting(
+        10.0, help="Seconds a client has to send a request's headers, and as long for its body"
+    )
     port_file: str | None = setting(None, help="Write the bound port to this file once serving")
 
 
@@ -94,6 +99,7 @@ class Limits:
     max_body: int
     dedup_window: float
     rate: tuple[int, float]
+    read_timeout: float = 10.0
 
 
 def check_settings(s: ServeSettings) -> Limits:
@@ -107,13 +113,16 @@ def check_settings(s: ServeSettings) -> Limits:
         )
     if not Path(s.manifests).exists():
         raise UsageError(f"--manifests {s.manifests}: no such file or directory")
+    finite_float(s.dedup_window, "--dedup-window")
+    if not 0 < finite_float(s.read_timeout, "--read-timeout") <= 3600:
+        raise UsageError(f"--read-timeout {s.read_timeout:g}: must be above 0 and at most 3600 seconds")
     if s.dedup_window < 0:
         raise UsageError(
             f"--dedup-window {s.dedup_window:g} must be >= 0 seconds (0 turns de-duplication off)"
         )
     if s.port_file is not None and not Path(s.port_file).parent.is_dir():
         raise UsageError(f"--port-file {s.port_file!r}: its directory does not exist")
-    return Limits(parse_size(s.max_body), s.dedup_window, parse_rate(s.rate_limit))
+    return Limits(parse_size(s.max_body), s.dedup_window, parse_rate(s.rate_limit), s.read_timeout)
 
 
 def read_token(path: Path) -> str:
@@ -175,24 +184,33 @@ class Server:
         if namespace != self.namespace:
             raise _Refused(404, f"namespace {namespace!r} is not served here (serving {self.namespace!r})")
 
+    def check_json(self, request: Request) -> None:
+        if not is_json_media_type(request.headers.get("content-type")):
+            raise _Refused(415, "the body must be JSON: send the header Content-Type: application/json")
+
     async def body(self, request: Request) -> bytes:
+        from starlette.requests import ClientDisconnect
+
         limit = self.limits.max_body
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             raise _Refused(413, f"the body is larger than the limit of {limit} bytes (--max-body)")
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _Refused(413, f"the body is larger than the limit of {limit} bytes (--max-body)")
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise _Refused(413, f"the body is larger than the limit of {limit} bytes (--max-body)")
+                chunks.append(chunk)
+        except ClientDisconnect:  # gone, or closed for not sending the body within --read-timeout
+            raise _Refused(408, "the body did not arrive in time (--read-timeout)") from None
         return b"".join(chunks)
 
 
 def _error(exc: _Refused) -> Response:
     from starlette.responses import JSONResponse
 
-    codes = {400: 3, 401: 16, 404: 5, 413: 8, 422: 3, 429: 8}  # gRPC codes, as Argo answers
+    codes = {400: 3, 401: 16, 404: 5, 408: 4, 413: 8, 415: 3, 422: 3, 429: 8}  # gRPC codes, as Argo answers
     return JSONResponse({"code": codes.get(exc.status, 2), "message": exc.message}, exc.status, exc.headers)
 
 
@@ -217,10 +235,13 @@ async def _event(request: Request) -> Response:
                 f"too many events (--rate-limit); retry in {wait:.1f} s",
                 {"Retry-After": str(max(1, round(wait)))},
             )
+        server.check_json(request)
         raw = await server.body(request)
         try:
-            payload = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+            payload = loads_json(raw)
+        except NestingError as exc:
+            raise _Refused(400, f"the body is {exc}; send a flatter JSON document") from None
+        except ValueError as exc:
             raise _Refused(400, f"the body is not JSON: {exc}") from None
         keys: list[str] = []
         if discriminator == ALERTMANAGER:
@@ -411,8 +432,16 @@ def run(args: argparse.Namespace) -> int:
     server = build_server(settings, limits)
     sock = _bind(settings.host, settings.port)
     port = int(sock.getsockname()[1])
+    from rpops.read_deadlines import deadline_protocol
+
     config = uvicorn.Config(
-        create_app(server), ws="none", lifespan="off", access_log=False, log_config=None, server_header=False
+        create_app(server),
+        http=deadline_protocol(header_s=limits.read_timeout, body_s=limits.read_timeout),
+        ws="none",
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        server_header=False,
     )
     web = uvicorn.Server(config)
 

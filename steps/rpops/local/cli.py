@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rpops.errors import UsageError
+from rpops.parsers import argparse_float
 
 DEFAULT_MANIFESTS = "manifests/argo"
 DEFAULT_RUNS = ".rpops/runs"
@@ -95,7 +96,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default=None, help="the run's name (default: <template>-<5 random characters>)")
     p.add_argument(
         "--kill-grace",
-        type=float,
+        type=argparse_float,
         default=3.0,
         metavar="SECONDS",
         help="seconds between SIGTERM and SIGKILL when a step is stopped (default: 3)",
@@ -131,7 +132,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--runs-dir", default=DEFAULT_RUNS, metavar="DIR", help=runs_help)
     p.add_argument("--secrets", default=DEFAULT_SECRETS, metavar="FILE", help=f"default: {DEFAULT_SECRETS}")
     p.add_argument("--output", choices=("text", "json"), default="text")
-    p.add_argument("--kill-grace", type=float, default=3.0, metavar="SECONDS", help="as for run (default: 3)")
+    p.add_argument(
+        "--kill-grace", type=argparse_float, default=3.0, metavar="SECONDS", help="as for run (default: 3)"
+    )
 
     p = sub.add_parser("delete", help=SUBCOMMANDS["delete"], description=SUBCOMMANDS["delete"])
     p.add_argument("names", nargs="*", metavar="NAME")

@@ -37,6 +37,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from rpops.parsers import argparse_float
+
 log = logging.getLogger("rpops.platform.proxy")
 
 TOKEN_ENV = "RPOPS_PROXY_TOKEN"  # noqa: S105 - a variable name, not a secret
@@ -811,9 +813,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ready-path", default="/ready", help="Readiness path probed on every backend ('' disables probing)."
     )
-    parser.add_argument("--ready-interval", type=float, default=1.0, help="Seconds between readiness probes.")
     parser.add_argument(
-        "--drain-timeout", type=float, default=5.0, help="Seconds to let open requests finish on SIGTERM."
+        "--ready-interval", type=argparse_float, default=1.0, help="Seconds between readiness probes."
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=argparse_float,
+        default=5.0,
+        help="Seconds to let open requests finish on SIGTERM.",
     )
     args = parser.parse_args(argv)
     token = os.environ.get(TOKEN_ENV, "")

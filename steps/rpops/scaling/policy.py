@@ -98,23 +98,9 @@ class Policy:
 
 
 def _read_yaml(path: Path, label: str) -> Any:
-    import yaml
+    from rpops.parsers import load_yaml_file
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(
-            f"{label}: cannot read the policy file ({exc.strerror or exc}); pass a readable YAML file"
-        ) from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{label}: not UTF-8 text; pass a YAML policy file") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise UsageError(f"{label}: invalid YAML{where}: {problem}; fix the syntax") from None
+    return load_yaml_file(path, label, "the policy file")  # capped size, regular files only, bounded nesting
 
 
 def load_policy(path: str | None = None) -> Policy:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rpops.io import write_output
+from rpops.parsers import argparse_float
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +23,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sync.add_argument(
         "--url", default="", help="Export to download (default: $RPOPS_ADVISORY_URL, else OSV's PyPI all.zip)"
     )
-    sync.add_argument("--timeout", type=float, default=120.0, help="HTTP timeout in seconds (default: 120)")
+    sync.add_argument(
+        "--timeout", type=argparse_float, default=120.0, help="HTTP timeout in seconds (default: 120)"
+    )
     sync.add_argument("--retries", type=int, default=2, help="Retries after a failed download (default: 2)")
     sync.add_argument(
         "--retry-delay",

@@ -40,6 +40,8 @@ class Dependency:
     kind: str  # requirements | pyproject | uv.lock | poetry.lock | installed
     specifier: str = ""
     note: str = ""
+    # the file as read (absolute): `source` is for display and may be relative to another folder
+    path: str = ""
 
     @property
     def pinned(self) -> bool:
@@ -196,6 +198,7 @@ def read_requirements(
                 "requirements",
                 str(req.specifier),
                 note,
+                str(real),
             )
         )
     return result
@@ -246,6 +249,7 @@ def read_pyproject(path: Path, base: Path) -> ReadResult:
                 "pyproject",
                 str(req.specifier),
                 "" if version else "not pinned to one version",
+                str(path.resolve()),
             )
         )
     poetry = data.get("tool", {}).get("poetry", {})
@@ -269,6 +273,7 @@ def read_pyproject(path: Path, base: Path) -> ReadResult:
                     "pyproject",
                     raw,
                     "" if exact else "not pinned to one version",
+                    str(path.resolve()),
                 )
             )
     return result

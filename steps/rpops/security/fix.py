@@ -117,7 +117,10 @@ def build_patch(fixes: list[PlannedFix], base: Path) -> PatchResult:
     result = PatchResult("", fixes=fixes)
     chunks: list[str] = []
     for source in sorted(by_file):
-        path = base / source
+        # the file as it was read: `source` is relative to `base` only when the file lies inside
+        # it (a --requirements path relative to the working directory need not)
+        read_from = by_file[source][0].dependency.path
+        path = Path(read_from) if read_from else base / source
         try:
             original = path.read_text(encoding="utf-8")
         except OSError as exc:

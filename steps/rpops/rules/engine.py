@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import types
 from collections.abc import Mapping
 from typing import Any
@@ -18,6 +19,26 @@ _GLOBALS: dict[str, Any] = {"__builtins__": BUILTINS, **GUARDS}
 _EMPTY: Mapping[str, Any] = types.MappingProxyType({})
 _ESCAPES = (types.FunctionType, types.GeneratorType)
 CACHE_SIZE = 1024
+
+# Python's own texts of non-data objects, as they appear in error messages: replaced so that no
+# message shows a memory address or an internal name (a guard's closure, a builtin's type).
+_INTERNALS = (
+    (re.compile(r"<(?:[^<>]|<[^<>]*>)*\bat 0x[0-9a-fA-F]+>"), "<object>"),
+    (re.compile(r"<(?:built-in|bound|function|method|method-wrapper|class|module|code|frame|generator|"
+                r"coroutine|cell|slot wrapper|wrapper_descriptor)\b(?:[^<>]|<[^<>]*>)*>"), "<object>"),
+    (re.compile(r"\b[\w.]*<locals>\."), ""),
+    (re.compile(r"\b0x[0-9a-fA-F]{6,}\b"), "0x..."),
+    (re.compile(r"\b(?:builtin_function_or_method|method-wrapper|method_descriptor|"
+                r"wrapper_descriptor|getset_descriptor|member_descriptor|cell|code|frame|"
+                r"function|generator|coroutine|module)\b(?=\s+(?:object|found|instance))"), "function"),
+)
+
+
+def public_text(text: str) -> str:
+    """`text` without memory addresses or internal names (see _INTERNALS)."""
+    for pattern, replacement in _INTERNALS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 class CompiledRule:
@@ -92,7 +113,7 @@ class CompiledRule:
         if isinstance(exc, MemoryError):
             return RuleError(f"rule {self._label} refused: out of memory")
         try:
-            detail = str(exc)
+            detail = public_text(str(exc)[:1000])
         except BaseException:  # noqa: BLE001 - a broken __str__ must not escape either
             detail = ""
         if len(detail) > 200:

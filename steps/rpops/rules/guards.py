@@ -177,6 +177,28 @@ def _mod_(a: Any, b: Any, budget: Budget | None = None) -> Any:
 
 _CONTAINERS: Any = (
     list, tuple, set, frozenset, dict, type({}.keys()), type({}.values()), type({}.items()))
+# Values with text of their own: everything else (functions, builtins, methods, iterators,
+# classes) would show a memory address or an internal name, so it has no text in rules.
+_TEXT_DATA: Any = (str, bytes, bytearray, int, float, complex, range, type(None), type(...))
+
+
+def _textless(value: Any) -> str | None:
+    """What kind of non-data `value` is ("a function", "an iterator"...), or None for data."""
+    if isinstance(value, _TEXT_DATA):
+        return None
+    if isinstance(value, type):
+        return "a class"
+    if callable(value):
+        return "a function"
+    if isinstance(value, Iterator):
+        return "an iterator"
+    if isinstance(value, types.ModuleType | types.CodeType | types.FrameType | types.TracebackType):
+        return "an internal object"
+    return None
+
+
+def no_text(kind: str) -> RuleError:
+    return RuleError(f"{kind} has no text in rules (it would show internals); convert data values only")
 
 
 def estimate_text(budget: Budget, value: Any) -> int:
@@ -207,6 +229,9 @@ def estimate_text(budget: Budget, value: Any) -> int:
         elif isinstance(item, range):
             total += 40
         else:  # a value of the caller's: measure its repr once
+            kind = _textless(item)
+            if kind is not None:
+                raise no_text(kind)
             key = id(item)
             if key not in reprs:
                 reprs[key] = len(repr(item))
@@ -219,9 +244,14 @@ def estimate_text(budget: Budget, value: Any) -> int:
 
 
 def to_text(budget: Budget, value: Any, convert: Callable[[Any], str]) -> str:
-    """convert(value) (str, repr, ascii), refusing containers whose text would be too large."""
+    """convert(value) (str, repr, ascii), refusing containers whose text would be too large and
+    values whose text would show internals."""
     if isinstance(value, _CONTAINERS):
         estimate_text(budget, value)
+    else:
+        kind = _textless(value)
+        if kind is not None:
+            raise no_text(kind)
     return convert(value)
 
 
@@ -282,6 +312,9 @@ def _format_(value: Any, conversion: int, spec: str, budget: Budget | None = Non
             if len(digits) > 15 or int(digits) > room:
                 raise RuleError(f"format width/precision {digits[:20]} is over what max_size "
                                 f"{checked.limits.max_size:,} leaves")
+        kind = _textless(value)
+        if kind is not None:
+            raise no_text(kind)
         result = format(value, spec)
     else:
         result = to_text(checked, value, format)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import random
 import time
@@ -27,13 +26,16 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rpops import rules
+from rpops.parsers import NestingError, loads_json
 from rpops.workload.faults import FaultEffects, FaultError, Faults, merge_faults
 from rpops.workload.metrics import Monitor, RequestMetrics
 from rpops.workload.openapi import build_openapi
+from rpops.workload.sandbox import EvalPool
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+EVAL_WORKERS = 2  # evaluation processes: one per core of the 2-core hosts the workload runs on
 # Paths that latency and error faults never touch: scraping and the admin endpoint must keep
 # working while faulty, and readiness is governed by the not_ready fault alone (a slow /health
 # must read as degraded, not make the proxy take every instance out of rotation).
@@ -53,6 +55,7 @@ class WorkloadState:
         self.metrics = RequestMetrics(version)
         self.monitor = Monitor(self.metrics, interval_s=monitor_interval_s)
         self.started = time.monotonic()
+        self.evaluator: EvalPool | None = None  # started with the app (lifespan)
 
     def set_faults(self, faults: Faults) -> None:
         self.faults = faults
@@ -151,8 +154,10 @@ async def _json_object(request: Request) -> dict[str, Any] | Response:
     if not raw.strip():
         return _error(400, "request body is empty; send a JSON object")
     try:
-        payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        payload = loads_json(raw)
+    except NestingError as exc:
+        return _error(400, f"request body is {exc}; send a flatter JSON object")
+    except ValueError as exc:
         return _error(400, f"request body is not valid JSON: {exc}")
     if not isinstance(payload, dict):
         return _error(400, f"request body must be a JSON object, got {type(payload).__name__}")
@@ -175,18 +180,17 @@ async def secure_eval(request: Request) -> Response:
         context = {}
     if not isinstance(context, dict):
         return _error(400, f"field 'context' must be a JSON object of names, got {type(context).__name__}")
-    try:
-        # Off the event loop: an expression may legitimately use its whole time budget.
-        result = await anyio.to_thread.run_sync(rules.evaluate, expression, context)
-    except rules.RuleError as exc:
+    if state.evaluator is None:
+        return _error(503, "the evaluator is not running; retry once the service has started")
+    # In a worker process under hard limits: nothing an expression does can stall this server,
+    # and the answer arrives encoded and capped in size (rpops.workload.sandbox).
+    outcome = await state.evaluator.evaluate(expression, context)
+    if outcome.refused:
         state.metrics.record_blocked()
-        log.info("secure-eval refused: %s", exc)
-        return _error(400, f"expression refused: {exc}")
-    try:
-        body = json.dumps({"result": result}, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError):
-        return _error(400, f"result of type {type(result).__name__} cannot be returned as JSON")
-    return Response(body, media_type="application/json")
+        log.info("secure-eval refused: %s", outcome.body[:300].decode("utf-8", "replace"))
+    headers = {"Retry-After": str(outcome.retry_after)} if outcome.retry_after else None
+    return Response(outcome.body, status_code=outcome.status, media_type="application/json",
+                    headers=headers)
 
 
 # --- admin ----------------------------------------------------------------------------------
@@ -298,9 +302,12 @@ def create_app(version: str, admin_token: str | None = None, faults: Faults | No
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state.monitor.start()
         state.effects.apply(state.faults)
+        state.evaluator = EvalPool(EVAL_WORKERS)
+        await state.evaluator.start()
         try:
             yield
         finally:
+            await state.evaluator.close()
             state.effects.close()
             state.monitor.stop()
 

@@ -76,11 +76,53 @@ def test_inline_suppressions(tmp_path: Path) -> None:
     )
     result = scan_code(CodeScanSettings(roots=[tmp_path], base=tmp_path, jobs=1))
     by_line = {f.location.line: f for f in result.findings}
-    assert by_line[2].suppression == {"kind": "inline", "reason": "fixed command list, reviewed", "line": 2}
+    assert by_line[2].suppression == {
+        "kind": "inline",
+        "reason": "fixed command list, reviewed",
+        "line": 2,
+        "comment": "# rpops: ignore[py-os-system]",
+    }
     assert by_line[3].suppression is None
     assert by_line[4].suppression is None  # no reason given: kept, and reported
     assert by_line[5].suppression is not None and by_line[5].suppression["reason"] == "legacy plugin loader"
     assert [(n.code, n.line) for n in result.notices] == [("suppression-without-reason", 4)]
+
+
+def test_bandit_nosec_and_ruff_noqa_with_a_reason(tmp_path: Path) -> None:
+    """Bandit's `# nosec` (its B### ids or ours) and ruff's flake8-bandit `# noqa: S###` suppress
+    when they give a reason; without one the finding stays and a notice says why."""
+    (tmp_path / "engine.py").write_text(
+        "import os, subprocess\n"
+        "eval(code)  # noqa: S307 - restricted code, see compiler\n"
+        "eval(code)  # nosec B307 -- compiled by the rules engine only\n"
+        "eval(code)  # nosec: py-eval reviewed in ADR-3\n"
+        "os.system(cmd)  # nosec -- fixed command from the image\n"
+        "eval(code)  # nosec B602 -- names another check: kept\n"
+        "eval(code)  # noqa: S307\n"
+        "eval(code)  # nosec\n"
+        "eval(code)  # noqa: E501 - not a security code: kept\n"
+        "TOKEN = 'tK9#mQ2$vL8@xZ4!'  # noqa: S105 - a test token\n"
+    )
+    result = scan_code(CodeScanSettings(roots=[tmp_path], base=tmp_path, jobs=1))
+    by_line = {f.location.line: f for f in result.findings}
+    reasons = {n: (f.suppression or {}).get("reason") for n, f in by_line.items()}
+    assert reasons == {
+        2: "restricted code, see compiler",
+        3: "compiled by the rules engine only",
+        4: "reviewed in ADR-3",
+        5: "fixed command from the image",
+        6: None,
+        7: None,
+        8: None,
+        9: None,
+        10: "a test token",
+    }
+    assert by_line[3].suppression["comment"] == "# nosec B307"
+    assert [(n.code, n.line) for n in result.notices] == [
+        ("suppression-without-reason", 7),
+        ("suppression-without-reason", 8),
+    ]
+    assert "'# noqa: S307' has no reason" in result.notices[0].message
 
 
 def test_bad_input_is_reported_and_the_scan_goes_on(tmp_path: Path) -> None:

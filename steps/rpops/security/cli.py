@@ -2,7 +2,9 @@
 
 observe: read requirement files / installed environments, the advisory database, Python files and
 Kubernetes manifests. decide: match, check, apply suppressions, decide the gate. act: write
-report.json, results.sarif, summary.md, fix.patch and the output parameters.
+report.json, results.sarif, summary.md, fix.patch and the output parameters under $RPOPS_OUTPUTS
+(the files the templates read), and the report in the chosen --format to --output (stdout by
+default), as Bandit's `-f`/`-o` and Trivy's `--format`/`-o` do.
 
 `--live` adds the platform's live objects (Deployments, Services, NetworkPolicies,
 PodDisruptionBudgets) read through the platform driver; they are read first, so a refusal or an
@@ -118,6 +120,9 @@ class ScanSettings:
     region: str = setting("", help="Region of the scanned platform, recorded in the report")
 
 
+FORMATS = ("text", "json", "markdown", "sarif")
+TEXT_FINDINGS = 20  # findings listed under the one-line result in the text format
+
 # What --live reads: pod specs to check, and the objects that must select them.
 LIVE_KINDS = ("Deployment", "Service", "NetworkPolicy", "PodDisruptionBudget")
 _SERVICE_KINDS = ("Deployment", "Service")
@@ -141,6 +146,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "sync_db",
         "First refresh --db from OSV's PyPI export, as `rpops advisories sync` does (verified, swapped "
         "in atomically); if that fails, the scan uses --db as it was and exits 3",
+    )
+    parser.add_argument(
+        "-f",
+        "--format",
+        choices=FORMATS,
+        default="text",
+        help="Report format on stdout or --output: text (the one-line result and the top findings), "
+        "json (report.json), markdown (summary.md), sarif (results.sarif). Default: text",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        default="",
+        metavar="FILE",
+        help="Write the --format report to FILE instead of stdout (the $RPOPS_OUTPUTS files are "
+        "written either way)",
     )
     parser.add_argument("--verbose", action="store_true", help="Debug logging")
 
@@ -394,13 +415,18 @@ def _write_patch(
 
 def run(args: argparse.Namespace) -> int:
     from rpops.security import suppress
-    from rpops.security.report import ScanOutcome, build_report, decide_gate, markdown, one_line
+    from rpops.security.report import ScanOutcome, build_report, decide_gate, markdown, one_line, text_report
     from rpops.security.sarif import build_sarif
 
     s = _normalized(from_args(ScanSettings, args))
     live_flag = bool(getattr(args, "live", False))
     sync_flag = bool(getattr(args, "sync_db", False))
     _validate(s)
+    output = Path(args.output) if getattr(args, "output", "") else None
+    if output is not None and (output.is_dir() or not output.parent.is_dir()):
+        raise UsageError(
+            f"--output {args.output}: not a file in an existing directory; name the file to write"
+        )
     if live_flag and not s.config:
         raise UsageError("--live checks workload configuration: drop --no-config, or drop --live")
     # Read the live objects before any work or output: a refusal (2) or an unreachable API (3)
@@ -474,8 +500,10 @@ def run(args: argparse.Namespace) -> int:
 
     report = build_report(outcome)
     write_report(report)
-    write_output("results.sarif", json.dumps(build_sarif(outcome, target), indent=2))
-    write_output("summary.md", markdown(outcome))
+    sarif = json.dumps(build_sarif(outcome, target), indent=2)
+    summary_md = markdown(outcome)
+    write_output("results.sarif", sarif)
+    write_output("summary.md", summary_md)
     summary = report["summary"]
     write_output("critical", str(summary["critical"]))
     write_output("high", str(summary["high"]))
@@ -483,7 +511,16 @@ def run(args: argparse.Namespace) -> int:
     write_output("fixes", str(patch["upgrades"]))
     write_output("status", report["status"])
     line = one_line(outcome)
-    print(line)
+    chosen = {
+        "text": lambda: text_report(outcome, TEXT_FINDINGS),
+        "json": lambda: json.dumps(report, indent=2) + "\n",
+        "markdown": lambda: summary_md,
+        "sarif": lambda: sarif + "\n",
+    }[getattr(args, "format", "text")]()
+    if output is None:
+        print(chosen, end="" if chosen.endswith("\n") else "\n")
+    else:
+        output.write_text(chosen, encoding="utf-8")
     log.info("%s", line)
     for notice in notices:
         log.warning(

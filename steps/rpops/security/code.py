@@ -49,6 +49,9 @@ SKIP_DIRS = frozenset(
 )
 _TEST_DIRS = frozenset({"test", "tests", "testing"})
 _SUPPRESS_MARK = "rpops:"
+_NOSEC_MARK = "nosec"  # Bandit's marker, honoured when it gives a reason
+_NOQA_MARK = "noqa:"  # ruff's flake8-bandit codes (S307 is Bandit's B307), with a reason
+BANDIT_TO_RULE = {b: rule.id for rule in RULES.values() for b in rule.bandit}
 
 
 @dataclass
@@ -202,8 +205,12 @@ def discover(settings: CodeScanSettings) -> tuple[list[tuple[str, str, int]], li
 # ---- per-file work (runs in worker processes) ----------------------------------------------------
 
 
-def _find_inline_suppression(line: str) -> tuple[list[str], str] | None:
-    """`# rpops: ignore[rule-a,rule-b] reason` -> (["rule-a", "rule-b"], "reason")."""
+def _find_inline_suppression(line: str) -> tuple[list[str], str, str] | None:
+    """The inline suppression in a line's comment: (rule ids, reason, how it was written).
+
+    `# rpops: ignore[rule-a,rule-b] reason`, or Bandit's `# nosec [B307[, B102]] [-- reason]`
+    where an id may also be one of ours (py-eval); a bare `# nosec` names every rule ("*").
+    """
     start = 0
     while True:
         i = line.find("#", start)
@@ -216,8 +223,54 @@ def _find_inline_suppression(line: str) -> tuple[list[str], str] | None:
                 close = rest.find("]")
                 if close > 0:
                     rules = [r.strip() for r in rest[len("ignore[") : close].split(",") if r.strip()]
-                    return rules, rest[close + 1 :].strip()
+                    return rules, rest[close + 1 :].strip(), f"# rpops: ignore[{','.join(rules)}]"
+        elif rest.startswith(_NOSEC_MARK) and not rest[len(_NOSEC_MARK) :][:1].isalnum():
+            return _parse_nosec(rest[len(_NOSEC_MARK) :])
+        elif rest.startswith(_NOQA_MARK):
+            found = _parse_noqa(rest[len(_NOQA_MARK) :])
+            if found is not None:
+                return found
         start = i + 1
+
+
+def _parse_noqa(text: str) -> tuple[list[str], str, str] | None:
+    """Ruff's `# noqa: S307 - reason`: its S### codes are Bandit's B### checks. Other codes
+    (E501, ...) are not ours; a bare `# noqa` is too broad to count."""
+    tokens = text.split()
+    codes: list[str] = []
+    while tokens:
+        parts = [t for t in tokens[0].split(",") if t]
+        if not parts or not all(t[:1].isalpha() and t[1:].isdigit() for t in parts):
+            break
+        codes.extend(parts)
+        tokens.pop(0)
+    rules = sorted(
+        {BANDIT_TO_RULE[f"B{c[1:]}"] for c in codes if c[0] == "S" and f"B{c[1:]}" in BANDIT_TO_RULE}
+    )
+    if not rules:
+        return None
+    reason = " ".join(tokens).lstrip("-—:# ").strip()
+    return rules, reason, f"# noqa: {', '.join(codes)}"
+
+
+def _parse_nosec(text: str) -> tuple[list[str], str, str]:
+    """After `nosec`: ids (Bandit's B### or ours), separated by commas or spaces, then the reason."""
+    tokens = text.lstrip(" :").split()
+    ids: list[str] = []
+    while tokens:
+        token = tokens[0].strip(",")
+        parts = [t for t in token.split(",") if t]
+        if not parts or not all(_is_rule_token(t) for t in parts):
+            break
+        ids.extend(parts)
+        tokens.pop(0)
+    reason = " ".join(tokens).lstrip("-—:# ").strip()
+    rules = sorted({BANDIT_TO_RULE.get(t.upper(), t) for t in ids}) if ids else ["*"]
+    return rules, reason, f"# nosec {', '.join(ids)}".rstrip()
+
+
+def _is_rule_token(token: str) -> bool:
+    return token in RULES or (len(token) == 4 and token[0] in "Bb" and token[1:].isdigit())
 
 
 def _scan_file(abs_path: str, rel: str, max_bytes: int, cache_root: str | None) -> dict[str, Any]:
@@ -291,14 +344,15 @@ def _analyse(data: bytes, rel: str, test_file: bool) -> tuple[list[Any], list[An
             if not 0 < number <= len(lines):
                 continue
             found = _find_inline_suppression(lines[number - 1])
-            if found and (rule in found[0]):
+            if found and (rule in found[0] or "*" in found[0]):
                 if found[1]:
-                    suppression = {"kind": "inline", "reason": found[1], "line": number}
+                    suppression = {"kind": "inline", "reason": found[1], "line": number, "comment": found[2]}
                 else:
                     notices.append(
                         [
                             "suppression-without-reason",
-                            f"'# rpops: ignore[{rule}]' has no reason; the finding is kept",
+                            f"'{found[2]}' has no reason (write one after it, e.g. '-- why'); "
+                            f"the {rule} finding is kept",
                             number,
                         ]
                     )

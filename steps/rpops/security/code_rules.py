@@ -15,7 +15,7 @@ from typing import Any
 
 from rpops.security.names import is_high_entropy_secret, is_secret_name, is_security_name, shannon_entropy
 
-RULES_VERSION = "1"  # bump when a rule changes, so that cached results are recomputed
+RULES_VERSION = "3"  # bump when a rule changes, so that cached results are recomputed
 
 
 @dataclass(frozen=True)

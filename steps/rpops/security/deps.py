@@ -352,9 +352,26 @@ def read_installed(spec: str, base: Path) -> ReadResult:
             continue  # first on the path wins, as for imports
         seen.add(canonical)
         result.dependencies.append(
-            Dependency(canonical, name, dist.version, label, 0, "installed", f"=={dist.version}")
+            Dependency(
+                canonical,
+                name,
+                dist.version,
+                label,
+                0,
+                "installed",
+                f"=={dist.version}",
+                path=_metadata_file(dist),
+            )
         )
     return result
+
+
+def _metadata_file(dist: metadata.Distribution) -> str:
+    """The installed distribution's METADATA file (where a finding about it points), or ""."""
+    for file in dist.files or ():
+        if file.name in ("METADATA", "PKG-INFO") and file.parent.name.endswith((".dist-info", ".egg-info")):
+            return str(Path(str(file.locate())).resolve())
+    return ""
 
 
 def read_file(path: Path, base: Path, explicit: bool = True) -> ReadResult:

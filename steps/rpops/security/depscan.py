@@ -71,6 +71,7 @@ def _group_finding(
         properties={
             "package": dep.name,
             "version": dep.version,
+            "file": dep.path,  # the file read (an installed package's METADATA), for SARIF locations
             "aliases": group.aliases,
             "advisories": sorted(a.id for a in group.advisories),
             "fixed_versions": fixed,

@@ -184,4 +184,16 @@ def is_high_entropy_secret(value: str, min_length: int = 8, min_entropy: float =
         return False
     if value.startswith(("/", "./", "../")) or ("://" in value and "@" not in value):
         return False
+    if looks_like_file_path(value):
+        return False
     return shannon_entropy(value) >= min_entropy
+
+
+# Endings of files that hold settings or secrets: a literal naming such a file is a path, not a key.
+_FILE_SUFFIXES = (".yaml", ".yml", ".json", ".toml", ".ini", ".cfg", ".conf", ".env", ".txt", ".pem", ".key")
+
+
+def looks_like_file_path(value: str) -> bool:
+    """`.rpops/secrets.yaml`, `config/token.json`: folders and a file name with a known ending."""
+    head, sep, name = value.rpartition("/")
+    return bool(sep and head and name) and name.lower().endswith(_FILE_SUFFIXES) and name[0] != "."

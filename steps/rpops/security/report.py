@@ -141,6 +141,17 @@ def one_line(outcome: ScanOutcome) -> str:
     return f"{head} | scanned {_scanned_phrase(outcome)} | {tail}"
 
 
+def text_report(outcome: ScanOutcome, limit: int) -> str:
+    """The one-line result, then the most severe unsuppressed findings, one a line."""
+    lines = [one_line(outcome)]
+    shown = [f for f in outcome.sorted_findings() if f.suppression is None]
+    for f in shown[:limit]:
+        lines.append(f"{f.severity.upper():<8} {f.rule_id:<24} {f.location.display()}  {f.message}")
+    if len(shown) > limit:
+        lines.append(f"... {len(shown) - limit} more (--format json, or report.json)")
+    return "\n".join(lines) + "\n"
+
+
 def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ").replace("`", "'")
 

@@ -1,10 +1,12 @@
-"""Suppressions: inline `# rpops: ignore[RULE] reason` comments (read by the code scan) and a YAML
-suppression file whose entries carry a reason and an expiry date.
+"""Suppressions: inline comments with a reason (read by the code scan: `# rpops: ignore[RULE] reason`,
+Bandit's `# nosec B307 -- reason`, ruff's `# noqa: S307 - reason`) and a YAML suppression file
+whose entries carry a reason and an expiry date.
 
 File format (`.rpops-security.yaml` in the target, or --suppressions FILE):
 
     suppressions:
-      - id: py-eval                 # rule/check id, or an advisory id or alias (PYSEC-, GHSA-, CVE-)
+      - id: py-eval                 # rule/check id, or an advisory id or alias (PYSEC-, GHSA-, CVE-);
+                                    # a glob ("py-*", "*") with a path names several rules
         path: "tools/*.py"          # optional glob on the finding's file
         package: jinja2             # optional: dependency findings only
         object: "Deployment/prod/*" # optional glob on a configuration finding's object
@@ -42,7 +44,7 @@ class Suppression:
 
     def matches(self, finding: Finding) -> bool:
         ids = {finding.rule_id, *finding.properties.get("aliases", [])}
-        if self.id not in ids:
+        if not any(fnmatch.fnmatchcase(i, self.id) for i in ids):
             return False
         if self.path and not fnmatch.fnmatch(finding.location.path, self.path):
             return False

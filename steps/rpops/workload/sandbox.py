@@ -174,6 +174,10 @@ class EvalPool:
                                  f"{DEFAULT_LIMITS.timeout_s:g} s and was stopped after "
                                  f"{HARD_DEADLINE_S:g} s")
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(worker.process.wait(), 1.0)
+            log.warning("a secure-eval worker ended while evaluating (exit status %s)",
+                        worker.process.returncode)
             self._replace(worker)
             return _refusal(400, f"expression refused: the evaluation went over the evaluator's limits "
                                  f"({CPU_S_PER_EVALUATION} CPU seconds, {MEMORY_HEADROOM >> 20} MiB of "

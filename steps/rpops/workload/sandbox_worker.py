@@ -25,7 +25,8 @@ from typing import BinaryIO
 HEADER = struct.Struct(">I")
 MAX_REQUEST = 1024 * 1024
 MEMORY_HEADROOM = 512 * 1024 * 1024  # address space allowed over what the started process uses
-CPU_S_PER_EVALUATION = 2  # CPU seconds one evaluation may use before SIGXCPU ends the process
+CPU_S_PER_EVALUATION = 4  # CPU seconds before SIGXCPU ends the process: a backstop behind the
+# parent's wall-clock deadline (2.5 s), for when the parent cannot kill it
 
 
 def _vm_size() -> int:
@@ -46,6 +47,7 @@ def limit_process() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
     except (OSError, ValueError):
         pass
+    allow_cpu(CPU_S_PER_EVALUATION)
 
 
 def allow_cpu(seconds: int) -> None:

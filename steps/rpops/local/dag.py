@@ -14,6 +14,7 @@ from rpops.local.flow import (
     expand,
     limited,
     outbound,
+    run_exit_hook,
     skip_node,
     subst,
     template_outputs,
@@ -336,6 +337,10 @@ class _Dag:
             child = None
             try:
                 child = run.execute_template(call, callee, cscope, s.arguments)
+                if s.on_exit is not None:
+                    with self.cond:
+                        values = self.values(task)
+                    run_exit_hook(run, call, self.scope, s, child, "tasks", values)
             finally:
                 with self.cond:
                     self.running -= 1

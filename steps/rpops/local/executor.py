@@ -141,13 +141,19 @@ class Run:
             "workflow.serviceAccountName": plan.spec.service_account or "",
             "workflow.creationTimestamp": (timestamp(self.created_at) or "")[:19] + "Z",
         }
-        params = {k: render(v, g, strict=False) for k, v in plan.parameters.items()}
+        params = {
+            k: v if k in plan.given else render(v, g, strict=False) for k, v in plan.parameters.items()
+        }
         g["workflow.parameters"] = json.dumps([{"name": k, "value": v} for k, v in params.items()])
         g["workflow.parameters.json"] = g["workflow.parameters"]
         g.update({f"workflow.parameters.{k}": v for k, v in params.items()})
         g.update({f"workflow.labels.{k}": v for k, v in plan.labels.items()})
         g.update({f"workflow.annotations.{k}": v for k, v in plan.annotations.items()})
         return g
+
+    def workflow_arguments(self) -> tuple[Parameter, ...]:
+        """spec.arguments as Argo passes them to the entrypoint and exit handlers (values resolved)."""
+        return tuple(Parameter(k, self.globals[f"workflow.parameters.{k}"]) for k in self.plan.parameters)
 
     def globals_for(self, call: Call) -> dict[str, str]:
         return self.exit_globals if call.exit_handler else self.globals
@@ -204,7 +210,9 @@ class Run:
                 held.append(mutex)
             self.set_workflow(RUNNING, "")
             entry = self.plan.root.templates[spec.entrypoint or ""]
-            root = self.execute_template(Call(self.name, self.name, None, None), entry, self.plan.root, ())
+            root = self.execute_template(
+                Call(self.name, self.name, None, None), entry, self.plan.root, self.workflow_arguments()
+            )
             self._finish(root)
         finally:
             for mutex in held:
@@ -239,7 +247,7 @@ class Run:
         if spec.on_exit and not self.kill_all.is_set():
             call = Call(f"{self.name}.onExit", "onExit", None, None, exit_handler=True)
             exit_node = self.execute_template(
-                call, self.plan.root.templates[spec.on_exit], self.plan.root, ()
+                call, self.plan.root.templates[spec.on_exit], self.plan.root, self.workflow_arguments()
             )
         if status == SUCCEEDED:
             if exit_node is not None and exit_node.phase in FAILED_OR_ERROR:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from rpops.local.catalog import Scope
@@ -202,7 +203,9 @@ def run_steps(run: Run, node: Node, call: Call, t: Template, scope: Scope) -> No
         )
         for p in previous:
             store.add_child(p, sg.id)
-        members = _run_group(run, node, sg, call, scope, group, {**run.globals_for(call), **values}, sem)
+        members = _run_group(
+            run, node, sg, call, scope, group, {**run.globals_for(call), **values}, sem, t.fail_fast
+        )
         ends = [o for c in sg.children if (child := store.get(c)) for o in outbound(run, child)]
         previous = ends or [sg.id]
         if sg.phase in FAILED_OR_ERROR:
@@ -235,11 +238,13 @@ def _run_group(
     group: tuple[Step, ...],
     values: dict[str, str],
     sem: threading.Semaphore | None,
+    fail_fast: bool = False,
 ) -> dict[str, list[str]]:
     """Run one step group; set its phase; return each step's node names (several when it loops)."""
     store = run.store
     members: dict[str, list[str]] = {}
     ready: list[tuple[str, str, Step, Template, Scope]] = []
+    stop_group = threading.Event()
     step_of: dict[str, Step] = {}
 
     def fail(name: str, display: str, template: Template | None, message: str) -> dict[str, list[str]]:
@@ -293,10 +298,21 @@ def _run_group(
             store.add_child(sg.id, n.id)
 
         def run_one() -> None:
+            if stop_group.is_set():
+                return  # failFast: a member failed, the rest of the group does not start
             child_call = call.child(child_name, display, steps_node.id, sg.id, on_create=link)
             if s.template_ref is not None:
                 child_call = with_ref(child_call, s)
-            run.execute_template(child_call, callee, cscope, s.arguments)
+            child = run.execute_template(child_call, callee, cscope, s.arguments)
+            run_exit_hook(run, child_call, scope, s, child, "steps", values)
+            member = step_of.get(child_name)
+            if (
+                fail_fast
+                and child is not None
+                and child.phase in FAILED_OR_ERROR
+                and not (member and member.continues_on(child.phase))
+            ):
+                stop_group.set()
 
         return limited(sem, run_one)
 
@@ -316,9 +332,40 @@ def _run_group(
     return members
 
 
-def with_ref(call: Call, step: Step) -> Call:
-    from dataclasses import replace
+def run_exit_hook(
+    run: Run, call: Call, scope: Scope, step: Step, node: Node | None, prefix: str, values: Mapping[str, str]
+) -> None:
+    """A step's or task's exit handler, once its node is over: node `<node>.onExit`, a child of it.
 
+    Its arguments may read the step's own outputs (`{{steps.NAME.outputs...}}`); without
+    arguments it gets the workflow's, as Argo's LifecycleHook.WithArgs. Its phase does not change
+    the step's.
+    """
+    from rpops.local.refs import exit_step  # refs imports this module's callers
+
+    if step.on_exit is None or node is None:
+        return
+    hook = exit_step(step)
+    own = {**values, **node_values(f"{prefix}.{step.name}", node, run.node_templates.get(node.id))}
+    if hook.arguments:
+        arguments = subst(hook, own).arguments
+    else:
+        arguments = run.workflow_arguments()
+    template, hscope = resolve(run.plan.catalog, scope, hook)
+
+    def link(n: Node) -> None:
+        run.store.add_child(node.id, n.id)
+
+    hook_call = replace(
+        call.child(f"{node.name}.onExit", f"{node.display_name}.onExit", call.boundary, node.id, link),
+        exit_handler=True,  # a Stop still runs it; a Terminate does not (Argo's ShouldExecute(true))
+    )
+    if hook.template_ref is not None:
+        hook_call = with_ref(hook_call, hook)
+    run.execute_template(hook_call, template, hscope, arguments)
+
+
+def with_ref(call: Call, step: Step) -> Call:
     assert step.template_ref is not None
     return replace(
         call, template_ref={"name": step.template_ref.name, "template": step.template_ref.template}

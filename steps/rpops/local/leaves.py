@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rpops.local import isolation
 from rpops.local.durations import parse_duration, parse_int
 from rpops.local.model import Template
 from rpops.local.nodes import ERROR, FAILED, RUNNING, SUCCEEDED, Node
@@ -54,41 +55,62 @@ def _run_process(run: Run, node: Node, call: Call, t: Template) -> None:
         run.store.set_phase(node, FAILED, run.cancel_reason)
         return
     work = node_dir(run, node)
-    out_dir = work / "outputs"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    view = isolation.mode()
+    private = work / "tmp"  # the node's /tmp (namespace) or its /tmp/outputs (fallback)
+    # $RPOPS_OUTPUTS exists when a step starts (the step contract): /tmp/outputs in the node's view.
+    (private / "outputs" if view.namespace else private).mkdir(parents=True, exist_ok=True)
     leftover = [tag for _, text in strings((c, t.active_deadline, t.timeout)) for tag in tags(text)]
     if leftover:
         run.store.set_phase(node, ERROR, f"failed to resolve {{{{{leftover[0]}}}}}")
         return
     try:
-        env = _env(run, c.env, work)
+        paths = output_paths(t, view.root)
+        env = _env(run, c.env, work, view)
         deadline = deadline_of(t)
     except (SecretMissing, ValueError) as exc:
         run.store.set_phase(node, ERROR, str(exc))
         return
     argv = list(c.command) + list(c.args)
+    fds: list[int] = []
+    progress = work / "progress"
+    if view.namespace:
+        # The run folder may itself be under the host's /tmp, hidden once the node's /tmp is
+        # mounted: the node reaches its script and progress file through inherited descriptors.
+        progress.touch()
+        fds.append(os.open(progress, os.O_WRONLY))
+        env["ARGO_PROGRESS_FILE"] = f"/dev/fd/{fds[-1]}"
     if t.kind == "script":
         script = work / "script"
         script.write_text(c.source or "")
-        argv.append(str(script))
+        script.chmod(0o755)  # as Argo stages it: `command: [sh, -c]` executes the file itself
+        if view.namespace:
+            fds.append(os.open(script, os.O_RDONLY))
+            argv.append(f"/dev/fd/{fds[-1]}")
+        else:
+            argv.append(str(script))
     argv[0] = resolve_command(argv[0], env["PATH"])
+    if view.namespace:
+        argv = isolation.wrap(argv, private)
     cwd = c.working_dir or (str(run.options.workdir) if run.options.workdir else None)
     if cwd and not Path(cwd).is_dir():
+        _close(fds)
         run.store.set_phase(node, ERROR, f"workingDir {cwd} does not exist on this machine")
         return
-    proc = LocalProcess(argv, env, cwd, log_path(run, node), run.options.kill_grace_s)
+    proc = LocalProcess(argv, env, cwd, log_path(run, node), run.options.kill_grace_s, tuple(fds))
     with run._lock:
         run._procs[proc] = call.exit_handler
     try:
         if run.cancelled(call):
             proc.kill(run.cancel_reason)
         error = proc.start()
+        _close(fds)
         if error is not None:
             run.store.set_phase(node, ERROR, error)
             return
         run.store.set_phase(node, RUNNING)
         outcome = proc.wait(None if deadline is None else time.monotonic() + deadline)
     finally:
+        _close(fds)
         with run._lock:
             run._procs.pop(proc, None)
     read_progress(run, node, final=True)
@@ -99,16 +121,38 @@ def _run_process(run: Run, node: Node, call: Call, t: Template) -> None:
         phase, message = FAILED, outcome.killed
     elif outcome.exit_code == 0:
         phase, message = SUCCEEDED, ""
+    elif outcome.exit_code == 125 and view.namespace and outcome.stdout == "":
+        phase, message = ERROR, "could not give the node a private /tmp (mount failed)"
     else:
         phase, message = FAILED, f"Error (exit code {outcome.exit_code})"
-    problem = _collect(t, out_dir, work / "artifacts", outputs)
+    problem = _collect(t, paths, private, work / "artifacts", outputs)
     if problem and phase == SUCCEEDED:
         phase, message = ERROR, problem
     node.outputs = outputs
     run.store.set_phase(node, phase, message)
 
 
-def _env(run: Run, env_vars: Any, work: Path) -> dict[str, str]:
+def _close(fds: list[int]) -> None:
+    while fds:
+        try:
+            os.close(fds.pop())
+        except OSError:
+            pass
+
+
+def output_paths(t: Template, root: str) -> tuple[list[str], list[str]]:
+    """Each output parameter's and artifact's path relative to the node's private root."""
+    params = [
+        isolation.normalize(o.path or "", f"outputs.parameters[{i}].valueFrom.path", root)
+        for i, o in enumerate(t.outputs)
+    ]
+    arts = [
+        isolation.normalize(a.path, f"outputs.artifacts[{i}].path", root) for i, a in enumerate(t.artifacts)
+    ]
+    return params, arts
+
+
+def _env(run: Run, env_vars: Any, work: Path, view: isolation.Mode) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     for var in env_vars:
@@ -120,7 +164,8 @@ def _env(run: Run, env_vars: Any, work: Path) -> dict[str, str]:
                     raise
         else:
             env[var.name] = var.value or ""
-    env["RPOPS_OUTPUTS"] = str(work / "outputs")
+    # Argo's path inside the node's own /tmp; in the fallback, the node's folder stands for it.
+    env["RPOPS_OUTPUTS"] = "/tmp/outputs" if view.namespace else str(work / "tmp")  # noqa: S108
     env["ARGO_PROGRESS_FILE"] = str(work / "progress")
     env["RPOPS_PLATFORM"] = "local"  # steps drive the local platform, whatever the template says
     return env
@@ -171,14 +216,17 @@ def deadline_of(t: Template) -> float | None:
     return min(limits) if limits else None
 
 
-def _collect(t: Template, out_dir: Path, art_dir: Path, outputs: dict[str, Any]) -> str | None:
-    """Output parameters and artifacts from the node's files; the first problem, if any."""
+def _collect(
+    t: Template, paths: tuple[list[str], list[str]], private: Path, art_dir: Path, outputs: dict[str, Any]
+) -> str | None:
+    """Output parameters and artifacts from the node's own view; the first problem, if any."""
     problem = None
     params = []
-    for o in t.outputs:
-        assert o.path is not None
-        path = out_dir / o.path[len("/tmp/outputs/") :]  # noqa: S108 - Argo's path, mapped per node
+    for o, rel in zip(t.outputs, paths[0], strict=True):
+        path = isolation.inside(private, rel)
         try:
+            if path is None:
+                raise OSError("outside the node's view")
             value = path.read_text(encoding="utf-8", errors="replace")
             value = value[:-1] if value.endswith("\n") else value
         except OSError:
@@ -190,16 +238,16 @@ def _collect(t: Template, out_dir: Path, art_dir: Path, outputs: dict[str, Any])
     if params:
         outputs["parameters"] = params
     arts = []
-    for a in t.artifacts:
-        src = out_dir / a.path[len("/tmp/outputs/") :]  # noqa: S108
-        if not src.exists():
+    for a, rel in zip(t.artifacts, paths[1], strict=True):
+        src = isolation.inside(private, rel)
+        if src is None or not src.exists():
             if not a.optional:
                 problem = problem or f"path {a.path} does not exist"
             continue
-        dest = art_dir / a.name
+        dest = art_dir / a.name  # a plain name: checked when the document was loaded
         art_dir.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
-            shutil.copytree(src, dest, dirs_exist_ok=True)
+            shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
         else:
             shutil.copyfile(src, dest)
         arts.append({"name": a.name, "path": str(dest)})

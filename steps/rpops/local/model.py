@@ -111,6 +111,15 @@ class Sequence:
 
 
 @dataclass(frozen=True)
+class ExitHook:
+    """A step's or task's exit handler (`onExit: name` or `hooks: {exit: ...}`)."""
+
+    template: str | None = None
+    template_ref: TemplateRef | None = None
+    arguments: tuple[Parameter, ...] | None = None  # None: the workflow's arguments (Argo's WithArgs)
+
+
+@dataclass(frozen=True)
 class Step:
     """A step of a steps template or a task of a DAG (the fields they share, plus DAG's own)."""
 
@@ -126,6 +135,7 @@ class Step:
     continue_on_error: bool = False
     depends: str | None = None
     dependencies: tuple[str, ...] = ()
+    on_exit: ExitHook | None = None
 
     @property
     def loops(self) -> bool:
@@ -160,6 +170,7 @@ class Template:
     parallelism: int | None = None
     retry: RetryStrategy | None = None
     mutexes: tuple[str, ...] = ()
+    fail_fast: bool = False  # template-level failFast: a failed member stops the rest of its group
     metrics: tuple[dict[str, Any], ...] = field(default=(), compare=False)
 
     def output(self, name: str) -> OutputParameter | None:
@@ -215,6 +226,21 @@ def _container(d: dict[str, Any]) -> Container:
     )
 
 
+def _exit_hook(d: dict[str, Any]) -> ExitHook | None:
+    if d.get("onExit"):
+        return ExitHook(template=d["onExit"])
+    hook = (d.get("hooks") or {}).get("exit")
+    if hook is None:
+        return None
+    ref = hook.get("templateRef")
+    args = hook.get("arguments")
+    return ExitHook(
+        template=hook.get("template"),
+        template_ref=TemplateRef(ref["name"], ref["template"]) if ref else None,
+        arguments=_parameters(args) if args and args.get("parameters") else None,
+    )
+
+
 def _step(d: dict[str, Any]) -> Step:
     ref = d.get("templateRef")
     seq = d.get("withSequence")
@@ -240,6 +266,7 @@ def _step(d: dict[str, Any]) -> Step:
         continue_on_error=bool(cont.get("error")),
         depends=d.get("depends"),
         dependencies=tuple(d.get("dependencies") or ()),
+        on_exit=_exit_hook(d),
     )
 
 
@@ -306,6 +333,7 @@ def parse_template(d: dict[str, Any]) -> Template:
         parallelism=d.get("parallelism"),
         retry=_retry(d.get("retryStrategy")),
         mutexes=mutex_names(d.get("synchronization")),
+        fail_fast=bool(d.get("failFast")),
         metrics=tuple((d.get("metrics") or {}).get("prometheus") or ()),
     )
 

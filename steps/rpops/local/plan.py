@@ -29,6 +29,7 @@ class Plan:
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     workflow_template: str | None = None
+    given: frozenset[str] = frozenset()  # names passed with -p: their values are data, never substituted
 
     def resolve(self, scope: Scope, step: Step) -> tuple[Template, Scope]:
         return resolve(self.catalog, scope, step)
@@ -82,7 +83,14 @@ def prepare(catalog: Catalog, target: str | Document, parameters: Mapping[str, s
     labels.update(wf_meta)
     if not spec.entrypoint:
         raise UsageError(f"{doc.label}: spec.entrypoint is not set; name the template to start with")
-    values = _parameters(doc, spec.arguments, dict(parameters or {}))
+    given = dict(parameters or {})
+    entry = spec.template(spec.entrypoint)
+    declared = {p.name for p in spec.arguments}
+    # As `argo submit -p` does: a value for an entrypoint input the spec does not list is added to it.
+    extra = tuple(
+        Parameter(p.name) for p in (entry.inputs if entry else ()) if p.name in given and p.name not in declared
+    )
+    values = _parameters(doc, spec.arguments + extra, given)
     name_base = (meta.get("generateName") or "").rstrip("-") or doc.name
     if doc.kind == "WorkflowTemplate":
         name_base = doc.name
@@ -97,6 +105,7 @@ def prepare(catalog: Catalog, target: str | Document, parameters: Mapping[str, s
         labels={str(k): str(v) for k, v in labels.items()},
         annotations={str(k): str(v) for k, v in (meta.get("annotations") or {}).items()},
         workflow_template=wf_template,
+        given=frozenset(given),
     )
     validate(plan)
     return plan

@@ -1,4 +1,5 @@
-"""One container or script attempt as a local process, in its own process group.
+"""One container or script attempt as a local process, in its own process group (and, where
+the OS allows, its own PID namespace: see `isolation`).
 
 stdout goes to the node's log and becomes `outputs.result` (trimmed, first 256 KiB, as Argo
 caps it); stderr goes to the log. A kill (deadline, stop) terminates the whole group, then
@@ -44,9 +45,16 @@ class Outcome:
 
 class LocalProcess:
     def __init__(
-        self, argv: list[str], env: dict[str, str], cwd: str | None, log_path: Path, kill_grace_s: float = 3.0
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str | None,
+        log_path: Path,
+        kill_grace_s: float = 3.0,
+        pass_fds: tuple[int, ...] = (),
     ) -> None:
         self.argv, self.env, self.cwd, self.log_path = argv, env, cwd, log_path
+        self.pass_fds = pass_fds
         self.kill_grace_s = kill_grace_s
         self.proc: subprocess.Popen[bytes] | None = None
         self.killed: str | None = None
@@ -71,6 +79,7 @@ class LocalProcess:
                     env=self.env,
                     start_new_session=True,
                     close_fds=True,
+                    pass_fds=self.pass_fds,
                 )
         except OSError as exc:
             os.write(log, f"failed to start {self.argv[0]}: {exc.strerror or exc}\n".encode())

@@ -17,7 +17,7 @@ from rpops.local.catalog import Scope
 from rpops.local.expressions import ExpressionError, dependencies_expr, parse_depends, parse_when
 from rpops.local.model import Step, Template
 from rpops.local.plan import Plan, resolve
-from rpops.local.substitute import strings, tags
+from rpops.local.substitute import blank_tags, strings, tags
 
 WORKFLOW_VARS = (
     "name",
@@ -231,7 +231,7 @@ class _Checker:
             self.check_strings(scope, t, where, value, rs, path)
         if step.when:
             try:
-                parse_when(re.sub(r"\{\{.*?\}\}", "x", step.when))
+                parse_when(blank_tags(step.when, "x"))
             except ExpressionError as exc:
                 self.add(scope, t.name, where, f"invalid when '{step.when}': {exc}")
         seq = step.with_sequence
@@ -254,14 +254,8 @@ class _Checker:
         declared = {p.name: p for p in callee.inputs}
         for name, p in given.items():
             if name not in declared:
-                self.add(
-                    scope,
-                    t.name,
-                    where,
-                    f"passes parameter '{name}' that template '{callee.name}' does not "
-                    f"declare (inputs: {', '.join(declared) or 'none'})",
-                )
-            elif p.value is None:
+                continue  # Argo ignores an argument the template does not declare
+            if p.value is None:
                 self.add(scope, t.name, where, f"argument '{name}' has no value")
             elif declared[name].enum and "{{" not in p.value and p.value not in declared[name].enum:
                 self.add(
@@ -279,6 +273,31 @@ class _Checker:
                     f"does not pass input parameter '{name}' that template '{callee.name}' requires",
                 )
         self.visit(cscope, callee, rs.exit)
+        if step.on_exit is not None:
+            self.check_exit_hook(scope, t, step, callee, rs, where, kind)
+
+    def check_exit_hook(
+        self, scope: Scope, t: Template, step: Step, callee: Template, rs: RefScope, where: str, kind: str
+    ) -> None:
+        """A step's or task's exit handler: its arguments may read the step's own outputs."""
+        hook_step = exit_step(step)
+        prefix = "steps" if kind == "steps" else "tasks"
+        own = replace(rs, prefix=prefix, visible={**rs.visible, step.name: Visible(callee, step.loops)})
+        self.check_strings(scope, t, where, hook_step.arguments, own, "hooks.exit.arguments")
+        found = self.callee(scope, t, hook_step, f"{where} exit handler")
+        if found is None:
+            return
+        handler, hscope = found
+        given = {p.name for p in hook_step.arguments} or set(self.plan.parameters)
+        for p in handler.inputs:
+            if p.name not in given and p.value is None and p.default is None:
+                self.add(
+                    scope,
+                    t.name,
+                    where,
+                    f"exit handler '{handler.name}' needs input parameter '{p.name}', which nothing passes",
+                )
+        self.visit(hscope, handler, rs.exit)
 
     def visit_steps(self, scope: Scope, t: Template, base: RefScope) -> None:
         visible: dict[str, Visible] = {}
@@ -323,7 +342,9 @@ class _Checker:
         if cycle:
             self.add(scope, t.name, "", f"the dag is cyclic: {' -> '.join(cycle)} (each depends on the next)")
             return
-        for name in (t.dag.target or "").split():
+        target = t.dag.target or ""
+        self.check_strings(scope, t, "", target, base, "dag.target")
+        for name in ([] if "{{" in target else target.split()):  # else resolved at run time
             if name not in tasks:
                 self.add(scope, t.name, "", f"dag target '{name}' is not a task (tasks: {', '.join(tasks)})")
         callees = {}
@@ -363,6 +384,18 @@ def dag_depends(task: Step, tasks: dict[str, Step]) -> Any:
     if task.depends:
         return parse_depends(task.depends, continue_on)
     return dependencies_expr(task.dependencies, continue_on)
+
+
+def exit_step(step: Step) -> Step:
+    """A step's exit handler as a step of its own (Argo's LifecycleHook as a WorkflowStep)."""
+    hook = step.on_exit
+    assert hook is not None
+    return Step(
+        name=f"{step.name}.onExit",
+        template=hook.template,
+        template_ref=hook.template_ref,
+        arguments=hook.arguments or (),
+    )
 
 
 def ancestors(name: str, deps: dict[str, tuple[str, ...]]) -> list[str]:
@@ -429,11 +462,16 @@ def validate(plan: Plan) -> None:
                 f"(templates: {', '.join(sorted(plan.root.templates))})"
             )
             continue
-        missing = [p.name for p in template.inputs if p.value is None and p.default is None]
+        missing = [
+            p.name
+            for p in template.inputs
+            if p.value is None and p.default is None and p.name not in plan.parameters
+        ]
         if missing:
             checker.problems.append(
                 f"{plan.doc.label}: {role} template '{name}' needs input parameter "
-                f"'{missing[0]}', which nothing passes; give it a default"
+                f"'{missing[0]}', which nothing passes; give it a default or pass "
+                f"-p {missing[0]}=VALUE (the workflow's arguments reach the {role} template)"
             )
         checker.visit(plan.root, template, role == "onExit")
     fields = (spec.mutexes, spec.active_deadline, tuple(spec.arguments))

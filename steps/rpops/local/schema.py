@@ -234,7 +234,7 @@ SPEC: dict[str, dict[str, Rule]] = {
         "containerSet": (REFUSE, "container sets are not supported locally; use steps"),
         "daemon": (REFUSE, "daemoned steps are not supported locally"),
         "data": (REFUSE, "data templates are not supported locally"),
-        "failFast": (REFUSE, "template-level failFast is not supported locally"),
+        "failFast": (OK, "bool"),
         "http": (REFUSE, "HTTP templates are not supported locally; call the URL from a container step"),
         "initContainers": (REFUSE, "init containers are not supported locally"),
         "memoize": (REFUSE, "memoization is not supported locally"),
@@ -297,9 +297,15 @@ SPEC: dict[str, dict[str, Rule]] = {
         "withParam": (OK, "str"),
         "withSequence": (OK, "obj:Sequence"),
         "continueOn": (OK, "obj:ContinueOn"),
-        "hooks": (REFUSE, "lifecycle hooks are not supported locally"),
+        "hooks": (OK, "hooks"),
         "inline": (REFUSE, "inline templates are not supported locally; name a template"),
-        "onExit": (REFUSE, "step-level onExit is not supported locally; use the workflow's onExit"),
+        "onExit": (OK, "str"),
+    },
+    "LifecycleHook": {
+        "template": (OK, "str"),
+        "templateRef": (OK, "obj:TemplateRef"),
+        "arguments": (OK, "obj:Arguments"),
+        "expression": (REFUSE, "conditional exit hooks are not supported locally"),
     },
     "TemplateRef": {"name": (OK, "str"), "template": (OK, "str"), "clusterScope": (OK, "bool")},
     "ContinueOn": {"failed": (OK, "bool"), "error": (OK, "bool")},
@@ -339,7 +345,6 @@ SPEC["DAGTask"] = {
     **SPEC["WorkflowStep"],
     "dependencies": (OK, "list:str"),
     "depends": (OK, "str"),
-    "onExit": (REFUSE, "task-level onExit is not supported locally; use the workflow's onExit"),
 }
 
 REQUIRED: dict[str, tuple[str, ...]] = {
@@ -414,6 +419,23 @@ def _check(value: Any, kind: str, path: str, template: str | None, out: list[Pro
     if kind == "strmap":
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
             bad("must be a map of strings")
+        return
+    if kind == "hooks":
+        if not isinstance(value, dict):
+            bad("must be a map of hook name to hook")
+            return
+        for key, hook in value.items():
+            if key != "exit":
+                out.append(
+                    Problem(
+                        _join(path, str(key)),
+                        "not supported by rpops local: only the exit hook runs locally "
+                        "(running/expression hooks need Argo's controller)",
+                        template,
+                    )
+                )
+                continue
+            _check(hook, "obj:LifecycleHook", _join(path, key), template, out)
         return
     if kind == "items":
         if not isinstance(value, list):

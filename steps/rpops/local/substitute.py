@@ -1,15 +1,18 @@
-"""`{{...}}` substitution, as Argo's template.Replace does it, over strings and typed values."""
+"""`{{...}}` substitution, as Argo's template.Replace does it, over strings and typed values.
+
+One left-to-right scan (as valyala/fasttemplate, which Argo uses): each `{{` is paired with the
+next `}}`; an unpaired `{{` and everything after it stay text. Linear in the input, and a
+substituted value is never scanned again: a value is data.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-_TAG = re.compile(r"\{\{(.*?)\}\}", re.S)
 
 
 class Unresolved(ValueError):
@@ -22,7 +25,32 @@ class Unresolved(ValueError):
 
 def tags(text: str) -> list[str]:
     """The trimmed contents of every `{{...}}` in `text`."""
-    return [m.group(1).strip() for m in _TAG.finditer(text)] if "{{" in text else []
+    return [inner.strip() for _, _, inner in _scan(text)] if "{{" in text else []
+
+
+def _scan(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, inner text) of each `{{...}}`, in order; linear time."""
+    out: list[tuple[int, int, str]] = []
+    pos = 0
+    while True:
+        start = text.find("{{", pos)
+        if start < 0:
+            return out
+        end = text.find("}}", start + 2)
+        if end < 0:
+            return out  # no closing tag anywhere after: the rest is text
+        out.append((start, end + 2, text[start + 2 : end]))
+        pos = end + 2
+
+
+def blank_tags(text: str, placeholder: str) -> str:
+    """`text` with every `{{...}}` replaced by `placeholder` (to check a field's syntax early)."""
+    parts, pos = [], 0
+    for start, end, _ in _scan(text):
+        parts += [text[pos:start], placeholder]
+        pos = end
+    parts.append(text[pos:])
+    return "".join(parts)
 
 
 def render(text: str, values: Mapping[str, str], *, strict: bool = True) -> str:
@@ -30,16 +58,20 @@ def render(text: str, values: Mapping[str, str], *, strict: bool = True) -> str:
     if "{{" not in text:
         return text
 
-    def one(match: re.Match[str]) -> str:
-        tag = match.group(1).strip()
+    parts: list[str] = []
+    pos = 0
+    for start, end, inner in _scan(text):
+        tag = inner.strip()
         value = values.get(tag)
         if value is None:
             if strict:
                 raise Unresolved(tag)
-            return match.group(0)
-        return value
-
-    return _TAG.sub(one, text)
+            value = text[start:end]
+        parts.append(text[pos:start])
+        parts.append(value)
+        pos = end
+    parts.append(text[pos:])
+    return "".join(parts)
 
 
 def deep_map(obj: T, fn: Callable[[str], str], skip: frozenset[str] = frozenset({"metrics"})) -> T:

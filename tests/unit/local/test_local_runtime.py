@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from local_helpers import RPOPS, WORKFLOWS, alive, catalog, run
+from rpops.local import isolation
 from rpops.local.api import start
 
 
@@ -35,11 +36,16 @@ def test_deadline_kills_the_step_and_its_children(runs_dir: Path) -> None:
     for name in ("hang", "stubborn"):  # stubborn ignores SIGTERM: SIGKILL after the grace period (1 s)
         node = nodes[name]
         assert node["phase"] == "Failed" and node["message"] == "Step exceeded its deadline"
-        child = int((runs_dir / result.name / "nodes" / node["id"] / "outputs" / "child").read_text())
-        deadline = time.monotonic() + 5
-        while alive(child) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not alive(child), f"child process {child} of the killed step {name} is still running"
+        outputs = runs_dir / result.name / "nodes" / node["id"] / "tmp" / "outputs"
+        if not isolation.mode().namespace:
+            outputs = outputs.parent  # the fallback: the node's folder is its /tmp/outputs
+        files = ["child", "escaped"] if name == "hang" and isolation.mode().namespace else ["child"]
+        for file in files:
+            child = int((outputs / file).read_text())
+            deadline = time.monotonic() + 5
+            while alive(child) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not alive(child), f"{file} process {child} of the killed step {name} is still running"
     stubborn = _epoch(nodes["stubborn"]["finishedAt"]) - _epoch(nodes["stubborn"]["startedAt"])
     assert 1.8 <= stubborn < 8, stubborn
     log = (runs_dir / result.name / "logs" / f"{hang['id']}.log").read_text()
@@ -272,10 +278,14 @@ def test_platform_subcommand_delegates(tmp_path: Path, cli_env: dict[str, str]) 
     assert "rpops local platform" in proc.stdout and "up" in proc.stdout
 
 
-def test_live_tree_redraws_in_place(runs_dir: Path) -> None:
+def test_live_tree_redraws_in_place(runs_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import io
 
+    from rpops.local import display
     from rpops.local.display import LiveTree, render
+
+    monkeypatch.setattr(display, "is_terminal", lambda out: True)  # a StringIO standing for a terminal
+    monkeypatch.delenv("NO_COLOR", raising=False)
 
     result = run("conf-retry-backoff", runs_dir)
     handle_run = start(catalog(), "conf-when", {}, runs_dir)

@@ -1,0 +1,105 @@
+"""Each node's private view of `/tmp`, as a container's own filesystem gives it on a cluster.
+
+With a mount namespace (util-linux `unshare`, as root or through a user namespace), a node's
+process sees its own directory `<run>/nodes/<id>/tmp` as `/tmp`: whatever it writes there (an
+output at `/tmp/hello_world.txt`, `/tmp/outputs/x`) lands in the run folder, never in the
+host's `/tmp`, and is read back once the node ends. The node is also the first process of its
+own PID namespace, so everything it started (`sleep 60 &`, even in a new session) ends with it.
+
+Without a namespace (`RPOPS_LOCAL_ISOLATION=none`, or a kernel that refuses one) the fallback
+maps only Argo's `/tmp/outputs/` convention, through `RPOPS_OUTPUTS`; outputs declared at other
+paths are refused before the run, naming the field, and the process group is what ends with
+the node.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import posixpath
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+PRIVATE_ROOT = "/tmp"  # noqa: S108 - the path a node sees privately; the host's is never written
+FALLBACK_ROOT = "/tmp/outputs"  # noqa: S108 - Argo's convention for step outputs
+ENV_SWITCH = "RPOPS_LOCAL_ISOLATION"
+# Bind the node's directory over /tmp, then become the step's command (pid 1 of the namespace).
+_ENTER = 'mount --bind "$1" /tmp || exit 125; shift; exec "$@"'
+
+
+class PathRefused(ValueError):
+    """A declared output path outside what the node's view can hold."""
+
+
+@dataclass(frozen=True)
+class Mode:
+    namespace: bool
+    reason: str  # why the fallback is used, for `rpops local` messages and docs
+
+    @property
+    def root(self) -> str:
+        return PRIVATE_ROOT if self.namespace else FALLBACK_ROOT
+
+
+@functools.lru_cache(maxsize=1)
+def mode() -> Mode:
+    """Probe once per process whether a node can get a private /tmp here."""
+    wanted = os.environ.get(ENV_SWITCH, "auto").strip().lower()
+    if wanted == "none":
+        return Mode(False, f"{ENV_SWITCH}=none")
+    if wanted not in ("auto", "namespace", ""):
+        return Mode(False, f"{ENV_SWITCH}={wanted!r} is not one of auto, namespace, none")
+    if shutil.which("unshare") is None or shutil.which("mount") is None:
+        return Mode(False, "util-linux unshare/mount not found")
+    try:
+        probe = subprocess.run(  # noqa: S603 - fixed argv
+            [*_unshare(), "/bin/sh", "-c", _ENTER, "sh", PRIVATE_ROOT, "true"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Mode(False, f"unshare failed: {exc}")
+    if probe.returncode != 0:
+        return Mode(False, f"unshare refused a mount namespace (exit {probe.returncode})")
+    return Mode(True, "")
+
+
+def _unshare() -> list[str]:
+    argv = ["unshare", "--mount", "--pid", "--kill-child", "--propagation", "private"]
+    if os.geteuid() != 0:
+        argv += ["--user", "--map-root-user"]
+    return [*argv, "--"]
+
+
+def wrap(argv: list[str], private_tmp: Path) -> list[str]:
+    """The command line that runs `argv` with `private_tmp` as its /tmp, in its own namespaces."""
+    return [*_unshare(), "/bin/sh", "-c", _ENTER, "sh", str(private_tmp), *argv]
+
+
+def normalize(path: str, where: str, root: str) -> str:
+    """The path relative to `root` for a declared output path; PathRefused names the field."""
+    if not path.startswith("/"):
+        raise PathRefused(f"{where}: must be an absolute path (got {path!r})")
+    if ".." in path.split("/"):
+        raise PathRefused(f"{where}: must not contain '..' (got {path!r})")
+    clean = posixpath.normpath(path)
+    if clean != root and not clean.startswith(root + "/"):
+        raise PathRefused(
+            f"{where}: must be under {root}/ (got {path}); rpops local gives each node a private "
+            f"{root} and reads outputs from there"
+        )
+    return clean[len(root) :].lstrip("/")
+
+
+def inside(base: Path, relative: str) -> Path | None:
+    """`base/relative` with every symlink resolved, or None when it leaves `base`."""
+    real_base = base.resolve()
+    target = (base / relative).resolve() if relative else real_base
+    if target != real_base and real_base not in target.parents:
+        return None
+    return target

@@ -6,6 +6,10 @@ health-check needs (no Kubernetes client, no Hera).
 A command module provides:
     configure(parser: argparse.ArgumentParser) -> None   # add flags
     run(args: argparse.Namespace) -> int | None           # do the work
+
+Conventions every command gets (`with_conventions`): `-V`, and `--version` where the command does
+not use it for a workload version, print rpops' version; `-o` is short for `--output`. Shell
+completion: `rpops completion bash|zsh|tcsh` (shtab).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
 from rpops import __version__
@@ -32,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "advisories": ("rpops.security.advisories_cli", "Manage the offline advisory database."),
     "workload": ("rpops.workload.cli", "Serve the reference Research Platform workload."),
     "local": ("rpops.local.cli", "Run rendered Argo YAML on this machine (the embedded default)."),
+    "completion": ("rpops.completion", "Print a shell completion script: bash, zsh or tcsh."),
 }
 
 
@@ -57,7 +63,36 @@ def build_parser(name: str) -> argparse.ArgumentParser:
     parser = _Parser(prog=f"rpops {name}", description=summary)
     module.configure(parser)
     parser.set_defaults(_run=module.run)
+    return with_conventions(parser)
+
+
+def with_conventions(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """-V/--version and -o for --output on a parser and its subcommands, where the flag is free."""
+    _each_parser(parser, _add_conventions)
     return parser
+
+
+def _each_parser(parser: argparse.ArgumentParser, fn: Callable[[argparse.ArgumentParser], None]) -> None:
+    fn(parser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                _each_parser(sub, fn)
+
+
+def _add_conventions(parser: argparse.ArgumentParser) -> None:
+    flags = parser._option_string_actions
+    if not parser.prefix_chars.startswith("-"):
+        return  # a parser that hands its arguments on (rpops local platform)
+    free = [flag for flag in ("-V", "--version") if flag not in flags]
+    if free:
+        parser.add_argument(
+            *free, action="version", version=f"rpops {__version__}", help="print rpops' version and exit"
+        )
+    output = flags.get("--output")
+    if output is not None and "-o" not in flags:
+        output.option_strings = ["-o", *output.option_strings]  # argparse has no alias API
+        flags["-o"] = output
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_top_help())
         return 0 if argv else EXIT_USAGE
-    if argv[0] == "--version":
+    if argv[0] in ("--version", "-V"):
         print(__version__)
         return 0
     name, rest = argv[0], argv[1:]

@@ -74,6 +74,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="a workflow parameter (repeat for several)",
     )
     p.add_argument(
+        "-o",
         "--output",
         choices=("text", "json"),
         default="text",
@@ -104,12 +105,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("list", help=SUBCOMMANDS["list"], description=SUBCOMMANDS["list"])
     p.add_argument("--runs-dir", default=DEFAULT_RUNS, metavar="DIR", help=runs_help)
-    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
 
     p = sub.add_parser("get", help=SUBCOMMANDS["get"], description=SUBCOMMANDS["get"])
     p.add_argument("name")
     p.add_argument("--runs-dir", default=DEFAULT_RUNS, metavar="DIR", help=runs_help)
-    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
 
     p = sub.add_parser("watch", help=SUBCOMMANDS["watch"], description=SUBCOMMANDS["watch"])
     p.add_argument("name")
@@ -131,7 +132,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--manifests", default=None, metavar="DIR", help=f"default: {DEFAULT_MANIFESTS}")
     p.add_argument("--runs-dir", default=DEFAULT_RUNS, metavar="DIR", help=runs_help)
     p.add_argument("--secrets", default=DEFAULT_SECRETS, metavar="FILE", help=f"default: {DEFAULT_SECRETS}")
-    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
     p.add_argument(
         "--kill-grace", type=argparse_float, default=3.0, metavar="SECONDS", help="as for run (default: 3)"
     )

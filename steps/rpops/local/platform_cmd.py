@@ -73,7 +73,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         description="Show the local platform: versions, instances, PIDs, ready, routes.",
     )
     status.add_argument("--service", default=None, help="Only this service (default: all).")
-    status.add_argument("--output", choices=("table", "json"), default="table", help="Output format.")
+    status.add_argument("-o", "--output", choices=("table", "json"), default="table", help="Output format.")
     common(status)
 
     fault = actions.add_parser(

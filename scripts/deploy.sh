@@ -7,10 +7,13 @@
 # Environment:
 #   KUBECONTEXT  the kubeconfig context to deploy to (required: never the current one by accident)
 #   KUBECTL      the kubectl to use (default: kubectl on PATH)
+#   PROMETHEUS_OPERATOR  auto (default): add the optional component
+#                manifests/components/prometheus-operator (ServiceMonitor, PrometheusRule) when
+#                the cluster has the operator's CRDs; yes: always (fails without the CRDs); no: never
 #
 # Checks everything before applying anything: the overlay exists, kubectl exists, the context
 # exists and its API server answers. Then:
-#   kubectl apply -k manifests/overlays/OVERLAY
+#   kubectl apply -k manifests/overlays/OVERLAY     (or manifests/overlays/with-prometheus-operator/OVERLAY)
 #   kubectl apply -k manifests/argo
 # Exit codes: 0 applied; 2 bad input or setup (nothing applied); 3 cluster unreachable
 # (nothing applied); any other: kubectl apply failed (its message says why).
@@ -69,8 +72,30 @@ if ! probe="$("$KUBECTL" --context "$KUBECONTEXT" version --request-timeout=5s 2
           "Check your network/VPN and credentials: kubectl --context $KUBECONTEXT cluster-info"
 fi
 
-echo "deploy: applying manifests/overlays/$OVERLAY to '$KUBECONTEXT'" >&2
-"$KUBECTL" --context "$KUBECONTEXT" apply -k "$OVERLAYS_DIR/$OVERLAY"
+# The Prometheus Operator's objects need its CRDs: add them only where those exist.
+operator_crds=(servicemonitors.monitoring.coreos.com prometheusrules.monitoring.coreos.com)
+case "${PROMETHEUS_OPERATOR:-auto}" in
+    yes) with_operator=1 ;;
+    no) with_operator="" ;;
+    auto)
+        found_crds="$("$KUBECTL" --context "$KUBECONTEXT" get crd "${operator_crds[@]}" -o name \
+            --ignore-not-found --request-timeout=10s 2>/dev/null || true)"
+        with_operator=1
+        for crd in "${operator_crds[@]}"; do
+            grep -q "/$crd\$" <<< "$found_crds" || with_operator=""
+        done ;;
+    *) die 2 "PROMETHEUS_OPERATOR='$PROMETHEUS_OPERATOR': use auto, yes or no" ;;
+esac
+if [[ -n "$with_operator" ]]; then
+    target="$OVERLAYS_DIR/with-prometheus-operator/$OVERLAY"
+    echo "deploy: the cluster has the Prometheus Operator's CRDs: adding its ServiceMonitor and PrometheusRule" >&2
+else
+    target="$OVERLAYS_DIR/$OVERLAY"
+    echo "deploy: no Prometheus Operator CRDs: skipping the ServiceMonitor and PrometheusRule" \
+         "(scrape with manifests/monitoring/prometheus-scrape.yaml instead)" >&2
+fi
+echo "deploy: applying ${target#"$ROOT"/} to '$KUBECONTEXT'" >&2
+"$KUBECTL" --context "$KUBECONTEXT" apply -k "$target"
 echo "deploy: applying manifests/argo (rpops workflows and RBAC) to '$KUBECONTEXT'" >&2
 "$KUBECTL" --context "$KUBECONTEXT" apply -k "$ARGO_DIR"
 echo "deploy: done: $OVERLAY on $KUBECONTEXT" >&2

@@ -32,7 +32,9 @@ REGIONS: dict[str, tuple[int, int, str]] = {
 }
 
 # Kinds whose schema is not part of Kubernetes; checked by hand in the tests.
-CUSTOM_KINDS = {"ServiceMonitor", "Certificate", "WorkflowTemplate", "CronWorkflow", "WorkflowEventBinding"}
+CUSTOM_KINDS = {
+    "ServiceMonitor", "PrometheusRule", "Certificate", "WorkflowTemplate", "CronWorkflow", "WorkflowEventBinding",
+}
 
 
 def kubectl() -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import OVERLAYS, REGIONS, ROOT, kubectl
+from .helpers import OVERLAYS, REGIONS, ROOT, build, kubectl
 
 SCRIPT = ROOT / "scripts" / "deploy.sh"
 
@@ -87,16 +87,25 @@ def test_unreachable_cluster_exits_3_and_applies_nothing(kubeconfig: Path) -> No
     assert "applying" not in result.stderr
 
 
-def _recording_kubectl(tmp_path: Path) -> tuple[Path, Path]:
+CRD_QUERY = (
+    "--context prod-us-east get crd servicemonitors.monitoring.coreos.com "
+    "prometheusrules.monitoring.coreos.com -o name --ignore-not-found --request-timeout=10s"
+)
+
+
+def _recording_kubectl(tmp_path: Path, crds: tuple[str, ...] = ()) -> tuple[Path, Path]:
     """A stand-in for kubectl (a cluster cannot run here) that records its arguments and
-    answers the two read-only questions the script asks."""
+    answers the read-only questions the script asks: contexts, version, and which of the
+    Prometheus Operator's CRDs exist (`crds`, as `get crd -o name --ignore-not-found` prints)."""
     log = tmp_path / "kubectl.log"
     fake = tmp_path / "kubectl"
+    found = "".join(f"echo customresourcedefinition.apiextensions.k8s.io/{c}; " for c in crds)
     fake.write_text(f"""#!/usr/bin/env bash
 printf '%s\\n' "$*" >> {log}
 case "$*" in
   "config get-contexts -o name") echo staging; echo prod-us-east ;;
   *" version --request-timeout=5s") echo "Server Version: v1.37.1" ;;
+  *" get crd "*) {found}: ;;
 esac
 """)
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
@@ -111,10 +120,48 @@ def test_valid_request_applies_the_overlay_then_the_workflows(tmp_path: Path) ->
     assert calls == [
         "config get-contexts -o name",
         "--context prod-us-east version --request-timeout=5s",
+        CRD_QUERY,
         f"--context prod-us-east apply -k {OVERLAYS / 'us-east'}",
         f"--context prod-us-east apply -k {ROOT / 'manifests' / 'argo'}",
     ]
+    assert "no Prometheus Operator CRDs" in result.stderr
     # What it applies builds: the same folders kubectl kustomize renders offline.
     for folder in (OVERLAYS / "us-east", ROOT / "manifests" / "argo"):
         assert subprocess.run([kubectl(), "kustomize", str(folder)], capture_output=True,
                               timeout=60, check=False).returncode == 0
+
+
+OPERATOR_CRDS = ("servicemonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com")
+
+
+@pytest.mark.parametrize(
+    ("crds", "setting", "with_operator"),
+    [
+        (OPERATOR_CRDS, None, True),  # both CRDs: the component comes along
+        (OPERATOR_CRDS[:1], None, False),  # one missing: applying it would fail
+        (OPERATOR_CRDS, "no", False),
+        ((), "yes", True),
+    ],
+)
+def test_prometheus_operator_component_only_where_its_crds_exist(
+    tmp_path: Path, crds: tuple[str, ...], setting: str | None, with_operator: bool
+) -> None:
+    fake, log = _recording_kubectl(tmp_path, crds)
+    env = {"KUBECTL": str(fake), "KUBECONTEXT": "prod-us-east"}
+    if setting:
+        env["PROMETHEUS_OPERATOR"] = setting
+    result = _run(["us-east"], env)
+    assert result.returncode == 0, result.stderr
+    applied = [c.split(" apply -k ")[1] for c in log.read_text().splitlines() if " apply -k " in c]
+    folder = OVERLAYS / "with-prometheus-operator" / "us-east" if with_operator else OVERLAYS / "us-east"
+    assert applied == [str(folder), str(ROOT / "manifests" / "argo")]
+    assert (CRD_QUERY in log.read_text()) is (setting is None)
+    kinds = {d["kind"] for d in build(folder)}
+    assert ({"ServiceMonitor", "PrometheusRule"} <= kinds) is with_operator
+
+
+def test_bad_prometheus_operator_setting_exits_2_and_applies_nothing(tmp_path: Path) -> None:
+    fake, log = _recording_kubectl(tmp_path)
+    result = _run(["us-east"], {"KUBECTL": str(fake), "KUBECONTEXT": "prod-us-east", "PROMETHEUS_OPERATOR": "maybe"})
+    assert result.returncode == 2 and "use auto, yes or no" in result.stderr
+    assert " apply " not in log.read_text()

@@ -15,7 +15,10 @@ EXAMPLE = OVERLAYS / "examples" / "multi-region-ingress"
 
 def test_overlays_are_exactly_the_three_regions_plus_examples() -> None:
     folders = sorted(p.name for p in OVERLAYS.iterdir() if p.is_dir())
-    assert folders == sorted([*REGIONS, "examples"])
+    assert folders == sorted([*REGIONS, "examples", "with-prometheus-operator"])
+    # the variants with the optional Prometheus Operator component: one per region, no other
+    variants = sorted(p.name for p in (OVERLAYS / "with-prometheus-operator").iterdir() if p.is_dir())
+    assert variants == sorted(REGIONS)
     for region in REGIONS:
         kustomization = load(OVERLAYS / region / "kustomization.yaml")[0]
         assert "../../platform" in kustomization["resources"], f"{region} must build on the platform base"
@@ -24,7 +27,7 @@ def test_overlays_are_exactly_the_three_regions_plus_examples() -> None:
 @pytest.mark.parametrize("region", sorted(REGIONS))
 def test_overlay_builds_and_validates_strictly(region: str) -> None:
     docs = build(OVERLAYS / region)
-    assert validate_strict(docs) == ["ServiceMonitor/research-platform"]
+    assert validate_strict(docs) == []  # no CRD kinds: applies without the Prometheus Operator
     base = {(d["kind"], d["metadata"]["name"]) for d in build(PLATFORM)}
     # The region adds its Ingress and drops nothing from the base.
     assert {(d["kind"], d["metadata"]["name"]) for d in docs} == base | {("Ingress", APP)}

@@ -137,7 +137,7 @@ def test_thresholds_match_the_health_check_and_the_deployment() -> None:
 
 
 def test_prometheusrule_is_the_rules_file_in_operator_form() -> None:
-    committed = yaml.safe_load((MONITORING / "prometheusrule.yaml").read_text())
+    committed = yaml.safe_load(prometheusrule.PROMETHEUS_RULE.read_text())
     assert committed["kind"] == "PrometheusRule" and committed["apiVersion"] == "monitoring.coreos.com/v1"
     assert committed["spec"]["groups"] == load_rules()["groups"]
     assert prometheusrule.main(["--check"]) == 0

@@ -447,3 +447,55 @@ def check_namespace(namespace: str) -> str:
             "(lowercase letters, digits and '-'); set RPOPS_NAMESPACE, or the kubeconfig context's namespace"
         )
     return namespace
+
+
+# --- the shape of an answer --------------------------------------------------------------------
+# The JSON types, at every place this module reads, that Kubernetes objects have. An answer that
+# differs (a list where an object belongs, text where a number does) is malformed: the driver
+# treats it as a failed call (retried, then exit 3) instead of failing deep inside the model.
+_INT = (int, type(None))
+_STR = (str, type(None))
+_LABELS = {"*": str}
+_META = {"name": _STR, "uid": _STR, "resourceVersion": _STR, "generation": _INT,
+         "labels": _LABELS, "annotations": _LABELS, "ownerReferences": [{"kind": _STR, "name": _STR}]}
+_RESOURCES = {"requests": {"*": (str, int, float)}, "limits": {"*": (str, int, float)}}
+_CONTAINER = {"name": _STR, "image": _STR, "resources": _RESOURCES, "ports": [{"containerPort": int}]}
+_COUNTS = {k: _INT for k in ("replicas", "readyReplicas", "availableReplicas", "updatedReplicas",
+                             "observedGeneration")}
+_OBJECT = {
+    "metadata": _META,
+    "spec": {
+        "replicas": _INT, "minReplicas": _INT, "maxReplicas": _INT,
+        "selector": {"matchLabels": _LABELS, "*": object},
+        "scaleTargetRef": {"kind": _STR, "name": _STR},
+        "template": {"metadata": _META, "spec": {"containers": [_CONTAINER]}},
+        "containers": [_CONTAINER],
+    },
+    "status": {**_COUNTS, "podIP": _STR, "conditions": [{"type": _STR, "status": _STR}]},
+}
+_LIST = {"items": [_OBJECT]}
+
+
+def answer_problem(doc: Any, is_list: bool) -> str | None:
+    """Where an API answer differs from the shape of a Kubernetes object (or list of them), or
+    None when it has that shape. Unknown fields are not checked: only what the model reads."""
+    stack: list[tuple[Any, Any, str]] = [(doc, _LIST if is_list else _OBJECT, "the answer")]
+    while stack:
+        value, shape, where = stack.pop()
+        if value is None:
+            continue  # an absent section: the model reads `or {}` / `or []`
+        if isinstance(shape, dict):
+            if not isinstance(value, dict):
+                return f"{where} is a {type(value).__name__}, not an object"
+            for key, item in value.items():
+                sub = shape.get(key, shape.get("*"))
+                if sub is not None and sub is not object:
+                    stack.append((item, sub, f"{where}.{key}"))
+        elif isinstance(shape, list):
+            if not isinstance(value, list):
+                return f"{where} is a {type(value).__name__}, not a list"
+            stack.extend((item, shape[0], f"{where}[{i}]") for i, item in enumerate(value))
+        elif not isinstance(value, shape) or isinstance(value, bool) and bool not in (
+                shape if isinstance(shape, tuple) else (shape,)):
+            return f"{where} is a {type(value).__name__}, which Kubernetes does not send there"
+    return None

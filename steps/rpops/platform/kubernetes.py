@@ -106,7 +106,15 @@ class ApiCall:
 
 
 class _Transient(Exception):
-    """A failure worth retrying: timeout, connection error, 429 or 5xx."""
+    """A failure worth retrying: timeout, connection error, 429, 5xx or a malformed answer."""
+
+    malformed = False
+
+
+class _Malformed(_Transient):
+    """A 2xx answer that is not JSON or not shaped like a Kubernetes object."""
+
+    malformed = True
 
 
 class KubernetesDriver:
@@ -236,7 +244,7 @@ class KubernetesDriver:
                 try:
                     response = method(*args, **kwargs)
                     status = int(response.status)
-                    return json.loads(response.data or b"{}")
+                    return self._parse(response.data, verb, where)
                 except self._client.ApiException as exc:
                     status = int(exc.status or 0)
                     if status in (429,) or status >= 500 or status == 0:
@@ -262,9 +270,26 @@ class KubernetesDriver:
                 )
                 if attempt + 1 < self.attempts:
                     time.sleep(self.backoff * (2**attempt))
+        state = "gave no usable answer" if getattr(last, "malformed", False) else "unreachable"
         raise PlatformUnavailable(
-            f"Kubernetes API unreachable for {verb} {where} after {self.attempts} attempts: {last}"
+            f"Kubernetes API {state} for {verb} {where} after {self.attempts} attempts: {last}"
         )
+
+    @staticmethod
+    def _parse(data: bytes | None, verb: str, where: str) -> dict[str, Any]:
+        """A 2xx answer's body as a Kubernetes object (or list); a malformed one is a failed call."""
+        try:
+            doc = json.loads(data or b"{}")
+        except (ValueError, RecursionError) as exc:
+            detail = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+            raise _Malformed(f"{where}: the answer is not JSON ({detail})") from None
+        problem = m.answer_problem(doc, is_list=verb == "list") if verb in ("get", "list", "create",
+                                                                             "patch") else None
+        if problem is None and not isinstance(doc, dict):
+            problem = f"the answer is a {type(doc).__name__}, not an object"
+        if problem is not None:
+            raise _Malformed(f"{where}: malformed answer: {problem}")
+        return doc
 
     @staticmethod
     def _map_error(exc: Any, kind: str, name: str | None, verb: str, where: str) -> PlatformError:

@@ -30,6 +30,7 @@ from hera.workflows.models import (
     Capabilities,
     IntOrString,
     Mutex,
+    PodSecurityContext,
     SeccompProfile,
     SecurityContext,
     Synchronization,
@@ -185,6 +186,17 @@ def labels(component: str) -> dict[str, str]:
     }
 
 
+def _pod_security_context() -> PodSecurityContext:
+    """Workflow level, for every pod of the workflow (checkov CKV_ARGO_2 reads it here): the
+    step image's user, never root. Each container also carries its own (below)."""
+    return PodSecurityContext(
+        run_as_non_root=True,
+        run_as_user=STEP_UID,
+        run_as_group=STEP_UID,
+        seccomp_profile=SeccompProfile(type="RuntimeDefault"),
+    )
+
+
 def _security_context() -> SecurityContext:
     return SecurityContext(
         run_as_non_root=True,
@@ -258,6 +270,7 @@ def workflow_template(
         labels=labels(purpose),
         entrypoint=entrypoint,
         service_account_name=SERVICE_ACCOUNT,
+        security_context=_pod_security_context(),
         workflow_metadata=WorkflowMetadata(labels=labels(purpose)),
         arguments=[a.argument() for a in arguments],
     )

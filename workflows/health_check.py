@@ -49,7 +49,28 @@ REGION = Input(
     "",
     enum=("", *REGIONS),
 )
-INPUTS = (TARGETS, SAMPLES, TIMEOUT, PROMETHEUS, REGION)
+# An alert-driven recovery passes the alert: the status then comes from the alert's own rule.
+ALERT = Input(
+    "alert",
+    "Name of the alert that started the run (set by research-platform-recovery); empty: the health "
+    "rules decide.",
+    "",
+)
+ALERT_LABELS = Input("alert-labels", "The alert's labels as a JSON object; {} without an alert.", "{}")
+ALERT_READING = Input(
+    "alert-reading",
+    "With an alert: onset reads its value over its `for` window; latest waits for its latest "
+    "evaluation to clear (the check after a remediation).",
+    "onset",
+    enum=("onset", "latest"),
+)
+ALERT_SETTLE = Input(
+    "alert-settle",
+    "With alert-reading latest: seconds to wait for the alert's condition to clear before reporting that "
+    "it still holds.",
+    "60",
+)
+INPUTS = (TARGETS, SAMPLES, TIMEOUT, PROMETHEUS, REGION, ALERT, ALERT_LABELS, ALERT_READING, ALERT_SETTLE)
 
 OUTPUTS = (
     Output(
@@ -58,6 +79,12 @@ OUTPUTS = (
     Output("reason", "the health check did not run", "Why the status was chosen, in one line."),
     Output(
         "p95_ms", "-1", "95th percentile response time over all samples, in milliseconds; -1 when unknown."
+    ),
+    Output(
+        "outcome",
+        "not-run",
+        "classified (the rules decided); with an alert: remediate, resolved, not-remediable, cleared or "
+        "still-firing; not-run when the check did not run.",
     ),
 )
 
@@ -103,6 +130,10 @@ def build(config: RenderConfig) -> WorkflowTemplate:
                     # An empty value means "no Prometheus": a container cannot drop an argument.
                     ("--prometheus", PROMETHEUS.ref),
                     ("--region", REGION.ref),
+                    ("--alert", ALERT.ref),
+                    ("--alert-labels", ALERT_LABELS.ref),
+                    ("--alert-reading", ALERT_READING.ref),
+                    ("--alert-settle", ALERT_SETTLE.ref),
                 ),
                 inputs=INPUTS,
                 outputs=OUTPUTS,

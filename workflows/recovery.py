@@ -9,9 +9,15 @@ The DAG, every step a `templateRef` to the template that owns it:
 
 Alertmanager starts it through the WorkflowEventBinding `research-platform-alerts`
 (workflows/alerts_binding.py); SREs can submit it by hand. The triggering alert arrives as
-`alertname` and `alert-labels` (JSON): they are recorded in the workflow's arguments and never
-substituted into a `when`, a script or a shell, so a hostile label value cannot change what runs.
-`when` reads only the health check's own `status` output, one of four fixed words.
+`alertname` and `alert-labels` (JSON). With an alert, every step reads the same evidence: the
+alert's own rule from Prometheus, its expression over its own window, for the alert's labels
+(rpops.alerting.evidence): check-health takes its status from it, scale its reading of the
+resource, verify-health waits for the alert's latest evaluation to clear. A check that finds the
+alert firing with nothing to remediate, a scale step that can do nothing while it holds, and a
+remediation that does not clear it each fail their step (exit 1) with the reason: never a quiet
+success. The alert reaches the steps only as container arguments (never a `when`, a script or a
+shell), so a hostile label value cannot change what runs; `when` reads only the health check's
+own `status` output, one of four fixed words.
 
 The workflow holds the mutex `research-platform-recovery-<service>`: one recovery per service at
 a time, a second one waits. The remediation templates take the service's own mutex
@@ -68,17 +74,25 @@ SAMPLES = Input("samples", "Requests the health checks send to each target.", "5
 TIMEOUT = Input("timeout", "Timeout of each health-check request, in seconds.", "2.0")
 ALERTNAME = Input(
     "alertname",
-    "Name of the alert that started this run (set by the research-platform-alerts binding); empty when "
-    "started by hand. Recorded only: no step interprets it.",
+    "Name of the alert that started this run (set by the research-platform-alerts binding): the health "
+    "checks and the scale step read its own rule from prometheus as their evidence; empty when started "
+    "by hand (the health rules decide).",
     "",
 )
 ALERT_LABELS = Input(
     "alert-labels",
     "All labels of the triggering alert group, as a JSON object (set by the binding); {} when started by "
-    "hand. Recorded only: never substituted into an expression, a script or a shell.",
+    "hand. Passed to the steps as an argument (they match the alert's series with it), never substituted "
+    "into an expression, a script or a shell.",
     "{}",
 )
-ARGUMENTS = (TARGETS, SERVICE, REGION, PROMETHEUS, SAMPLES, TIMEOUT, ALERTNAME, ALERT_LABELS)
+SETTLE = Input(
+    "settle",
+    "With an alert: seconds the second health check waits for the alert's latest evaluation to clear "
+    "after the remediation (a new replica shows after a scrape and an evaluation).",
+    "60",
+)
+ARGUMENTS = (TARGETS, SERVICE, REGION, PROMETHEUS, SAMPLES, TIMEOUT, ALERTNAME, ALERT_LABELS, SETTLE)
 
 CHECK, VERIFY = "check-health", "verify-health"
 STATUS = f"{{{{tasks.{CHECK}.outputs.parameters.status}}}}"
@@ -92,6 +106,12 @@ OUTPUTS = (
     ),
     Output("reason", "the second health check did not run", "Why that status was chosen, in one line."),
     Output("p95_ms", "-1", "95th percentile response time of the second check, in ms; -1 when unknown."),
+    Output(
+        "outcome",
+        "not-run",
+        "What the second check found: cleared (the alert's condition no longer holds) or classified "
+        "(started by hand); not-run when it did not run (a step before it failed: see its reason).",
+    ),
     Output(
         "initial-status",
         "unknown",
@@ -117,7 +137,7 @@ def step_arguments(inputs: Sequence[Input], given: Mapping[str, str]) -> dict[st
     return out
 
 
-def _health_arguments() -> dict[str, str]:
+def _health_arguments(reading: str) -> dict[str, str]:
     return step_arguments(
         health_check.INPUTS,
         {
@@ -126,12 +146,16 @@ def _health_arguments() -> dict[str, str]:
             "timeout": TIMEOUT.workflow_ref,
             "prometheus": PROMETHEUS.workflow_ref,
             "region": REGION.workflow_ref,
+            "alert": ALERTNAME.workflow_ref,
+            "alert-labels": ALERT_LABELS.workflow_ref,
+            "alert-reading": reading,
+            "alert-settle": SETTLE.workflow_ref,
         },
     )
 
 
 def _dag_outputs() -> list[Parameter]:
-    status, reason, p95, initial = OUTPUTS
+    status, reason, p95, outcome, initial = OUTPUTS
     first = Parameter(
         name=initial.name,
         description=initial.description,
@@ -139,7 +163,13 @@ def _dag_outputs() -> list[Parameter]:
             parameter=f"{{{{tasks.{CHECK}.outputs.parameters.status}}}}", default=initial.default
         ),
     )
-    return [status.forwarded(VERIFY), reason.forwarded(VERIFY), p95.forwarded(VERIFY), first]
+    return [
+        status.forwarded(VERIFY),
+        reason.forwarded(VERIFY),
+        p95.forwarded(VERIFY),
+        outcome.forwarded(VERIFY),
+        first,
+    ]
 
 
 def build(config: RenderConfig) -> WorkflowTemplate:
@@ -162,7 +192,7 @@ def build(config: RenderConfig) -> WorkflowTemplate:
             Task(
                 name=CHECK,
                 template_ref=TemplateRef(name=health_check.NAME, template=health_check.TEMPLATE),
-                arguments=_health_arguments(),
+                arguments=_health_arguments("onset"),
             )
             remediations = []
             remediations.append(
@@ -218,6 +248,8 @@ def build(config: RenderConfig) -> WorkflowTemplate:
                             "prometheus": PROMETHEUS.workflow_ref,
                             "dry-run": "false",
                             "region": REGION.workflow_ref,
+                            "alert": ALERTNAME.workflow_ref,
+                            "alert-labels": ALERT_LABELS.workflow_ref,
                         },
                     ),
                 )
@@ -227,7 +259,7 @@ def build(config: RenderConfig) -> WorkflowTemplate:
             Task(
                 name=VERIFY,
                 template_ref=TemplateRef(name=health_check.NAME, template=health_check.TEMPLATE),
-                arguments=_health_arguments(),
+                arguments=_health_arguments("latest"),
                 depends=" && ".join(t.name for t in remediations),
             )
     wt.synchronization = Synchronization(mutexes=[Mutex(name=MUTEX)])

@@ -62,7 +62,27 @@ REGION = Input(
     "",
     enum=("", *REGIONS),
 )
-INPUTS = (SERVICE, VERSION, MODE, PROMETHEUS, MIN_REPLICAS, MAX_REPLICAS, DRY_RUN, APPLY_FORECAST, REGION)
+# An alert-driven recovery passes the alert: its resource is then read from the alert's own rule.
+ALERT = Input(
+    "alert",
+    "Name of the alert that started the run (HighCPU, HighMemory; set by research-platform-recovery); "
+    "empty: the policy's queries.",
+    "",
+)
+ALERT_LABELS = Input("alert-labels", "The alert's labels as a JSON object; {} without an alert.", "{}")
+INPUTS = (
+    SERVICE,
+    VERSION,
+    MODE,
+    PROMETHEUS,
+    MIN_REPLICAS,
+    MAX_REPLICAS,
+    DRY_RUN,
+    APPLY_FORECAST,
+    REGION,
+    ALERT,
+    ALERT_LABELS,
+)
 
 OUTPUTS = (
     Output("scaled", "false", "true when this run changed replicas or the HPA's minReplicas, else false."),
@@ -118,6 +138,8 @@ def build(config: RenderConfig) -> WorkflowTemplate:
                     ("--max-replicas", MAX_REPLICAS.ref),
                     ("--dry-run", DRY_RUN.ref),
                     ("--apply-forecast", APPLY_FORECAST.ref),
+                    ("--alert", ALERT.ref),
+                    ("--alert-labels", ALERT_LABELS.ref),
                 ),
                 inputs=INPUTS,
                 outputs=OUTPUTS,

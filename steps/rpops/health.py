@@ -18,7 +18,7 @@ import logging
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rpops.errors import Unreachable, UsageError
@@ -59,6 +59,17 @@ class HealthSettings:
                                help="Path of each target's JSON status with cpu_percent and memory_mb; "
                                     "'' to skip")
     prometheus_timeout: float = setting(5.0, help="Seconds allowed for each Prometheus query")
+    alert: str = setting("", help="Name of the alert that started this check (an alert-driven recovery): "
+                                  "the status comes from the alert's own rule, read from --prometheus, "
+                                  "over its own window; empty: the rules decide")
+    alert_labels: str = setting("{}", help="The alert's labels as a JSON object (with --alert): the series "
+                                           "of the alert's expression that carry them are the evidence")
+    alert_reading: str = setting("onset", choices=("onset", "latest"),
+                                 help="With --alert: onset reads the alert's value averaged over its `for` "
+                                      "window (does it need remediating?); latest reads the latest "
+                                      "evaluation (did the remediation clear it?)")
+    alert_settle: float = setting(60.0, help="With --alert-reading latest: seconds to wait for the alert's "
+                                             "condition to clear before reporting it still holds")
 
 
 _QUERY_FLAGS = {
@@ -69,8 +80,10 @@ _QUERY_FLAGS = {
 
 def configure(parser: argparse.ArgumentParser) -> None:
     add_arguments(parser, HealthSettings)
-    parser.epilog = ("Outputs: status (healthy|degraded|overloaded|unhealthy), reason, p95_ms, report.json. "
-                     "Exit 0 whatever the status; 2 on bad input; 3 when --prometheus stays unreachable.")
+    parser.epilog = ("Outputs: status (healthy|degraded|overloaded|unhealthy), reason, p95_ms, outcome, "
+                     "report.json. Exit 0 whatever the status; with --alert, 1 when the alert fires but its "
+                     "condition does not hold (nothing to remediate) or still holds after --alert-settle "
+                     "(not cleared); 2 on bad input; 3 when --prometheus stays unreachable.")
 
 
 # --- input -----------------------------------------------------------------------------------
@@ -124,6 +137,9 @@ class Plan:
     prometheus: str | None
     queries: dict[str, str]  # name -> PromQL with $window substituted; empty when no Prometheus
     query_sources: dict[str, str]  # name -> where the query came from (a flag or the rules)
+    alert: str = ""  # alert-driven: the alert's name, its labels and its catalogued status
+    alert_labels: dict[str, str] = field(default_factory=dict)
+    alert_status: str = ""
 
 
 def plan(s: HealthSettings) -> Plan:
@@ -155,8 +171,28 @@ def plan(s: HealthSettings) -> Plan:
             if query:
                 queries[name] = query.replace("$window", window)
                 sources[name] = source
+    alert, labels, status = _alert_inputs(s, prometheus)
     return Plan(settings=s, targets=targets, ruleset=ruleset, prometheus=prometheus, queries=queries,
-                query_sources=sources)
+                query_sources=sources, alert=alert, alert_labels=labels, alert_status=status)
+
+
+def _alert_inputs(s: HealthSettings, prometheus: str | None) -> tuple[str, dict[str, str], str]:
+    from rpops.alerting.evidence import parse_labels
+    from rpops.alerting.verdict import alert_status
+
+    alert = s.alert.strip()
+    labels = parse_labels(s.alert_labels)
+    if not alert:
+        return "", labels, ""
+    if not prometheus:
+        raise UsageError(f"--alert {alert}: needs --prometheus URL, where the alert's rule and its "
+                         "evidence are read")
+    try:
+        status = alert_status(alert)
+    except ValueError as exc:
+        raise UsageError(f"--alert: {exc}") from None
+    _check_number(s.alert_settle, 0, 3600, "--alert-settle")
+    return alert, labels, status
 
 
 # --- observe ---------------------------------------------------------------------------------
@@ -311,12 +347,13 @@ def build_report(p: Plan, obs: Observation, signals: dict[str, Any], decision: D
     }
 
 
-def act(decision: Decision, signals: dict[str, Any], report: dict[str, Any]) -> None:
+def act(decision: Decision, signals: dict[str, Any], report: dict[str, Any], outcome: str = "") -> None:
     from rpops.io import write_output, write_report
 
     p95 = signals.get("p95_ms", math.nan)
     write_output("status", decision.status)
     write_output("reason", decision.reason)
+    write_output("outcome", outcome or "classified")
     write_output("p95_ms", "" if math.isnan(p95) else f"{p95:.1f}")  # empty: no latency measured
     write_report(report)
     log.info("%s (rule %s): %s", decision.status, decision.rule, decision.reason)
@@ -333,5 +370,36 @@ def run(args: argparse.Namespace) -> int:
     states = [assess_target(probe) for probe in obs.probes]
     signals = signal_names(states, prom, p.settings.region)
     decision = classify(signals, p.ruleset)
-    act(decision, signals, build_report(p, obs, signals, decision))
-    return 0
+    if not p.alert:
+        act(decision, signals, build_report(p, obs, signals, decision))
+        return 0
+    return alert_driven(p, obs, signals, decision)
+
+
+def alert_driven(p: Plan, obs: Observation, signals: dict[str, Any], by_rules: Decision) -> int:
+    """The alert's own evidence decides; the rules' reading stays in the report beside it."""
+    from dataclasses import replace
+
+    from rpops.alerting import evidence as ev
+    from rpops.alerting import verdict as vd
+
+    s = p.settings
+    assert p.prometheus is not None
+    if s.alert_reading == ev.ONSET:
+        found = ev.measure(p.prometheus, p.alert, p.alert_labels, ev.ONSET,
+                           timeout=s.prometheus_timeout, retries=s.retries)
+        verdict = vd.check(found, p.alert_status)
+    else:
+        found = ev.wait_cleared(p.prometheus, p.alert, p.alert_labels, s.alert_settle,
+                                timeout=s.prometheus_timeout, retries=s.retries)
+        verdict = vd.verify(found, p.alert_status, s.alert_settle)
+    decision = replace(by_rules, status=verdict.status, reason=verdict.reason, rule=f"alert:{p.alert}",
+                       when=found.query, evidence=found.to_json())
+    report = build_report(p, obs, signals, decision)
+    report["alert"] = {"name": p.alert, "labels": p.alert_labels, "evidence": found.to_json(),
+                       "outcome": verdict.outcome, "rules_said": {"status": by_rules.status,
+                                                                  "reason": by_rules.reason}}
+    act(decision, signals, report, verdict.outcome)
+    if verdict.exit_code:
+        log.error("%s", verdict.reason)
+    return verdict.exit_code

@@ -28,6 +28,7 @@ from rpops.errors import UsageError
 from rpops.settings import add_arguments, from_args, setting
 
 if TYPE_CHECKING:
+    from rpops.alerting.evidence import Evidence
     from rpops.platform.base import Instance, PlatformDriver, Workload
     from rpops.scaling.policy import Policy
     from rpops.scaling.reactive import Bounds, Decision, Reading
@@ -78,6 +79,13 @@ class ScaleSettings:
     now: str = setting("", help="Decide as of this ISO 8601 time (tests, replays); empty: the clock")
     prometheus_timeout: float = setting(5.0, help="Seconds allowed for each Prometheus query")
     status_timeout: float = setting(2.0, help="Seconds allowed for each instance's status request")
+    alert: str = setting(
+        "",
+        help="Name of the alert that started this run (an alert-driven recovery): the resource it "
+        "measures is read from the alert's own rule in --prometheus, over its own window, as the "
+        "recovery's health check read it; exit 1 when the alert holds and nothing can be done",
+    )
+    alert_labels: str = setting("{}", help="The alert's labels as a JSON object (with --alert)")
 
 
 SWITCHES = {
@@ -97,6 +105,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "Outputs: scaled (true|false), replicas, decision (scale-up|scale-down|hold|no-decision), "
         "direction (up|down|none), reason, report.json. Exit 0 with a decision or 'no decision'; "
+        "with --alert, 1 when the alert's condition holds and the step can do nothing about it "
+        "(at max replicas, in cooldown); a promotion in progress holds with exit 0; "
         "2 on bad input (nothing changed); 3 when Prometheus or the platform stays unreachable."
     )
 
@@ -121,6 +131,8 @@ class Plan:
     min_history_s: float
     step_s: float
     replica_capacity_rps: float | None
+    alert: str = ""
+    alert_labels: dict[str, str] = field(default_factory=dict)
 
 
 def _number(text: str, flag: str, low: float, high: float) -> float | None:
@@ -212,6 +224,7 @@ def plan(s: ScaleSettings, *, dry_run: bool = False, apply_forecast: bool = Fals
             f"series; raise --step-seconds to at least {math.ceil(history_days * 86400 / MAX_RANGE_POINTS)}"
         )
     capacity = _number(s.replica_capacity_rps, "--replica-capacity-rps", 0, 1e9)
+    alert, alert_labels = _alert_inputs(s, prometheus, policy)
     from rpops.platform import DRIVERS
 
     platform = (os.environ.get("RPOPS_PLATFORM") or "local").strip().lower()
@@ -235,7 +248,29 @@ def plan(s: ScaleSettings, *, dry_run: bool = False, apply_forecast: bool = Fals
         min_history_s=min_hours * 3600,
         step_s=step,
         replica_capacity_rps=capacity,
+        alert=alert,
+        alert_labels=alert_labels,
     )
+
+
+def _alert_inputs(s: ScaleSettings, prometheus: str | None, policy: Policy) -> tuple[str, dict[str, str]]:
+    from rpops.alerting import catalog
+    from rpops.alerting.evidence import parse_labels
+
+    labels = parse_labels(s.alert_labels)
+    alert = s.alert.strip()
+    if not alert:
+        return "", labels
+    entry = catalog.alert(alert)
+    if entry is None or entry.resource is None:
+        known = ", ".join(a.name for a in catalog.ALERTS if a.resource)
+        raise UsageError(f"--alert {alert}: not an alert on a scaling resource; those are: {known}")
+    if s.mode != "reactive" or prometheus is None:
+        raise UsageError(f"--alert {alert}: needs --mode reactive and --prometheus URL, where the alert's "
+                         "rule and its evidence are read")
+    if entry.resource not in {rp.name for rp in policy.resources}:
+        raise UsageError(f"--alert {alert}: the policy ({policy.source}) has no resource {entry.resource!r}")
+    return alert, labels
 
 
 # --- observe ---------------------------------------------------------------------------------
@@ -251,6 +286,8 @@ class Observation:
     queries: dict[str, Any] = field(default_factory=dict)  # name -> summary of the query run
     history: tuple[tuple[float, float], ...] = ()  # predictive: request-rate history
     current_rps: float | None = None
+    evidence: Evidence | None = None  # alert-driven: the alert's own reading
+    promotion: str = ""  # a blue-green promotion holding the service, described; "" when none
 
 
 def resolve_workload(driver: PlatformDriver, service: str, version: str | None) -> tuple[str, Workload]:
@@ -429,6 +466,10 @@ def observe(plan: Plan, driver: PlatformDriver) -> Observation:
         more, info = instance_readings(plan, instances, caps, leftover)
         readings.update(more)
         queries.update(info)
+    evidence = None
+    if plan.alert:
+        evidence, reading = alert_reading(plan, caps)
+        readings[reading.resource] = reading
     history: tuple[tuple[float, float], ...] = ()
     current_rps = None
     if plan.settings.mode == "predictive":
@@ -445,7 +486,39 @@ def observe(plan: Plan, driver: PlatformDriver) -> Observation:
         queries=queries,
         history=history,
         current_rps=current_rps,
+        evidence=evidence,
+        promotion=promotion_in_progress(driver, plan.service, plan.now) if plan.alert else "",
     )
+
+
+def alert_reading(plan: Plan, caps: dict[str, float]) -> tuple[Evidence, Reading]:
+    """The alert's value over its window, as the resource's per-replica reading."""
+    from rpops.alerting import catalog
+    from rpops.alerting.evidence import ONSET, measure
+    from rpops.scaling.reactive import Reading
+
+    assert plan.prometheus is not None
+    entry = catalog.alert(plan.alert)
+    assert entry is not None and entry.resource is not None
+    timeout = plan.settings.prometheus_timeout
+    found = measure(plan.prometheus, plan.alert, plan.alert_labels, ONSET, timeout=timeout)
+    source = f"alert {plan.alert}: {found.measured} (x {entry.resource_factor:g})"
+    capacity = caps[entry.resource]
+    if found.value is None:
+        return found, Reading(entry.resource, None, capacity, source, f"no series: {found.summary}")
+    return found, Reading(entry.resource, found.value * entry.resource_factor, capacity, source)
+
+
+def promotion_in_progress(driver: PlatformDriver, service: str, now: float) -> str:
+    """A live blue-green promotion's lock on the service, described; "" when there is none."""
+    from rpops.bluegreen.model import record_from
+
+    record = record_from(driver.annotations(service))
+    lock = record.lock
+    if lock is None or lock.expires <= now:
+        return ""
+    until = time.strftime("%H:%M:%SZ", time.gmtime(lock.expires))
+    return f"promotion in progress: {lock.owner} holds {service} until {until}"
 
 
 # --- decide ----------------------------------------------------------------------------------
@@ -455,6 +528,10 @@ def decide(plan: Plan, obs: Observation) -> Decision:
     from rpops.scaling.reactive import decide_reactive, evaluate
 
     w = obs.workload
+    if obs.promotion:
+        from rpops.scaling.reactive import no_decision
+
+        return no_decision("reactive", w.replicas, f"{obs.promotion}; the promotion sets the replicas")
     if plan.settings.mode == "reactive":
         return decide_reactive(
             current=w.replicas,
@@ -574,6 +651,8 @@ def build_report(
     }
     if obs is not None:
         w = obs.workload
+        report["alert"] = obs.evidence.to_json() if obs.evidence else None
+        report["promotion"] = obs.promotion or None
         report["observed"] = {
             "workload": {
                 "replicas": w.replicas,
@@ -624,4 +703,12 @@ def run(args: argparse.Namespace) -> int:
     suffix = " (dry run: nothing changed)" if p.dry_run else ""
     head = f"{decision.decision} {p.service}/{obs.version}: {decision.current} -> {after}{suffix}"
     print(f"{head}: {decision.reason}")
-    return 0
+    return 0 if p.dry_run else alert_exit(obs, decision, bool(report["scaled"]))
+
+
+def alert_exit(obs: Observation, decision: Decision, scaled: bool) -> int:
+    """1 when the alert that started the run holds and this run changed nothing (pure)."""
+    if obs.evidence is None or scaled or obs.promotion or not obs.evidence.holds:
+        return 0
+    log.error("nothing to do while the alert holds: %s; %s", obs.evidence.summary, decision.reason)
+    return 1

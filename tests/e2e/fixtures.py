@@ -11,8 +11,12 @@ with only what a test environment must change, each change made by a function he
 - Alertmanager: manifests/monitoring/alertmanager.yaml with the webhook pointed at `rpops local
   serve` over plain HTTP, the token file of the test, and `group_wait: 0s` (`alertmanager_config`);
 - `rpops local serve`: the rendered manifests/argo with the binding's two cluster addresses
-  (targets, prometheus) replaced by the local ones, and the recovery's security scan pointed at
-  this checkout instead of the step image's paths, as a kustomize overlay would (`local_manifests`).
+  (targets, prometheus) replaced by the local ones, the recovery's security scan pointed at
+  this checkout instead of the step image's paths, as a kustomize overlay would, and the
+  recovery's `settle` (how long its second check waits for the alert to clear) sized to the
+  1 s intervals (`local_manifests`).
+
+`CpuHogs` starts busy processes beside the loop: the loop must hold on a busy machine.
 
 scripts/demo.py (`make run`) starts the same stack.
 """
@@ -61,6 +65,12 @@ LOCAL_SCAN = {
     "live": "false",
 }
 ALERTMANAGER = os.environ.get("RPOPS_TEST_ALERTMANAGER", "/usr/bin/prometheus-alertmanager")
+# The recovery's steps act on the local platform: a replica the scale step starts is a process that
+# must outlive the step (as a pod outlives the step pod that created it), which a node's own PID
+# namespace would end with the node. Nodes therefore share the host's process tree here.
+NODE_ENV = {"RPOPS_LOCAL_ISOLATION": "none"}
+# Seconds the recovery's second check waits for an alert to clear, with 1 s scrapes and evaluations.
+LOCAL_SETTLE = "20"
 SERVICE = "research-platform"
 VERSION = "v1"
 REGION = "us-east"
@@ -99,6 +109,15 @@ def wait_until(check: Any, timeout: float, what: str, interval: float = 0.2) -> 
 
 
 # --------------------------------------------------------------------------------------------- platform
+
+
+def platform_dir(name: str) -> Path:
+    """A fresh folder for the local platform's state under the project's .rpops/tests/ (remove it
+    with shutil.rmtree). Not under /tmp: each step of a run gets a private /tmp, as in a pod, and
+    the steps that act on the platform must still find its state."""
+    base = ROOT / ".rpops" / "tests"
+    base.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base))
 
 
 def platform_targets(root: Path) -> list[dict[str, Any]]:
@@ -188,6 +207,23 @@ class Load:
         self._thread.join(timeout=5)
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._client.close()
+
+
+class CpuHogs:
+    """`count` processes that each keep a core busy (`while True: pass`), as other programs on the
+    machine would; stopped by PID. RPOPS_TEST_CPU_HOGS overrides the count (0: none)."""
+
+    def __init__(self, count: int | None = None) -> None:
+        if count is None:
+            count = int(os.environ.get("RPOPS_TEST_CPU_HOGS", "2"))
+        self.processes = [
+            subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+            for _ in range(count)
+        ]
+
+    def stop(self) -> None:
+        for process in self.processes:
+            stop_pid(process, timeout=5.0)
 
 
 # --------------------------------------------------------------------------------------------- Prometheus
@@ -337,6 +373,9 @@ def local_manifests(directory: Path, targets: str, prometheus: str) -> Path:
     (scan,) = (t for t in main["dag"]["tasks"] if t["name"] == "security-scan")
     for p in scan["arguments"]["parameters"]:
         p["value"] = LOCAL_SCAN.get(p["name"], p["value"])
+    for p in doc["spec"]["arguments"]["parameters"]:
+        if p["name"] == "settle":
+            p["value"] = LOCAL_SETTLE
     recovery_file.write_text(yaml.safe_dump(doc, sort_keys=False))
     return directory
 
@@ -425,7 +464,7 @@ def start_serve(
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **NODE_ENV, **(env or {})},
         cwd=ROOT,
         start_new_session=True,
     )

@@ -3,6 +3,11 @@
 psutil calls cost tens of microseconds; the hot path never makes one. A monitor thread
 samples the process every `interval_s` and publishes an immutable `SystemSample` that request
 handlers read for free.
+
+CPU is the process's CPU time over the last CPU_WINDOW_S seconds, as Prometheus reads a CPU
+counter (`rate(process_cpu_seconds_total[3s])`): one figure for the status endpoint, the gauge
+and therefore the alert, steady enough that a busy neighbour's burst does not flip a fault
+between overloaded and not from one sample to the next.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Recent latencies kept per route for the JSON summary (p50/p95/p99).
 LATENCY_WINDOW = 2048
+CPU_WINDOW_S = 3.0  # the CPU figure's window
 
 
 # Probes, scrapes, status reads and fault injection: the platform's own traffic, not the load the
@@ -32,7 +38,7 @@ OPERATIONS_ROUTES = frozenset(
 @dataclass(frozen=True)
 class SystemSample:
     at: float  # time.monotonic() of the sample
-    cpu_percent: float  # this process, all threads; may exceed 100 on several cores
+    cpu_percent: float  # this process, all threads, over CPU_WINDOW_S; may exceed 100 on several cores
     memory_mb: float  # resident set size
     request_rate: float  # requests per second since the previous sample, OPERATIONS_ROUTES left out
     requests_total: int  # of the same requests
@@ -47,7 +53,7 @@ class Monitor:
         self._process = psutil.Process()
         self._stop_event = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="monitor", daemon=True)
-        self._process.cpu_percent(interval=None)  # primes the CPU counter
+        self._cpu_marks: deque[tuple[float, float]] = deque([(time.monotonic(), self._cpu_seconds())])
         self.sample = SystemSample(time.monotonic(), 0.0, self._rss_mb(), 0.0, 0)
         # The gauges read the latest sample when scraped: never older than the JSON figures.
         metrics.memory_mb.set_function(lambda: self.sample.memory_mb)
@@ -55,6 +61,19 @@ class Monitor:
 
     def _rss_mb(self) -> float:
         return float(self._process.memory_info().rss) / 2**20
+
+    def _cpu_seconds(self) -> float:
+        times = self._process.cpu_times()
+        return float(times.user + times.system)
+
+    def _cpu_percent(self, now: float, cpu_s: float) -> float:
+        """Percent of one core over the last CPU_WINDOW_S (less right after start)."""
+        marks = self._cpu_marks
+        marks.append((now, cpu_s))
+        while len(marks) > 2 and now - marks[1][0] >= CPU_WINDOW_S:
+            marks.popleft()
+        wall = now - marks[0][0]
+        return max(0.0, (cpu_s - marks[0][1]) / wall * 100) if wall > 0 else 0.0
 
     def start(self) -> None:
         # A fresh sample before serving, so /health is healthy from the first request.
@@ -83,7 +102,7 @@ class Monitor:
         previous = self.sample
         now = time.monotonic()
         with self._process.oneshot():
-            cpu = self._process.cpu_percent(interval=None)
+            cpu = self._cpu_percent(now, self._cpu_seconds())
             memory_mb = self._rss_mb()
         total = self._metrics.served_total
         elapsed = now - previous.at

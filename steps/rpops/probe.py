@@ -1,6 +1,12 @@
-"""Concurrent HTTP probing with one shared httpx.AsyncClient.
+"""Concurrent HTTP probing: one `Prober`, pooled keep-alive connections per origin.
 
-- One client per `Prober`: connections are pooled and kept alive across probes.
+- Plain `http://` goes through a small HTTP/1.1 client on asyncio streams (`_PlainPool`): a
+  probe is a GET of a small body, and httpx spends about a millisecond of CPU on each (plus
+  ~80 ms importing), which on two shared cores is what made a 30-target check slow. `https://`
+  goes through httpx (imported only then) for its TLS handling.
+- One pool per `Prober`: connections are kept alive across probes; a pooled connection the
+  server has closed is dropped, and a request that fails on a reused one is resent once on a
+  fresh connection (it cannot have reached the application).
 - Every attempt has a total deadline (`timeout`), on top of httpx's per-phase timeouts, so a
   server that drips bytes cannot hold a probe forever.
 - Only failures to connect are retried (exponential backoff). An HTTP status is an answer and
@@ -13,20 +19,19 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import ssl
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from urllib.parse import urlencode, urlsplit
 
-import anyio
-import httpx
+if TYPE_CHECKING:
+    import ssl
+
+    import httpx
 
 ErrorKind = Literal["unreachable", "timeout", "protocol"]
 T = TypeVar("T")
-
-# Connection-level failures: nothing reached the server, so trying again is safe and useful.
-_RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +116,16 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(main)
 
 
+class Unreachable(Exception):
+    """No connection could be made: nothing reached the server, so a retry is safe."""
+
+
+class ProtocolError(Exception):
+    """The server answered something that is not HTTP/1.1, or closed mid-answer."""
+
+
 class Prober:
-    """Concurrent probes through one pooled, keep-alive `httpx.AsyncClient`.
+    """Concurrent probes over pooled keep-alive connections.
 
     Use as `async with Prober(timeout=2.0, retries=2) as prober: await prober.get(url)`.
     `max_concurrency` bounds requests in flight; the timer of a probe starts only once it holds
@@ -141,29 +154,37 @@ class Prober:
         self.max_body_bytes = max_body_bytes
         self._max_concurrency = max_concurrency
         self._headers = {"User-Agent": "rpops-probe", **(headers or {})}
-        self._client: httpx.AsyncClient | None = None
+        self._plain: _PlainPool | None = None
+        self._client: httpx.AsyncClient | None = None  # https only, created on first use
         self._slots: asyncio.Semaphore | None = None
 
     async def __aenter__(self) -> Prober:
-        limits = httpx.Limits(
-            max_connections=self._max_concurrency,
-            max_keepalive_connections=self._max_concurrency,
-            keepalive_expiry=30.0,
-        )
-        self._client = httpx.AsyncClient(
-            transport=_PoolPerOrigin(limits), timeout=httpx.Timeout(self.timeout), headers=self._headers,
-            follow_redirects=False, trust_env=False,
-        )
+        self._plain = _PlainPool(self._headers, self.max_body_bytes)
         self._slots = asyncio.Semaphore(self._max_concurrency)
-        # The first connection loads anyio's event-loop backend (~30 ms of imports); load it now so
-        # that it does not count as the first probe's latency.
-        await anyio.sleep(0)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self._plain is not None:
+            self._plain.close()
+            self._plain = None
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+    def _https_client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            import httpx
+
+            limits = httpx.Limits(
+                max_connections=self._max_concurrency,
+                max_keepalive_connections=self._max_concurrency,
+                keepalive_expiry=30.0,
+            )
+            self._client = httpx.AsyncClient(
+                transport=_pool_per_origin(limits), timeout=httpx.Timeout(self.timeout),
+                headers=self._headers, follow_redirects=False, trust_env=False,
+            )
+        return self._client
 
     async def get(self, url: str, *, headers: dict[str, str] | None = None) -> ProbeResult:
         return await self.request("GET", url, headers=headers)
@@ -177,7 +198,7 @@ class Prober:
         params: dict[str, str] | None = None, headers: dict[str, str] | None = None,
     ) -> ProbeResult:
         """One request with retries on connection failures only; never raises for network trouble."""
-        if self._client is None or self._slots is None:
+        if self._plain is None or self._slots is None:
             raise RuntimeError("use Prober as 'async with Prober(...) as prober'")
         attempt = 0
         while True:
@@ -192,27 +213,57 @@ class Prober:
         self, method: str, url: str, json_body: Any, form: dict[str, str] | None,
         params: dict[str, str] | None, headers: dict[str, str] | None, attempt: int,
     ) -> ProbeResult:
-        assert self._client is not None
+        assert self._plain is not None
         started = time.perf_counter()
 
         def result(**kw: Any) -> ProbeResult:
             elapsed = (time.perf_counter() - started) * 1000
             return ProbeResult(method=method, url=url, elapsed_ms=elapsed, attempts=attempt, **kw)
 
+        if not url.startswith("http://"):
+            return await self._attempt_https(method, url, json_body, form, params, headers, result)
+        body = b""
+        extra = dict(headers or {})
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            extra.setdefault("Content-Type", "application/json")
+        elif form is not None:
+            body = urlencode(form).encode()
+            extra.setdefault("Content-Type", "application/x-www-form-urlencoded")
         try:
             async with asyncio.timeout(self.timeout):
-                request = self._client.build_request(
+                status, data, truncated = await self._plain.request(method, url, params, extra, body)
+        except Unreachable as exc:
+            return result(status=None, error="unreachable", detail=_describe(exc))
+        except TimeoutError:
+            return result(status=None, error="timeout", detail=f"no answer within {self.timeout:g}s")
+        except (ProtocolError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                ValueError) as exc:
+            return result(status=None, error="protocol", detail=_describe(exc))
+        return result(status=status, body=data, truncated=truncated)
+
+    async def _attempt_https(
+        self, method: str, url: str, json_body: Any, form: dict[str, str] | None,
+        params: dict[str, str] | None, headers: dict[str, str] | None, result: Callable[..., ProbeResult],
+    ) -> ProbeResult:
+        import httpx
+
+        client = self._https_client()
+        try:
+            async with asyncio.timeout(self.timeout):
+                request = client.build_request(
                     method, url, json=json_body, data=form, params=params, headers=headers)
-                response = await self._client.send(request, stream=True)
+                response = await client.send(request, stream=True)
                 try:
                     body, truncated = await self._read_body(response)
                 finally:
                     await response.aclose()
-        except _RETRYABLE as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             return result(status=None, error="unreachable", detail=_describe(exc))
         except (TimeoutError, httpx.TimeoutException):
-            return result(status=None, error="timeout", detail=f"no answer within {self.timeout:g}s")
-        except httpx.TransportError as exc:
+            return result(
+                status=None, error="timeout", detail=f"no answer within {self.timeout:g}s")
+        except (httpx.TransportError, httpx.UnsupportedProtocol) as exc:
             return result(status=None, error="protocol", detail=_describe(exc))
         return result(status=response.status_code, body=body, truncated=truncated)
 
@@ -227,44 +278,216 @@ class Prober:
         return b"".join(chunks), False
 
 
-class _PoolPerOrigin(httpx.AsyncBaseTransport):
-    """One keep-alive connection pool per origin (scheme, host, port), behind one client.
+class _Connection:
+    __slots__ = ("reader", "writer")
 
-    httpcore rescans every pooled connection on each request and each release, which costs
-    O(connections^2) per request: with 90 connections to 30 targets the prober spent most of
-    its time there. A pool per origin keeps each scan to that target's few connections.
-    """
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
 
-    def __init__(self, limits: httpx.Limits) -> None:
-        self._limits = limits
-        self._pools: dict[tuple[bytes, bytes, int | None], httpx.AsyncHTTPTransport] = {}
-        self._contexts: dict[bool, ssl.SSLContext] = {}
+    def usable(self) -> bool:
+        # bytes waiting on an idle connection were never asked for: it is out of step
+        buffered = bool(getattr(self.reader, "_buffer", b""))
+        return not (self.reader.at_eof() or self.writer.is_closing() or buffered)
 
-    def _context(self, verified: bool) -> ssl.SSLContext:
-        # A transport builds an SSL context unless given one (~1 ms; ~50 ms with the CA bundle):
-        # build each kind once. A plain-http pool never negotiates TLS, so it gets the unverified
-        # one; https origins get the verifying one, created only if one is probed.
-        context = self._contexts.get(verified)
-        if context is None:
-            context = self._contexts[verified] = httpx.create_ssl_context(verify=verified, trust_env=False)
-        return context
+    def close(self) -> None:
+        self.writer.close()
 
-    def _pool(self, url: httpx.URL) -> httpx.AsyncHTTPTransport:
-        key = (url.raw_scheme, url.raw_host, url.port)
-        pool = self._pools.get(key)
-        if pool is None:
-            context = self._context(verified=url.scheme == "https")
-            pool = self._pools[key] = httpx.AsyncHTTPTransport(verify=context, limits=self._limits,
-                                                               trust_env=False)
-        return pool
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self._pool(request.url).handle_async_request(request)
+class _PlainPool:
+    """HTTP/1.1 over asyncio streams for `http://` origins: keep-alive connections per origin,
+    Content-Length, chunked and read-to-close bodies, bodies capped at `max_body` (the
+    connection is then dropped). No redirects are followed, no content coding is asked for."""
 
-    async def aclose(self) -> None:
-        pools, self._pools = list(self._pools.values()), {}
-        for pool in pools:
-            await pool.aclose()
+    def __init__(self, headers: dict[str, str], max_body: int) -> None:
+        self._headers = headers
+        self._max_body = max_body
+        self._idle: dict[tuple[str, int], list[_Connection]] = {}
+
+    def close(self) -> None:
+        for connections in self._idle.values():
+            for connection in connections:
+                connection.close()
+        self._idle.clear()
+
+    async def request(self, method: str, url: str, params: dict[str, str] | None,
+                      headers: dict[str, str], body: bytes) -> tuple[int, bytes, bool]:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port or 80
+        target = parts.path or "/"
+        query = "&".join(q for q in (parts.query, urlencode(params) if params else "") if q)
+        if query:
+            target += "?" + query
+        fields = {"Host": parts.netloc.rpartition("@")[2], **self._headers, "Accept": "*/*", **headers}
+        if body or method in ("POST", "PUT", "PATCH"):
+            fields["Content-Length"] = str(len(body))
+        lines = "".join(f"{k}: {v}\r\n" for k, v in fields.items())
+        head = f"{method} {target} HTTP/1.1\r\n{lines}\r\n"
+        message = head.encode("latin-1") + body
+        key = (host, port)
+        idle = self._idle.setdefault(key, [])
+        while idle:
+            connection = idle.pop()
+            if not connection.usable():
+                connection.close()
+                continue
+            try:
+                return await self._exchange(connection, key, method, message)
+            except _Stale:
+                continue  # closed by the server while idle: the request never reached it
+        try:
+            reader, writer = await asyncio.open_connection(host, port)
+        except OSError as exc:
+            raise Unreachable(str(exc) or type(exc).__name__) from None
+        try:
+            return await self._exchange(_Connection(reader, writer), key, method, message, fresh=True)
+        except _Stale as exc:
+            raise ProtocolError("server closed the connection without answering") from exc
+
+    async def _exchange(self, connection: _Connection, key: tuple[str, int], method: str, message: bytes,
+                        *, fresh: bool = False) -> tuple[int, bytes, bool]:
+        done = False
+        try:
+            connection.writer.write(message)
+            try:
+                head = await connection.reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError) as exc:
+                if isinstance(exc, asyncio.IncompleteReadError) and exc.partial:
+                    raise ProtocolError("server closed the connection mid-answer") from None
+                raise _Stale() from exc
+            status, length, chunked, keep = _parse_head(head)
+            while 100 <= status < 200 and status != 101:  # interim answers: read the final one
+                head = await connection.reader.readuntil(b"\r\n\r\n")
+                status, length, chunked, keep = _parse_head(head)
+            data, truncated, complete = await self._body(connection.reader, method, status, length, chunked)
+            done = keep and complete and not truncated
+            return status, data, truncated
+        finally:
+            if done:
+                self._idle.setdefault(key, []).append(connection)
+            else:
+                connection.close()
+
+    async def _body(self, reader: asyncio.StreamReader, method: str, status: int, length: int | None,
+                    chunked: bool) -> tuple[bytes, bool, bool]:
+        """(body, truncated, framing complete)."""
+        cap = self._max_body
+        if method == "HEAD" or status in (204, 304):
+            return b"", False, True
+        if length is not None:
+            if length > cap:
+                return await reader.readexactly(cap), True, False
+            return await reader.readexactly(length), False, True
+        if chunked:
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                line = await reader.readuntil(b"\r\n")
+                try:
+                    n = int(line.split(b";", 1)[0].strip(), 16)
+                except ValueError:
+                    raise ProtocolError("bad chunk size") from None
+                if n == 0:
+                    while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers
+                        pass
+                    return b"".join(chunks), False, True
+                chunk = await reader.readexactly(n + 2)
+                chunks.append(chunk[:-2])
+                size += n
+                if size > cap:
+                    return b"".join(chunks)[:cap], True, False
+        data = await reader.read(cap + 1)  # no framing: the body ends when the server closes
+        chunks = [data]
+        size = len(data)
+        while data and size <= cap:
+            data = await reader.read(cap + 1 - size)
+            chunks.append(data)
+            size += len(data)
+        body = b"".join(chunks)
+        return body[:cap], size > cap, False
+
+
+class _Stale(Exception):
+    """A kept-alive connection was closed by the server before it read our request."""
+
+
+def _parse_head(head: bytes) -> tuple[int, int | None, bool, bool]:
+    """(status, content-length, chunked, keep-alive) of a response head."""
+    line_end = head.find(b"\r\n")
+    status_line = head[:line_end]
+    if not status_line.startswith(b"HTTP/1.") or len(status_line) < 12:
+        raise ProtocolError(f"not an HTTP/1.x answer: {status_line[:40]!r}")
+    try:
+        status = int(status_line[9:12])
+    except ValueError:
+        raise ProtocolError(f"bad status line {status_line[:40]!r}") from None
+    low = head[line_end:].lower()
+    length = None
+    i = low.find(b"\r\ncontent-length:")
+    if i != -1:
+        try:
+            length = int(low[i + 17 : low.find(b"\r\n", i + 17)])
+        except ValueError:
+            raise ProtocolError("bad Content-Length") from None
+    chunked = False
+    i = low.find(b"\r\ntransfer-encoding:")
+    if i != -1:
+        chunked = b"chunked" in low[i : low.find(b"\r\n", i + 20)]
+        length = None if chunked else length
+    keep = status_line.startswith(b"HTTP/1.1")
+    i = low.find(b"\r\nconnection:")
+    if i != -1:
+        value = low[i + 13 : low.find(b"\r\n", i + 13)]
+        keep = b"close" not in value and (keep or b"keep-alive" in value)
+    return status, length, chunked, keep
+
+
+def _pool_per_origin(limits: httpx.Limits) -> httpx.AsyncBaseTransport:
+    """The https transport; httpx is imported only when an https origin is probed."""
+    import httpx
+
+    class _PoolPerOrigin(httpx.AsyncBaseTransport):
+        """One keep-alive connection pool per origin (scheme, host, port), behind one client.
+
+        httpcore rescans every pooled connection on each request and each release, which costs
+        O(connections^2) per request: with 90 connections to 30 targets the prober spent most of
+        its time there. A pool per origin keeps each scan to that target's few connections.
+        """
+
+        def __init__(self, limits: httpx.Limits) -> None:
+            self._limits = limits
+            self._pools: dict[tuple[bytes, bytes, int | None], httpx.AsyncHTTPTransport] = {}
+            self._contexts: dict[bool, ssl.SSLContext] = {}
+
+        def _context(self, verified: bool) -> ssl.SSLContext:
+            # A transport builds an SSL context unless given one (~1 ms; ~50 ms with the CA bundle):
+            # build each kind once. A plain-http pool never negotiates TLS, so it gets the unverified
+            # one; https origins get the verifying one, created only if one is probed.
+            context = self._contexts.get(verified)
+            if context is None:
+                context = httpx.create_ssl_context(verify=verified, trust_env=False)
+                self._contexts[verified] = context
+            return context
+
+        def _pool(self, url: httpx.URL) -> httpx.AsyncHTTPTransport:
+            key = (url.raw_scheme, url.raw_host, url.port)
+            pool = self._pools.get(key)
+            if pool is None:
+                context = self._context(verified=url.scheme == "https")
+                pool = self._pools[key] = httpx.AsyncHTTPTransport(verify=context, limits=self._limits,
+                                                                   trust_env=False)
+            return pool
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            return await self._pool(request.url).handle_async_request(request)
+
+        async def aclose(self) -> None:
+            pools, self._pools = list(self._pools.values()), {}
+            for pool in pools:
+                await pool.aclose()
+
+    return _PoolPerOrigin(limits)
 
 
 def _describe(exc: Exception) -> str:

@@ -18,11 +18,12 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from rpops.probe import Prober, ProbeResult, backoff_delay
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class Outcome(enum.StrEnum):
@@ -238,7 +239,9 @@ class Prometheus:
         self.retries = retries
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
-        self._client = httpx.Client(timeout=httpx.Timeout(timeout), trust_env=False,
+        import httpx  # here: the async path (health checks) runs without it
+
+        self._client: httpx.Client = httpx.Client(timeout=httpx.Timeout(timeout), trust_env=False,
                                     headers={"User-Agent": "rpops-prometheus"})
 
     def __enter__(self) -> Prometheus:
@@ -257,6 +260,8 @@ class Prometheus:
         return self._post("/api/v1/query_range", query, _range_form(query, start, end, step, self.timeout))
 
     def _post(self, path: str, query: str, form: dict[str, str]) -> QueryResult:
+        import httpx
+
         attempt = 0
         while True:
             attempt += 1

@@ -181,3 +181,24 @@ def test_the_evaluators_run_under_hard_limits(workload: RunningWorkload) -> None
         assert 0 < as_soft < 4 * 1024**3, limits  # bounded address space
         assert fsize == 0, limits  # writes no file
         assert cpu_soft != psutil.RLIM_INFINITY, limits  # bounded CPU time
+
+
+def test_half_a_request_is_dropped_by_the_workload(workload: RunningWorkload) -> None:
+    import socket
+
+    from rpops.read_deadlines import HEADER_S
+
+    socks = [socket.create_connection(("127.0.0.1", workload.port), timeout=30) for _ in range(5)]
+    for sock in socks[:3]:
+        sock.sendall(b"POST /api/secure-eval HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le")
+    try:
+        with HealthWatch(workload.url):
+            for sock in socks:  # recv returns b"" (or resets) once the server closes it
+                sock.settimeout(HEADER_S + 20)
+                try:
+                    assert sock.recv(1024) == b""
+                except ConnectionResetError:
+                    pass
+    finally:
+        for sock in socks:
+            sock.close()

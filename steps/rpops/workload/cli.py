@@ -109,9 +109,12 @@ def serve(settings: ServeSettings) -> int:
     sock = _bind(settings.host, settings.port)
     port = int(sock.getsockname()[1])
     app = create_app(settings.version, admin_token=admin_token, faults=faults)
+    from rpops.read_deadlines import deadline_protocol
+
     config = uvicorn.Config(app, ws="none", lifespan="on", access_log=settings.access_log,
                             log_config=None, timeout_graceful_shutdown=int(settings.graceful_timeout),
-                            server_header=False, backlog=2048)
+                            server_header=False, backlog=2048,
+                            http=deadline_protocol())  # half-sent requests are dropped
     server = uvicorn.Server(config)
 
     async def main() -> None:

@@ -135,8 +135,9 @@ def build_openapi(version: str, admin_enabled: bool) -> dict[str, Any]:
                 "summary": "Evaluate an expression with the safe evaluator",
                 "requestBody": {"required": True,
                                 "content": {"application/json": {"schema": _ref("SecureEvalRequest")}}},
-                "responses": {"200": _json(_ref("SecureEvalResult"), "The result."), "400": _ERROR,
-                              "413": {"description": "Body over 64 KiB."}}}},
+                "responses": {"200": _json(_ref("SecureEvalResult"), "The result (at most 1 MiB)."),
+                              "400": _ERROR, "413": {"description": "Body over 64 KiB."},
+                              "429": {"description": "Every evaluator is busy; retry after Retry-After."}}}},
             "/api/performance/status": {"get": {
                 "summary": "Monitoring status (cached psutil figures)",
                 "responses": {"200": _json(_ref("PerformanceStatus"), "Status.")}}},

@@ -1,6 +1,6 @@
 """The Prometheus rules in their other forms, derived from `manifests/monitoring/prometheus-rules.yaml`.
 
-    python -m workflows.prometheusrule            write manifests/components/prometheus-operator/prometheusrule.yaml
+    python -m workflows.prometheusrule            write components/prometheus-operator/prometheusrule.yaml
     python -m workflows.prometheusrule --check    exit 1 with a diff when the committed file differs
 
 - `prometheus_rule(rules)`: the same groups as a PrometheusRule object for the Prometheus

@@ -33,7 +33,8 @@ REGIONS: dict[str, tuple[int, int, str]] = {
 
 # Kinds whose schema is not part of Kubernetes; checked by hand in the tests.
 CUSTOM_KINDS = {
-    "ServiceMonitor", "PrometheusRule", "Certificate", "WorkflowTemplate", "CronWorkflow", "WorkflowEventBinding",
+    "ServiceMonitor", "PrometheusRule", "Certificate",
+    "WorkflowTemplate", "CronWorkflow", "WorkflowEventBinding",
 }
 
 

@@ -162,6 +162,7 @@ def test_prometheus_operator_component_only_where_its_crds_exist(
 
 def test_bad_prometheus_operator_setting_exits_2_and_applies_nothing(tmp_path: Path) -> None:
     fake, log = _recording_kubectl(tmp_path)
-    result = _run(["us-east"], {"KUBECTL": str(fake), "KUBECONTEXT": "prod-us-east", "PROMETHEUS_OPERATOR": "maybe"})
+    env = {"KUBECTL": str(fake), "KUBECONTEXT": "prod-us-east", "PROMETHEUS_OPERATOR": "maybe"}
+    result = _run(["us-east"], env)
     assert result.returncode == 2 and "use auto, yes or no" in result.stderr
     assert " apply " not in log.read_text()

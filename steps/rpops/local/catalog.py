@@ -302,12 +302,17 @@ def _template_structure(t: dict[str, Any]) -> list[schema.Problem]:
                 )
             else:
                 out += _output_path(path, f"{where}.valueFrom.path", name)
-            if "parameter" in vf:
-                out.append(P(f"{where}.valueFrom.parameter", "applies to steps/dag templates only", name))
+            for key in ("parameter", "expression"):
+                if key in vf:
+                    out.append(P(f"{where}.valueFrom.{key}", "applies to steps/dag templates only", name))
         elif kind in ("steps", "dag"):
-            if "parameter" not in vf:
+            if ("parameter" in vf) == ("expression" in vf):
                 out.append(
-                    P(f"{where}.valueFrom.parameter", "is required for a steps/dag template's output", name)
+                    P(
+                        f"{where}.valueFrom.parameter",
+                        "a steps/dag template's output needs exactly one of parameter or expression",
+                        name,
+                    )
                 )
             if "path" in vf:
                 out.append(P(f"{where}.valueFrom.path", "applies to container/script templates only", name))

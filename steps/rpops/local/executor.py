@@ -474,22 +474,28 @@ class Run:
         if limit is not None and attempt + 1 > limit:
             return "No more retries left"
         if expression:
-            outs = child.outputs or {}
-            names = {
-                "lastRetry.exitCode": str(outs.get("exitCode", "-1")),
-                "lastRetry.status": child.phase,
-                "lastRetry.duration": f"{(child.finished_at or 0) - (child.started_at or 0):g}",
-                "lastRetry.message": child.message,
-                "retries": str(attempt),
-            }
             try:
-                if not exprlang.evaluate_bool(expression, names):
+                if not exprlang.evaluate_bool(expression, retry_scope(child, attempt)):
                     return "retryStrategy.expression evaluated to false"
             except ExpressionError as exc:
                 return f"retryStrategy.expression: {exc}"
         return None
 
     # -- leaves ----------------------------------------------------------------------------------
+
+
+def retry_scope(child: Node, attempt: int) -> dict[str, str]:
+    """Argo's buildRetryStrategyLocalScope: every value a string, as Argo's docs convert them
+    (`asInt(lastRetry.exitCode) > 1`); the duration in whole seconds as the node's times hold it."""
+    outs = child.outputs or {}
+    seconds = int(child.finished_at or 0) - int(child.started_at or 0)
+    return {
+        "lastRetry.exitCode": str(outs.get("exitCode", "-1")),
+        "lastRetry.status": child.phase,
+        "lastRetry.duration": str(max(0, seconds)),
+        "lastRetry.message": child.message,
+        "retries": str(attempt),
+    }
 
 
 def _renderer(values: dict[str, str]) -> Callable[[str], str]:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from rpops.local import exprlang
 from rpops.local.catalog import Scope
 from rpops.local.expressions import ExpressionError, evaluate_when
 from rpops.local.model import Step, Template
@@ -116,15 +117,28 @@ def outbound(run: Run, node: Node) -> list[str]:
 def template_outputs(t: Template, values: Mapping[str, str]) -> tuple[dict[str, Any] | None, str | None]:
     """A steps/dag template's outputs from its children (valueFrom.parameter, else the default)."""
     params = []
+    env: dict[str, Any] | None = None
     for o in t.outputs:
         try:
-            value = render(o.parameter or "", values, strict=True)
+            if o.expression is not None:
+                env = env if env is not None else exprlang.expand(values)
+                value = expression_value(o.expression, env)
+            else:
+                value = render(o.parameter or "", values, strict=True)
         except Unresolved as exc:
             if o.default is None:
                 return None, str(exc)
             value = o.default
         params.append({"name": o.name, "value": value})
     return ({"parameters": params} if params else None), None
+
+
+def expression_value(source: str, env: dict[str, Any]) -> str:
+    """valueFrom.expression of a steps/dag output (Argo's getTemplateOutputsFromScope)."""
+    try:
+        return exprlang.go_string(exprlang.compile_expression(source, exprlang.FULL).evaluate(env))
+    except exprlang.ExprError as exc:
+        raise Unresolved(f"={source}", str(exc)) from None
 
 
 def skip_node(

@@ -42,6 +42,7 @@ class OutputParameter:
     path: str | None = None  # container/script: a file the step writes
     parameter: str | None = None  # steps/dag: "{{steps.x.outputs.parameters.y}}"
     default: str | None = None
+    expression: str | None = None  # steps/dag: expr-lang over the children's values
 
 
 @dataclass(frozen=True)
@@ -306,6 +307,7 @@ def parse_template(d: dict[str, Any]) -> Template:
                 path=vf.get("path"),
                 parameter=vf.get("parameter"),
                 default=_opt_str(vf.get("default")),
+                expression=vf.get("expression"),
             )
         )
     arts = tuple(

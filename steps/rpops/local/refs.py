@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rpops.errors import UsageError
-from rpops.local import exprlang
+from rpops.local import exprlang, isolation
 from rpops.local.catalog import Scope
 from rpops.local.expressions import ExpressionError, dependencies_expr, parse_depends, parse_when
 from rpops.local.model import Step, Template
@@ -40,13 +40,6 @@ NODE_FIELDS = (
     "outputs.parameters",
 )
 SEQUENCE_FORMAT = re.compile(r"[^%]*(%[-+ 0#]*\d*[dxXo])?[^%]*")
-RETRY_SAMPLE = {
-    "lastRetry.exitCode": "1",
-    "lastRetry.status": "Failed",
-    "lastRetry.duration": "1",
-    "lastRetry.message": "",
-    "retries": "0",
-}
 
 
 @dataclass(frozen=True)
@@ -81,7 +74,7 @@ class _Checker:
 
     def tag_problem(self, tag: str, rs: RefScope) -> str | None:
         if tag.startswith("="):
-            return "expression tags {{=...}} are not supported by rpops local"
+            return self.expression_problem(tag[1:], rs)
         parts = tag.split(".")
         head = parts[0]
         if tag == "item" or head == "item":
@@ -111,6 +104,18 @@ class _Checker:
         if head in ("steps", "tasks"):
             return self.node_problem(head, parts[1:], rs)
         return "unknown variable"
+
+    def expression_problem(self, source: str, rs: RefScope) -> str | None:
+        """`{{= expr}}`: valid expr-lang, reading only names that exist where it is substituted."""
+        try:
+            expr = exprlang.compile_expression(source.strip(), exprlang.FULL)
+        except exprlang.ExprError as exc:
+            return str(exc)
+        for path in exprlang.name_paths(expr):
+            problem = self.tag_problem(path, rs) if path.split(".")[0] not in ("sprig",) else None
+            if problem and not problem.startswith("only inputs.parameters") and path not in ("inputs", "workflow"):
+                return f"'{path}': {problem}"
+        return None
 
     def workflow_problem(self, rest: list[str], rs: RefScope) -> str | None:
         if not rest:
@@ -191,6 +196,7 @@ class _Checker:
         self.check_strings(scope, t, "", t.timeout, base, "timeout")
         self.check_strings(scope, t, "", t.suspend_duration, base, "suspend.duration")
         if t.kind in ("container", "script"):
+            self.check_fallback_paths(scope, t)
             leaf = replace(base, retries=t.retry is not None, leaf=True)
             self.check_strings(scope, t, "", t.container, leaf, t.kind)
             self.check_strings(scope, t, "", t.outputs, leaf, "outputs")
@@ -199,13 +205,44 @@ class _Checker:
             self.check_strings(scope, t, "", t.retry, replace(base, retries=True), "retryStrategy")
         if t.retry is not None and t.retry.expression:
             try:
-                exprlang.check_syntax(t.retry.expression, RETRY_SAMPLE)
+                # `{{...}}` in it is substituted before it runs: check the rest of the syntax now
+                expr = exprlang.compile_expression(blank_tags(t.retry.expression, "nil"), exprlang.FULL)
+                for path in exprlang.name_paths(expr):
+                    if path not in RETRY_NAMES:
+                        raise exprlang.ExprError(
+                            f"unknown name '{path}' (known: {', '.join(RETRY_NAMES)})"
+                        )
             except ExpressionError as exc:
                 self.add(scope, t.name, ", field 'retryStrategy.expression'", str(exc))
         if t.kind == "steps":
             self.visit_steps(scope, t, base)
         elif t.kind == "dag":
             self.visit_dag(scope, t, base)
+
+    def check_output_expressions(self, scope: Scope, t: Template, rs: RefScope) -> None:
+        for i, o in enumerate(t.outputs):
+            if o.expression is not None:
+                problem = self.expression_problem(o.expression, rs)
+                if problem:
+                    where = f", field 'outputs.parameters[{i}].valueFrom.expression'"
+                    self.add(scope, t.name, where, problem)
+
+    def check_fallback_paths(self, scope: Scope, t: Template) -> None:
+        """Without a mount namespace only /tmp/outputs/ is the node's own: refuse other paths now."""
+        declared = [(f"outputs.parameters[{i}].valueFrom.path", o.path or "") for i, o in enumerate(t.outputs)]
+        declared += [(f"outputs.artifacts[{i}].path", a.path) for i, a in enumerate(t.artifacts)]
+        fallback_root = isolation.FALLBACK_ROOT
+        if all(p.startswith(fallback_root + "/") or "{{" in p for _, p in declared):
+            return  # no probe needed: valid in both modes
+        view = isolation.mode()
+        for where, path in declared:
+            if "{{" in path:
+                continue
+            try:
+                isolation.normalize(path, where, view.root)
+            except isolation.PathRefused as exc:
+                why = f" (no private /tmp here: {view.reason})" if not view.namespace else ""
+                self.add(scope, t.name, f", field '{where}'", str(exc).split(": ", 1)[1] + why)
 
     def callee(self, scope: Scope, t: Template, step: Step, where: str) -> tuple[Template, Scope] | None:
         try:
@@ -315,6 +352,7 @@ class _Checker:
                 if found is not None:
                     visible[step.name] = Visible(found[0], step.loops)
         self.check_strings(scope, t, "", t.outputs, replace(base, prefix="steps", visible=visible), "outputs")
+        self.check_output_expressions(scope, t, replace(base, prefix="steps", visible=visible))
 
     def visit_dag(self, scope: Scope, t: Template, base: RefScope) -> None:
         assert t.dag is not None
@@ -357,7 +395,16 @@ class _Checker:
             rs = replace(base, prefix="tasks", visible=visible)
             self.check_step(scope, t, task, rs, f" (task '{task.name}')", "dag")
         self.check_strings(scope, t, "", t.outputs, replace(base, prefix="tasks", visible=callees), "outputs")
+        self.check_output_expressions(scope, t, replace(base, prefix="tasks", visible=callees))
 
+
+RETRY_NAMES = (
+    "lastRetry.exitCode",
+    "lastRetry.status",
+    "lastRetry.duration",
+    "lastRetry.message",
+    "retries",
+)
 
 _ARGO_PATHS = (
     (re.compile(r"^(inputs|arguments)\["), r"\1.parameters["),

@@ -159,7 +159,7 @@ SPEC: dict[str, dict[str, Rule]] = {
         "default": (OK, "scalar"),
         "parameter": (OK, "str"),
         "supplied": (REFUSE, "supplied values (argo resume --parameter) are not supported locally"),
-        "expression": (REFUSE, "expression outputs are not supported locally; use parameter"),
+        "expression": (OK, "str"),
         "jsonPath": (REFUSE, "resource templates are not supported locally"),
         "jqFilter": (REFUSE, "resource templates are not supported locally"),
         "configMapKeyRef": (REFUSE, "ConfigMaps are not read locally"),

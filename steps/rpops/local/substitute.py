@@ -18,8 +18,8 @@ T = TypeVar("T")
 class Unresolved(ValueError):
     """A `{{tag}}` with no value; the message is Argo's ("failed to resolve {{tag}}")."""
 
-    def __init__(self, tag: str) -> None:
-        super().__init__(f"failed to resolve {{{{{tag}}}}}")
+    def __init__(self, tag: str, why: str = "") -> None:
+        super().__init__(f"failed to resolve {{{{{tag}}}}}" + (f": {why}" if why else ""))
         self.tag = tag
 
 
@@ -60,9 +60,17 @@ def render(text: str, values: Mapping[str, str], *, strict: bool = True) -> str:
 
     parts: list[str] = []
     pos = 0
+    env: dict[str, Any] | None = None
     for start, end, inner in _scan(text):
         tag = inner.strip()
-        value = values.get(tag)
+        if tag.startswith("="):
+            if env is None:
+                from rpops.local import exprlang  # only documents with expression tags need it
+
+                env = exprlang.expand(values)
+            value = _expression(tag[1:].strip(), env, strict)
+        else:
+            value = values.get(tag)
         if value is None:
             if strict:
                 raise Unresolved(tag)
@@ -72,6 +80,19 @@ def render(text: str, values: Mapping[str, str], *, strict: bool = True) -> str:
         pos = end
     parts.append(text[pos:])
     return "".join(parts)
+
+
+def _expression(source: str, env: dict[str, Any], strict: bool) -> str | None:
+    """A `{{= expr}}` tag's value, as Argo renders it; None while names it reads are missing."""
+    from rpops.local import exprlang
+
+    try:
+        result = exprlang.compile_expression(source, exprlang.FULL).evaluate(env)
+    except exprlang.ExprError as exc:
+        if strict:
+            raise Unresolved(f"={source}", str(exc)) from None
+        return None
+    return exprlang.go_string(result)
 
 
 def deep_map(obj: T, fn: Callable[[str], str], skip: frozenset[str] = frozenset({"metrics"})) -> T:

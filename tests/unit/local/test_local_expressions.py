@@ -143,11 +143,12 @@ def test_depends_errors(text: str, needle: str) -> None:
     assert needle in str(err.value)
 
 
-RETRY_NAMES = {
+RETRY_NAMES = {  # as Argo's buildRetryStrategyLocalScope builds them: every value a string
     "lastRetry.exitCode": "1",
     "lastRetry.status": "Failed",
-    "lastRetry.duration": "2.5",
+    "lastRetry.duration": "3",
     "lastRetry.message": "Error (exit code 1)",
+    "retries": "0",
 }
 
 
@@ -156,12 +157,24 @@ RETRY_NAMES = {
     [
         ('lastRetry.status == "Error" || lastRetry.exitCode not in ["1", "2"]', False),
         ('lastRetry.status == "Failed" && lastRetry.exitCode in ["1"]', True),
-        ("lastRetry.exitCode == 1", False),  # a string is not a number
+        ("lastRetry.exitCode == 1", False),  # a string is not a number, as in Argo ...
+        ("asInt(lastRetry.exitCode) == 1", True),  # ... so Argo's docs convert it
+        ("asInt(lastRetry.exitCode) > 1", False),
+        ("asInt(lastRetry.duration) < 120 && asFloat(lastRetry.duration) >= 2.5", True),
         ("lastRetry.exitCode == '1'", True),
         ("not (lastRetry.status == 'Error')", True),
         ("lastRetry.message matches 'exit code [0-9]+'", True),
+        ("lastRetry.message contains 'exit code' and lastRetry.status startsWith 'Fail'", True),
+        ("lower(lastRetry.status) == 'failed' && len(split(lastRetry.message, ' ')) == 4", True),
         ("1 < 2 and 2 <= 2 or false", True),
         ("-1 < 0", True),
+        ("asInt(retries) < 2 ? true : false", True),
+        # the docs' example once {{inputs.parameters.safe-to-retry}} is substituted
+        (
+            "asInt(lastRetry.exitCode) > 0 && lastRetry.status != \"Error\" && asInt(lastRetry.duration) < 120 "
+            "&& (true == true || lastRetry.message matches 'imminent node shutdown|pod deleted')",
+            True,
+        ),
     ],
 )
 def test_retry_expressions(text: str, want: bool) -> None:
@@ -171,15 +184,68 @@ def test_retry_expressions(text: str, want: bool) -> None:
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
-        ("lastRetry.exitcode == '1'", "unknown name 'lastRetry.exitcode'"),
-        ("lastRetry.status ==", "ends early"),
+        ("lastRetry.status ==", "expected a value"),
         ("lastRetry.status", "not a bool"),
         ("'a' < 1", "cannot compare"),
-        ("1 in 2", "needs a list"),
-        ("__import__('os')", "unknown name '__import__'"),
+        ("1 in 2", "needs an array or a map"),
+        ("asInt(lastRetry.message) > 1", "cannot convert"),
+        ("__import__('os')", "function '__import__' is not supported"),
+        ("sprig.env('HOME') == ''", "function 'sprig.env' is not supported"),
+        ("lastRetry.status matches '(a+)+'", "nested repetition"),
     ],
 )
 def test_retry_expression_errors(text: str, needle: str) -> None:
     with pytest.raises(ExpressionError) as err:
         exprlang.evaluate_bool(text, RETRY_NAMES)
+    assert needle in str(err.value)
+
+
+def test_one_parser_for_bindings_retries_and_expression_tags() -> None:
+    """The bindings' subset is the same parser with a narrower profile, not a second one."""
+    from rpops.local import eventexpr
+    from rpops.local.substitute import render
+
+    assert eventexpr.compile_expression is not exprlang.compile_expression
+    binding = eventexpr.compile_expression('payload.a == "x"')
+    assert isinstance(binding, exprlang.Expression)
+    with pytest.raises(exprlang.ExprError, match="function calls"):
+        eventexpr.compile_expression("payload.a.b()")
+    values = {"inputs.parameters.should-print": "true", "inputs.parameters.n": "4"}
+    assert render("{{= inputs.parameters['should-print'] == 'true' }}", values) == "true"
+    assert render("{{=asInt(inputs.parameters.n) * 10}} / {{=asInt(inputs.parameters.n) / 8}}", values) == "40 / 0.5"
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("jsonpath(doc, '$.a')", "1"),
+        ("jsonpath(doc, '$.b.c[1]')", "y"),
+        ("jsonpath(doc, '$.b.c[*]')", ["x", "y"]),
+        ("jsonpath(doc, \"$['b']['c'][0]\")", "x"),
+        ("toJson(fromJSON(doc).b)", '{"c":["x","y"]}'),
+        ("string(1.0) + '/' + string(2)", "1/2"),
+        ("steps['flip-coin'].outputs.result == 'heads' ? 'H' : 'T'", "T"),
+        ("steps.x?.outputs ?? 'none'", "none"),
+        ("7 % 3 + -7 % 3", 0),
+    ],
+)
+def test_expression_values(text: str, want: object) -> None:
+    values = {"doc": '{"a": "1", "b": {"c": ["x", "y"]}}', "steps.flip-coin.outputs.result": "tails"}
+    assert exprlang.evaluate(text, values) == want
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("jsonpath(doc, '$.a[?(@.x > 1)]')", "only .name"),
+        ("repeat('a', 10)", "function 'repeat' is not supported"),
+        ("join(split(doc, ''), doc)", "over 1048576"),
+        ("asInt('9' + '9') * 99999999999999999999", "overflow"),
+        ("1 / 0", "division by zero"),
+    ],
+)
+def test_expression_limits_and_refusals(text: str, needle: str) -> None:
+    values = {"doc": "ab" * 600}
+    with pytest.raises(ExpressionError) as err:
+        exprlang.evaluate(text, values)
     assert needle in str(err.value)

@@ -23,7 +23,6 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rpops.errors import UsageError
@@ -151,16 +150,9 @@ def _check(value: float, flag: str, low: float, high: float, *, low_open: bool =
 
 
 def load_queries(path: str) -> dict[str, str]:
-    import yaml
+    from rpops.parsers import load_yaml_file
 
-    try:
-        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(
-            f"--queries {path}: cannot read it ({exc.strerror or exc}); pass a YAML file"
-        ) from None
-    except yaml.YAMLError as exc:
-        raise UsageError(f"--queries {path}: invalid YAML ({exc}); fix the syntax") from None
+    doc = load_yaml_file(path, f"--queries {path}")  # capped size, regular files only, bounded nesting
     if not isinstance(doc, dict) or not doc or set(doc) - {"cpu", "memory"}:
         raise UsageError(f"--queries {path}: must be a mapping with `cpu:` and/or `memory:` PromQL strings")
     out = {}

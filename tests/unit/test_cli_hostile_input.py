@@ -27,7 +27,7 @@ def files(tmp_path: Path) -> dict[str, str]:
     with open(big, "wb") as fh:
         fh.truncate(5 * 1024 * 1024)  # sparse: over the 4 MiB cap without writing it
     return {"FIFO": str(fifo), "DEEP": str(deep), "DEEPMAP": str(deep_map), "BIG": str(big),
-            "DIR": str(tmp_path)}
+            "DIR": str(tmp_path), "MANIFESTS": str(ROOT / "manifests" / "argo")}
 
 
 CASES = [
@@ -72,4 +72,23 @@ def test_bad_input_exits_2_naming_it(tmp_path: Path, files: dict[str, str], argv
     assert files.get(named, named) in done.stderr
     assert list(outputs.iterdir()) == []  # nothing written
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["outputs", *(
-        Path(v).name for k, v in files.items() if k != "DIR")])  # nothing created
+        Path(v).name for k, v in files.items() if k not in ("DIR", "MANIFESTS"))])  # nothing created
+
+
+MORE_FILES = [
+    (["bluegreen", "analyze", "--service", "rp", "--analysis", "/dev/zero"], "--analysis /dev/zero"),
+    (["bluegreen", "analyze", "--service", "rp", "--analysis", "FIFO"], "--analysis"),
+    (["bluegreen", "analyze", "--service", "rp", "--analysis", "DEEP"], "nested too deeply"),
+    (["optimize", "--service", "rp", "--prometheus", "http://127.0.0.1:1", "--queries", "/dev/zero"],
+     "--queries /dev/zero"),
+    (["optimize", "--service", "rp", "--prometheus", "http://127.0.0.1:1", "--queries", "DEEP"],
+     "nested too deeply"),
+    (["local", "serve", "--manifests", "MANIFESTS", "--token-file", "/dev/zero"], "--token-file /dev/zero"),
+    (["local", "serve", "--manifests", "MANIFESTS", "--token-file", "FIFO"], "--token-file"),
+]
+
+
+@pytest.mark.parametrize(("argv", "named"), MORE_FILES, ids=[" ".join(a) for a, _ in MORE_FILES])
+def test_input_files_are_read_with_a_cap(tmp_path: Path, files: dict[str, str], argv: list[str],
+                                         named: str) -> None:
+    test_bad_input_exits_2_naming_it(tmp_path, files, argv, named)

@@ -440,10 +440,15 @@ def parse_metric(raw: Any, index: int, source: str) -> MetricSpec:
 def parse_analysis(text: str, source: str) -> list[MetricSpec]:
     import yaml
 
+    from rpops.parsers import check_depth
+
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise UsageError(f"{source} is not valid YAML: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"{source} is nested too deeply; flatten it") from None
+    check_depth(doc, source)
     if isinstance(doc, Mapping) and doc.get("kind") == "AnalysisTemplate":
         doc = doc.get("spec") or {}
     if not isinstance(doc, Mapping) or not isinstance(doc.get("metrics"), list) or not doc["metrics"]:
@@ -462,13 +467,11 @@ def parse_analysis(text: str, source: str) -> list[MetricSpec]:
 
 
 def load_file(path: str) -> list[MetricSpec]:
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"--analysis {path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--analysis {path}: cannot read it ({exc})") from None
+    from rpops.parsers import read_text_file
+
+    if not Path(path).exists():
+        raise UsageError(f"--analysis {path}: no such file")
+    text = read_text_file(path, f"--analysis {path}")  # capped size, regular files only
     return parse_analysis(text, path)
 
 

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rpops.errors import UsageError
-from rpops.parsers import NestingError, finite_float, is_json_media_type, loads_json
+from rpops.parsers import NestingError, finite_float, is_json_media_type, loads_json, read_text_file
 from rpops.settings import add_arguments, from_args, setting
 
 if TYPE_CHECKING:
@@ -135,10 +135,7 @@ def read_token(path: Path) -> str:
             fh.write(token + "\n")
         log.info("wrote a new bearer token to %s", path)
         return token
-    try:
-        token = path.read_text().strip()
-    except OSError as exc:
-        raise UsageError(f"--token-file {path}: cannot read it: {exc.strerror}") from None
+    token = read_text_file(path, f"--token-file {path}", max_bytes=4096).strip()
     if not token or any(c.isspace() for c in token):
         raise UsageError(f"--token-file {path}: must hold one token (no spaces); delete it to get a new one")
     return token

@@ -76,9 +76,9 @@ def parse_lines(benchmark: str, lines: list[str], load: Load) -> list[dict[str, 
 def run_one(script: Path) -> tuple[int, dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="rpops-bench-") as tmp:
         sink = Path(tmp) / "results.jsonl"
-        env = {**os.environ, RESULTS_ENV: str(sink)}
         captured: list[str] = []
         with LoadMonitor() as monitor:
+            env = {**os.environ, RESULTS_ENV: str(sink)}  # after the monitor set its process tag
             process = subprocess.Popen(
                 [sys.executable, str(script)], cwd=HERE.parent, env=env, stdout=subprocess.PIPE, text=True
             )

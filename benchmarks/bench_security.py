@@ -75,10 +75,10 @@ PACKAGES = 300
 
 
 def line(name: str, measured: float, baseline: float, ratio: float, target: str, ok: bool, unit: str = "",
-         *, load: Load, baseline_name: str, ratio_judged: bool = True, note: str = "") -> bool:
+         *, load: Load, baseline_name: str, load_sensitive: bool = True, note: str = "") -> bool:
     return report("bench_security", name, figure=measured, unit=unit.strip(), baseline=baseline_name,
                   baseline_value=baseline, target=target, ok=ok, ratio=ratio, load=load,
-                  ratio_judged=ratio_judged, note=note)
+                  load_sensitive=load_sensitive, note=note)
 
 
 def bandit_exe() -> str:
@@ -179,7 +179,7 @@ def bench_code(exe: str, skip_stdlib: bool) -> bool:
         our_recall >= bandit_recall,
         load=corpus_monitor.load(),
         baseline_name=f"bandit {BANDIT_VERSION} recall",
-        ratio_judged=False,
+        load_sensitive=False,
     )
     if skip_stdlib:
         return ok
@@ -241,7 +241,7 @@ def bench_code(exe: str, skip_stdlib: bool) -> bool:
         " s",
         load=monitor.load(),
         baseline_name=f"bandit {BANDIT_VERSION} CPU",
-        ratio_judged=False,
+        load_sensitive=False,
     )
     return ok
 
@@ -325,7 +325,7 @@ def bench_match() -> bool:
             " s",
             load=monitor.load(),
             baseline_name="the target",
-            ratio_judged=False,
+            load_sensitive=True,
         )
 
 
@@ -367,7 +367,7 @@ def bench_cold_index() -> bool:
         " s",
         load=monitor.load(),
         baseline_name="the target",
-        ratio_judged=False,
+        load_sensitive=True,
         note=f"whole process, {len(runs)} runs: {', '.join(f'{r:.2f}' for r in runs)} s; "
              f"progress shown in {sum(progress_shown)} of {len(runs)}",
     )

@@ -8,9 +8,9 @@ processes from someone else's). `report()` prints the canonical line
     name: measured X unit vs baseline NAME Y unit -> ratio R (target T) PASS|FAIL|NOT JUDGED (load ...)
 
 and, when `$RPOPS_BENCH_RESULTS` names a file (`python -m benchmarks` sets it), appends the
-figure, its baseline, target, verdict, load and date to it as one JSON line. A ratio measured
-while other work held more than `MAX_OTHERS_SHARE` of the CPUs is printed but "not judged": it
-would pass or fail by luck, so it neither passes nor fails the run.
+figure, its baseline, target, verdict, load and date to it as one JSON line. A wall-time figure
+measured while other work held more than `MAX_OTHERS_SHARE` of the CPUs is printed but "not
+judged": it would pass or fail by luck, so it neither passes nor fails the run.
 """
 
 from __future__ import annotations
@@ -42,31 +42,62 @@ def _cpu_totals() -> tuple[int, int] | None:
     return total - idle, total
 
 
-def _tree_ticks(root: int) -> int:
-    """CPU jiffies of `root` and every live descendant, with what each reaped from its children."""
-    parents: dict[int, int] = {}
-    ticks: dict[int, int] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as fh:
-                raw = fh.read()
-        except OSError:
-            continue
-        rest = raw[raw.rfind(")") + 2 :].split()
-        pid = int(entry.name)
-        parents[pid] = int(rest[1])
-        ticks[pid] = sum(int(v) for v in rest[11:15])  # utime stime cutime cstime
-    children: dict[int, list[int]] = {}
-    for pid, ppid in parents.items():
-        children.setdefault(ppid, []).append(pid)
-    total, stack = 0, [root]
-    while stack:
-        pid = stack.pop()
-        total += ticks.get(pid, 0)
-        stack.extend(children.get(pid, []))
-    return total
+TAG_ENV = "RPOPS_BENCH_TAG"
+
+
+class _Ours:
+    """Which processes are the benchmark's: `root`'s live descendants, and every process whose
+    environment carries the benchmark's tag (the platform's instances are started in their own
+    session by CLI processes that exit, so they leave the process tree)."""
+
+    def __init__(self, root: int, tag: str) -> None:
+        self.root = root
+        self.tag = f"{TAG_ENV}={tag}".encode()
+        self._tagged: dict[tuple[int, str], bool] = {}
+
+    def _has_tag(self, pid: int, start: str) -> bool:
+        key = (pid, start)
+        known = self._tagged.get(key)
+        if known is None:
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as fh:
+                    known = self.tag in fh.read().split(b"\0")
+            except OSError:
+                known = False
+            self._tagged[key] = known
+        return known
+
+    def ticks(self) -> int:
+        """CPU jiffies of our processes, with what each reaped from its children."""
+        parents: dict[int, int] = {}
+        ticks: dict[int, int] = {}
+        ours: set[int] = set()
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as fh:
+                    raw = fh.read()
+            except OSError:
+                continue
+            rest = raw[raw.rfind(")") + 2 :].split()
+            pid = int(entry.name)
+            parents[pid] = int(rest[1])
+            ticks[pid] = sum(int(v) for v in rest[11:15])  # utime stime cutime cstime
+            if self._has_tag(pid, rest[19]):
+                ours.add(pid)
+        children: dict[int, list[int]] = {}
+        for pid, ppid in parents.items():
+            children.setdefault(ppid, []).append(pid)
+        stack = [self.root, *ours]
+        seen: set[int] = set()
+        while stack:
+            pid = stack.pop()
+            if pid in seen:
+                continue
+            seen.add(pid)
+            stack.extend(children.get(pid, []))
+        return sum(ticks.get(pid, 0) for pid in seen)
 
 
 @dataclass
@@ -95,6 +126,9 @@ class LoadMonitor:
 
     def __init__(self, root: int | None = None, interval: float = 0.5) -> None:
         self.root = root or os.getpid()
+        # children started from here on carry the tag, wherever they end up in the process tree
+        tag = os.environ.setdefault(TAG_ENV, f"{os.getpid()}-{time.time_ns()}")
+        self._ours = _Ours(self.root, tag)
         self.interval = interval
         self._busy = self._total = self._own = 0
         self._stop = threading.Event()
@@ -109,7 +143,7 @@ class LoadMonitor:
         totals = _cpu_totals()
         if totals is None:
             return
-        own = _tree_ticks(self.root)
+        own = self._ours.ticks()
         if self._last is not None:
             busy, total = totals[0] - self._last[0], totals[1] - self._last[1]
             self._busy += busy
@@ -191,17 +225,19 @@ def report(
     ok: bool | None,
     load: Load,
     ratio: float | None = None,
-    ratio_judged: bool = True,
+    load_sensitive: bool = True,
     note: str = "",
 ) -> bool:
     """Print the canonical line and record it; False only for a judged miss.
 
-    `ok` None: a reference figure with no target. `ratio_judged`: the target compares two figures
-    measured in the same run, so a busy machine voids the verdict instead of deciding it.
+    `ok` None: a reference figure with no target. `load_sensitive`: a wall-time figure (a ratio of
+    two timings, or a timing against a budget) that other work can push either way, so a busy
+    machine voids the verdict instead of deciding it; counts, recall and CPU seconds are judged
+    whatever the load.
     """
     if ok is None:
         verdict = "INFO"
-    elif ratio_judged and load.too_busy:
+    elif load_sensitive and load.too_busy:
         verdict = "NOT JUDGED"
     else:
         verdict = "PASS" if ok else "FAIL"

@@ -63,7 +63,22 @@ def test_remediations_act_and_runs_queue_per_service(spec: Doc, tasks: dict[str,
         {"name": "research-platform-recovery-{{workflow.parameters.service}}"}
     ]
     params = {p["name"]: p.get("value") for p in spec["arguments"]["parameters"]}
-    # The alert is recorded, never interpreted: no task receives it.
     assert params["alertname"] == "" and params["alert-labels"] == "{}"
+
+
+def test_every_step_reads_the_alerts_own_evidence(tasks: dict[str, Doc]) -> None:
+    """The alert reaches check-health, scale and verify-health as arguments (never a `when`):
+    the first check reads its onset, the second waits for its latest evaluation to clear."""
+    alert = {
+        "alert": "{{workflow.parameters.alertname}}",
+        "alert-labels": "{{workflow.parameters.alert-labels}}",
+    }
+    for name in ("check-health", "scale", "verify-health"):
+        assert {k: args(tasks[name])[k] for k in alert} == alert, name
+    assert args(tasks["check-health"])["alert-reading"] == "onset"
+    assert args(tasks["verify-health"])["alert-reading"] == "latest"
+    assert args(tasks["verify-health"])["alert-settle"] == "{{workflow.parameters.settle}}"
+    for name in ("security-scan", "optimize"):
+        assert not any("alert" in v for v in args(tasks[name]).values()), name
     for task in tasks.values():
-        assert not any("alert" in v for v in args(task).values()), task["name"]
+        assert "alert" not in task.get("when", ""), task["name"]

@@ -118,13 +118,15 @@ def run(args: argparse.Namespace) -> int:
     started = time.time()
     driver = get_driver(namespace=args.namespace)
     promoter = Promoter(driver, plan)
+    read_only = plan.command == "status"  # a read writes no outputs
     try:
         outcome = promoter.run()
     except RpopsError as exc:
-        if exc.exit_code != 2:
+        if exc.exit_code != 2 and not read_only:
             _outputs(promoter.outcome("failed"), started, str(exc))
         raise
-    _outputs(outcome, started, None)
+    if not read_only:
+        _outputs(outcome, started, None)
     if plan.command == "status":
         versions = driver.versions(plan.service)
         if plan.output == "json":

@@ -646,6 +646,8 @@ class LocalDriver:
         )
 
     def status(self, service: str | None = None) -> list[ServiceStatus]:
+        if service is None and not self.store.path.exists():
+            return []  # nothing is running: a read creates no state folder
         with self._session() as state:
             if service is not None:
                 return [self._status(self._service(state, service))]

@@ -2,9 +2,8 @@
 
 `merge_faults` is pure: it validates a change (from the admin endpoint or `--fault` flags)
 against the current faults and returns the new set, naming the field on bad input.
-`FaultEffects` turns the set into what the process actually does: a CPU burn that holds the
-process at the asked share of a core (however busy the machine), and a memory-growing
-thread, both stoppable at any time.
+`FaultEffects` turns the set into what the process actually does: a CPU-burning thread
+and a memory-growing thread, both stoppable at any time.
 """
 
 from __future__ import annotations
@@ -12,9 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import math
 import mmap
-import os
 import threading
 import time
 from collections.abc import Mapping
@@ -39,7 +36,7 @@ class Faults:
     error_rate: float = 0.0  # share of faultable requests answered 500
     unhealthy: bool = False  # /health answers 503 "unhealthy"
     not_ready: bool = False  # /ready answers 503
-    cpu_burn: float = 0.0  # share of one core the process is kept at (rpops.workload.faults._CpuBurner)
+    cpu_burn: float = 0.0  # share of one core a background thread asks for
     memory_growth_mb_per_s: float = 0.0  # memory allocated and held per second, up to MEMORY_CAP_MB
 
     def as_dict(self) -> dict[str, Any]:
@@ -103,88 +100,39 @@ def parse_fault_flag(text: str) -> tuple[str, Any]:
     raise FaultError(f"--fault {text!r}: unknown fault {name!r}; known faults: {', '.join(FAULT_NAMES)}")
 
 
-class _BurnWorker(threading.Thread):
-    """One busy thread: burns `duty` of each 100 ms period (0 = idle) until stopped.
+class _CpuBurner(threading.Thread):
+    """Asks for `fraction` of one core in 100 ms periods until stopped: busy (running, or
+    runnable and waiting for a core) for `fraction` of each period, asleep for the rest.
 
-    The work is SHA-256 over 64 KiB blocks: hashlib releases the GIL for large buffers, so
-    several workers burn several cores and the event loop is not starved.
+    The work is SHA-256 over 64 KiB blocks: hashlib releases the GIL for large buffers, so the
+    burn shows in the process's CPU figure without starving the event loop. On a busy machine
+    the thread gets less than it asks for; the workload's CPU figure counts the time it waits
+    for a core too (rpops.workload.metrics), so the fault reads the same however busy the
+    machine is.
     """
 
     PERIOD_S = 0.1
-    _BLOCK = b"\x5a" * 2**20  # ~1 ms a call: few GIL hand-overs on a busy machine
+    _BLOCK = b"\x5a" * 65536
 
-    def __init__(self, index: int, stop: threading.Event) -> None:
-        super().__init__(name=f"fault-cpu-burn-{index}", daemon=True)
-        self.duty = 0.0
-        self._stop_event = stop
+    def __init__(self, fraction: float) -> None:
+        super().__init__(name="fault-cpu-burn", daemon=True)
+        self.fraction = fraction
+        self._stop_event = threading.Event()
 
     def run(self) -> None:
         digest = hashlib.sha256()
         while not self._stop_event.is_set():
             start = time.perf_counter()
-            busy_until = start + self.duty * self.PERIOD_S
+            busy_until = start + self.fraction * self.PERIOD_S
             while time.perf_counter() < busy_until:
                 digest.update(self._BLOCK)
             idle = self.PERIOD_S - (time.perf_counter() - start)
             if idle > 0:
                 self._stop_event.wait(idle)
 
-
-class _CpuBurner(threading.Thread):
-    """Keeps this process's CPU at `fraction` of one core, whatever else the machine runs.
-
-    A fixed busy loop gets only its share of a loaded machine (well under 90 % of a core with
-    two other busy processes on two cores), and the fault would then not read as overload.
-    This controller measures the process's own CPU time every tick and adjusts its demand,
-    spread over as many workers as it takes, until the process as a whole uses `fraction` of
-    a core: the figure the workload reports (`cpu_percent`, the Prometheus gauge) and the one
-    a CPU limit caps in Kubernetes.
-    """
-
-    TICK_S = 0.5  # as often as the workload samples its own CPU
-    AIM = 1.1  # a little over the target: a busy tick then still reads as the full share
-    EXPONENT = 0.7  # how far each tick moves towards the demand the last tick called for
-
-    def __init__(self, fraction: float, max_workers: int | None = None) -> None:
-        super().__init__(name="fault-cpu-burn", daemon=True)
-        self.fraction = fraction
-        self.max_workers = max_workers or max(4, 4 * (os.cpu_count() or 1))
-        self.demand = fraction  # cores asked of the workers
-        self._stop_event = threading.Event()
-        self._workers: list[_BurnWorker] = []
-
-    def _spread(self) -> None:
-        """Give worker k the duty min(1, demand - k), starting workers as needed."""
-        needed = min(self.max_workers, max(1, math.ceil(self.demand - 1e-9)))
-        while len(self._workers) < needed:
-            worker = _BurnWorker(len(self._workers), self._stop_event)
-            worker.start()
-            self._workers.append(worker)
-        for k, worker in enumerate(self._workers):
-            worker.duty = min(1.0, max(0.0, self.demand - k))
-
-    def run(self) -> None:
-        self._spread()
-        wall0, cpu0 = time.monotonic(), time.process_time()
-        while not self._stop_event.wait(self.TICK_S):
-            wall1, cpu1 = time.monotonic(), time.process_time()
-            used = (cpu1 - cpu0) / max(1e-3, wall1 - wall0)  # cores, all threads of the process
-            wall0, cpu0 = wall1, cpu1
-            # The share a thread gets is what the machine leaves it: scale the demand by how far
-            # the process is from the target (bounded, so one odd tick cannot swing it far).
-            ratio = min(2.0, max(0.5, self.fraction * self.AIM / max(used, 0.01)))
-            self.demand = min(float(self.max_workers), max(self.fraction, self.demand * ratio**self.EXPONENT))
-            self._spread()
-
-    @property
-    def workers(self) -> int:
-        return sum(1 for w in self._workers if w.duty > 0)
-
     def stop(self) -> None:
         self._stop_event.set()
         self.join(timeout=2.0)
-        for worker in self._workers:
-            worker.join(timeout=2.0)
 
 
 class _MemoryGrower(threading.Thread):
@@ -288,7 +236,6 @@ class FaultEffects:
         grower = self._grower
         return {
             "cpu_burn_active": self._burner is not None,
-            "cpu_burn_workers": self._burner.workers if self._burner is not None else 0,
             "memory_held_mb": round(grower.held_mb, 1) if grower is not None else 0.0,
             "memory_cap_mb": MEMORY_CAP_MB,
         }

@@ -4,15 +4,20 @@ psutil calls cost tens of microseconds; the hot path never makes one. A monitor 
 samples the process every `interval_s` and publishes an immutable `SystemSample` that request
 handlers read for free.
 
-CPU is the process's CPU time over the last CPU_WINDOW_S seconds, as Prometheus reads a CPU
-counter (`rate(process_cpu_seconds_total[3s])`): one figure for the status endpoint, the gauge
-and therefore the alert, steady enough that a busy neighbour's burst does not flip a fault
-between overloaded and not from one sample to the next.
+CPU is what the process asks of the CPU: the time its threads ran plus the time they were
+runnable but waited for a core (Linux schedstat), over the last CPU_WINDOW_S seconds, as
+Prometheus reads a counter with `rate(...[3s])`. On a cluster a replica's CPU is reserved and
+waiting is rare, so this is its usage; on a shared machine it is the usage the replica would
+have with its core reserved. Either way a replica that needs a full core reads as a full
+core, whatever else the machine runs, and the status endpoint, the gauge (and therefore the
+alert) and the health check all read this one figure. Without schedstat (not Linux) it is the
+CPU time alone.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -35,6 +40,24 @@ OPERATIONS_ROUTES = frozenset(
     {"/ready", "/metrics", "/performance/metrics", "/api/performance/status", "/admin/faults"}
 )
 
+def cpu_demand_seconds(task_dir: str = "/proc/self/task") -> dict[int, float]:
+    """Thread id -> seconds on a core plus seconds runnable waiting for one (Linux schedstat:
+    `<ns on cpu> <ns waiting on a runqueue> <timeslices>`); {} where schedstat is missing."""
+    out: dict[int, float] = {}
+    try:
+        tids = os.listdir(task_dir)
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"{task_dir}/{tid}/schedstat", encoding="ascii") as f:
+                ran, waited, _ = f.read().split()
+            out[int(tid)] = (int(ran) + int(waited)) / 1e9
+        except (OSError, ValueError):
+            continue  # a thread that just ended
+    return out
+
+
 @dataclass(frozen=True)
 class SystemSample:
     at: float  # time.monotonic() of the sample
@@ -53,7 +76,8 @@ class Monitor:
         self._process = psutil.Process()
         self._stop_event = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="monitor", daemon=True)
-        self._cpu_marks: deque[tuple[float, float]] = deque([(time.monotonic(), self._cpu_seconds())])
+        self._cpu_marks: deque[tuple[float, dict[int, float]]] = deque()
+        self._cpu_marks.append((time.monotonic(), self._cpu_seconds()))
         self.sample = SystemSample(time.monotonic(), 0.0, self._rss_mb(), 0.0, 0)
         # The gauges read the latest sample when scraped: never older than the JSON figures.
         metrics.memory_mb.set_function(lambda: self.sample.memory_mb)
@@ -62,18 +86,25 @@ class Monitor:
     def _rss_mb(self) -> float:
         return float(self._process.memory_info().rss) / 2**20
 
-    def _cpu_seconds(self) -> float:
+    def _cpu_seconds(self) -> dict[int, float]:
+        """Per thread: seconds run plus seconds waited for a core (or CPU time, see module doc)."""
+        return cpu_demand_seconds() or {0: self._cpu_time()}
+
+    def _cpu_time(self) -> float:
         times = self._process.cpu_times()
         return float(times.user + times.system)
 
-    def _cpu_percent(self, now: float, cpu_s: float) -> float:
+    def _cpu_percent(self, now: float, cpu_s: dict[int, float]) -> float:
         """Percent of one core over the last CPU_WINDOW_S (less right after start)."""
         marks = self._cpu_marks
         marks.append((now, cpu_s))
         while len(marks) > 2 and now - marks[1][0] >= CPU_WINDOW_S:
             marks.popleft()
         wall = now - marks[0][0]
-        return max(0.0, (cpu_s - marks[0][1]) / wall * 100) if wall > 0 else 0.0
+        before = marks[0][1]
+        # A thread started inside the window counts whole; one that ended is no longer counted.
+        spent = sum(max(0.0, total - before.get(tid, 0.0)) for tid, total in cpu_s.items())
+        return spent / wall * 100 if wall > 0 else 0.0
 
     def start(self) -> None:
         # A fresh sample before serving, so /health is healthy from the first request.
@@ -157,7 +188,8 @@ class RequestMetrics:
         self.memory_mb = Gauge("research_platform_memory_usage_mb", "Resident memory of the workload (MB).",
                                registry=r)
         self.cpu_percent = Gauge("research_platform_cpu_usage_percent",
-                                 "CPU use of the workload process (percent of one core).", registry=r)
+                                 "CPU the workload process asks for, running or waiting for a core, "
+                                 "over 3 s (percent of one core).", registry=r)
         self.blocked = Counter("research_platform_security_blocked_operations",
                                "Expressions refused by the safe evaluator.", registry=r)
         Info("research_platform", "The workload's version.", registry=r).info({"version": version})

@@ -93,6 +93,7 @@ def test_events_api_answers_every_body_without_a_5xx(serve: RunningServe, raw: b
     assert response.status_code in (200, 400, 415, 422), response.text
     if response.status_code != 200:
         assert set(response.json()) == {"code", "message"}
+        assert not INTERNALS.search(response.text), response.text
     if not content_type.startswith("application/json"):
         assert response.status_code == 415
     assert "Traceback" not in serve.logs()

@@ -173,9 +173,20 @@ def test_a_nesting_bomb_is_400(workload: RunningWorkload, path: str, body: bytes
 def test_the_evaluators_run_under_hard_limits(workload: RunningWorkload) -> None:
     import psutil
 
-    children = psutil.Process(workload.pid).children()
-    assert len(children) >= 1
+    def started() -> list[psutil.Process]:  # the limits are set once a worker has started
+        try:
+            children = psutil.Process(workload.pid).children()
+            limited = children and all(c.rlimit(psutil.RLIMIT_FSIZE)[0] == 0 for c in children)
+        except psutil.Error:  # a worker being replaced
+            return []
+        return children if limited else []
+
+    deadline = time.monotonic() + 30
+    while not (children := started()):
+        assert time.monotonic() < deadline, "the evaluators did not start"
+        time.sleep(0.1)
     for child in children:
+        assert "RPOPS" not in " ".join(child.environ())  # no admin token, no settings
         limits = [child.rlimit(which) for which in (psutil.RLIMIT_AS, psutil.RLIMIT_FSIZE, psutil.RLIMIT_CPU)]
         (as_soft, _), (fsize, _), (cpu_soft, _) = limits
         assert 0 < as_soft < 4 * 1024**3, limits  # bounded address space

@@ -125,7 +125,8 @@ class EvalPool:
                 process = await asyncio.create_subprocess_exec(
                     sys.executable, "-I", "-c", code, _STEPS_DIR,
                     stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.DEVNULL)
+                    stderr=asyncio.subprocess.DEVNULL,
+                    env={"LC_ALL": "C.UTF-8"})  # none of the server's variables (its admin token)
                 worker = _Worker(process)
                 line = await asyncio.wait_for(worker.stdout.readline(), START_TIMEOUT_S)
                 if line == b"READY\n":

@@ -158,13 +158,25 @@ class EvalPool:
         if not self._closed:
             self._background(renew())
 
+    async def _acquire(self) -> _Worker | None:
+        """An idle worker within QUEUE_WAIT_S, else None. Never loses one: a worker handed over
+        as the wait times out is still taken (wait_for could drop it)."""
+        getter = asyncio.ensure_future(self._idle.get())
+        done, _ = await asyncio.wait({getter}, timeout=QUEUE_WAIT_S)
+        if done:
+            return getter.result()
+        getter.cancel()
+        try:
+            return await getter
+        except asyncio.CancelledError:
+            return None
+
     async def evaluate(self, expression: str, context: dict[str, object]) -> Outcome:
         """Evaluate in a worker: the answer, or a 4xx refusal naming the limit that was hit."""
         request = json.dumps({"expression": expression, "context": context},
                              separators=(",", ":")).encode()
-        try:
-            worker = await asyncio.wait_for(self._idle.get(), QUEUE_WAIT_S)
-        except TimeoutError:
+        worker = await self._acquire()
+        if worker is None:
             return _refusal(429, f"every evaluator is busy (all {self.size}); retry in a second",
                             retry_after=1, refused=False)
         try:

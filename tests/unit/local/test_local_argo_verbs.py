@@ -36,8 +36,9 @@ spec:
       args:
       - |
         echo "probing"
-        if [ -f "MARKER" ]; then echo "response_time 0.2s within {{workflow.parameters.limit}}"; exit 0; fi
-        touch "MARKER"
+        if [ "$VERBS_FIXED" = 1 ]; then
+          echo "response_time 0.2s within {{workflow.parameters.limit}}"; exit 0
+        fi
         echo "response_time 2.5s over the {{workflow.parameters.limit}} limit"
         exit 1
 ---
@@ -70,8 +71,7 @@ spec:
 @pytest.fixture
 def project(tmp_path: Path, cli_env: dict[str, str]) -> Path:
     (tmp_path / "argo").mkdir()
-    marker = tmp_path / "marker"
-    (tmp_path / "argo" / "library.yaml").write_text(LIBRARY.replace("MARKER", str(marker)))
+    (tmp_path / "argo" / "library.yaml").write_text(LIBRARY)
     return tmp_path
 
 
@@ -145,7 +145,8 @@ def test_failed_step_result_in_tree_then_retry_keeps_name_and_parameters(
     row = next(line for line in got.stdout.splitlines() if "measure" in line and "✖" in line)
     assert row.endswith("Error (exit code 1): response_time 2.5s over the 2s limit")
 
-    done = _cli(project, cli_env, "retry", "c1", *man, *_common(project))
+    # the cause is fixed (the step sees it in its environment), then the run is retried
+    done = _cli(project, {**cli_env, "VERBS_FIXED": "1"}, "retry", "c1", *man, *_common(project))
     assert done.returncode == 0, done.stdout + done.stderr
     doc = json.loads((project / "runs" / "c1" / "status.json").read_text())
     assert doc["status"]["phase"] == "Succeeded"

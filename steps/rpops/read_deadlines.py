@@ -18,8 +18,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-HEADER_S = 10.0
-BODY_S = 30.0
+# As uvicorn's keep-alive timeout: a client on the same network sends a request (headers, and a
+# body of at most a few MiB) well within it.
+HEADER_S = 5.0
+BODY_S = 5.0
 
 
 def deadline_protocol(header_s: float = HEADER_S, body_s: float = BODY_S,

@@ -158,3 +158,27 @@ def test_numbers_that_are_not_finite_exit_2(tmp_path: Path, flag: str, value: st
     assert done.returncode == 2, done.stderr
     assert flag in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "t").exists()  # nothing changed
+
+
+def test_with_the_default_deadline_nothing_half_sent_is_open_after_8_s(tmp_path: Path) -> None:
+    """The attack as first seen: 20 half headers and 20 half bodies, all still open after 8 s."""
+    manifests = write_manifests(tmp_path / "manifests", BINDING)
+    serve = start_serve(manifests, tmp_path / "serve")
+    try:
+        half_header = b"POST /api/v1/events/argo/test HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthori"
+        half_body = (
+            f"POST /api/v1/events/argo/test HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Bearer {serve.token}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: 100\r\n\r\n{{\"who\": "
+        ).encode()
+        socks = _hold(serve, half_header, 20) + _hold(serve, half_body, 20)
+        started = time.monotonic()
+        try:
+            wait_until(lambda: all(_closed_by_server(s) for s in socks), 8, "still open after 8 s", 0.1)
+            assert time.monotonic() - started < 8
+        finally:
+            for s in socks:
+                s.close()
+        assert "Traceback" not in serve.logs()
+    finally:
+        serve.stop()

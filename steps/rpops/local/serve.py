@@ -2,7 +2,7 @@
 
     rpops local serve [--host 127.0.0.1] [--port 2746] [--token-file F] [--namespace argo]
                       [--manifests manifests/argo] [--runs-dir .rpops/runs] [--max-body 1MiB]
-                      [--dedup-window 300] [--rate-limit 60/min] [--read-timeout 10] [--port-file F]
+                      [--dedup-window 300] [--rate-limit 60/min] [--read-timeout 5] [--port-file F]
 
 Endpoints (every one needs `Authorization: Bearer <the token in --token-file>`):
 
@@ -84,7 +84,7 @@ class ServeSettings:
     )
     rate_limit: str = setting("60/min", help="Events accepted per minute (N/min; also N/s, N/h), all senders")
     read_timeout: float = setting(
-        10.0, help="Seconds a client has to send a request's headers, and as long for its body"
+        5.0, help="Seconds a client has to send a request's headers, and as long for its body"
     )
     port_file: str | None = setting(None, help="Write the bound port to this file once serving")
 
@@ -99,7 +99,7 @@ class Limits:
     max_body: int
     dedup_window: float
     rate: tuple[int, float]
-    read_timeout: float = 10.0
+    read_timeout: float = 5.0
 
 
 def check_settings(s: ServeSettings) -> Limits:

@@ -113,8 +113,11 @@ def serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
         if request is None:
             return
         allow_cpu(CPU_S_PER_EVALUATION)
-        kind, text = answer(request)
-        body = text.encode("utf-8")
+        try:
+            kind, text = answer(request)
+        except BaseException:  # noqa: BLE001 - whatever failed, the caller gets a refusal, not a crash
+            kind, text = b"E", "expression refused: the evaluation failed"
+        body = text.encode("utf-8", "backslashreplace")
         stdout.write(kind + HEADER.pack(len(body)) + body)
         stdout.flush()
 

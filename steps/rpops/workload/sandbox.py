@@ -81,22 +81,20 @@ class EvalPool:
         self._tasks: set[asyncio.Task[None]] = set()
         self._all: set[_Worker] = set()
         self._closed = False
+        self._started = asyncio.Event()  # set once the first worker is ready
 
     async def start(self) -> None:
-        """Start the workers; returns once the first one is ready (the rest start meanwhile)."""
-        first = asyncio.get_running_loop().create_future()
+        """Start the workers in the background (the server does not wait for them; the first
+        requests do, up to START_TIMEOUT_S)."""
 
         async def one() -> None:
             worker = await self._spawn()
             if worker is not None:
                 self._idle.put_nowait(worker)
-            if not first.done():
-                first.set_result(None)
+                self._started.set()
 
         for _ in range(self.size):
             self._background(one())
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(first), START_TIMEOUT_S)
 
     async def close(self) -> None:
         self._closed = True
@@ -161,6 +159,9 @@ class EvalPool:
     async def _acquire(self) -> _Worker | None:
         """An idle worker within QUEUE_WAIT_S, else None. Never loses one: a worker handed over
         as the wait times out is still taken (wait_for could drop it)."""
+        if not self._started.is_set():  # just started: wait for the first worker, not QUEUE_WAIT_S
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._started.wait(), START_TIMEOUT_S)
         getter = asyncio.ensure_future(self._idle.get())
         done, _ = await asyncio.wait({getter}, timeout=QUEUE_WAIT_S)
         if done:

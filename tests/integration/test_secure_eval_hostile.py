@@ -213,3 +213,16 @@ def test_half_a_request_is_dropped_by_the_workload(workload: RunningWorkload) ->
     finally:
         for sock in socks:
             sock.close()
+
+
+def test_stopping_the_workload_leaves_no_evaluation_process() -> None:
+    import psutil
+
+    with start_workload(version="v-stop") as running:
+        assert post(running, "1")[0].status_code == 200
+        children = psutil.Process(running.pid).children()
+        assert children
+    deadline = time.monotonic() + 10
+    while any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children):
+        assert time.monotonic() < deadline, "an evaluation process outlived the workload"
+        time.sleep(0.1)

@@ -126,13 +126,19 @@ class EvalPool:
                     stderr=asyncio.subprocess.DEVNULL,
                     env={"LC_ALL": "C.UTF-8"})  # none of the server's variables (its admin token)
                 worker = _Worker(process)
+                self._all.add(worker)  # from here on, close() kills it
                 line = await asyncio.wait_for(worker.stdout.readline(), START_TIMEOUT_S)
                 if line == b"READY\n":
-                    self._all.add(worker)
                     return worker
+                self._all.discard(worker)
                 log.error("secure-eval worker did not start (exit %s); retrying", process.returncode)
             except (TimeoutError, OSError) as exc:
                 log.error("secure-eval worker did not start (%s); retrying", exc)
+            except BaseException:  # cancelled (the server stops): leave no process behind
+                if process is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        process.kill()
+                raise
             if process is not None:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()

@@ -143,7 +143,7 @@ class _Dag:
                 store.add_child(o, child.id)
 
     def values(self, task: str) -> dict[str, str]:
-        v = dict(self.run.globals_for(self.call))
+        v = dict(self.run.scope_of(self.node, self.call))
         for a in ancestors(task, self.deps):
             v.update(self.task_values(a))
         return v
@@ -405,7 +405,7 @@ def run_dag(run: Run, node: Node, call: Call, t: Template, scope: Scope) -> None
         )
         store.set_phase(node, phase, f"child '{failed.id}' failed" if failed else "")
         return
-    values = dict(run.globals_for(call))
+    values = dict(run.scope_of(node, call))
     for name in dag.created:
         values.update(dag.task_values(name))
     outputs, problem = template_outputs(t, values)

@@ -42,13 +42,14 @@ from rpops.local.nodes import (
 from rpops.local.plan import Plan
 from rpops.local.process import LocalProcess
 from rpops.local.secretstore import SecretStore
-from rpops.local.substitute import deep_map, render
+from rpops.local.substitute import deep_map, first_unresolved, render
 
 log = logging.getLogger("rpops.local")
 
 NODE_TYPES = {"container": "Pod", "script": "Pod", "steps": "Steps", "dag": "DAG", "suspend": "Suspend"}
 WORKFLOW_STATUS = {SUCCEEDED: SUCCEEDED, SKIPPED: SUCCEEDED, OMITTED: SUCCEEDED, FAILED: FAILED, ERROR: ERROR}
 DEADLINE_MESSAGE = "Step exceeded its deadline"
+_LATER = frozenset({"metrics", "steps", "tasks"})  # fields substituted when their part runs
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' generateName alphabet
 
 
@@ -121,6 +122,7 @@ class Run:
         self.done = threading.Event()
         self.resumes = 0
         self.node_templates: dict[str, Template] = {}
+        self.scopes: dict[str, dict[str, str]] = {}  # node ID -> the values its template was rendered with
         self.workflow_listeners: list[Callable[[Run], None]] = []
         self._procs: dict[LocalProcess, bool] = {}
         self._lock = threading.Lock()
@@ -141,6 +143,8 @@ class Run:
             "workflow.serviceAccountName": plan.spec.service_account or "",
             "workflow.creationTimestamp": (timestamp(self.created_at) or "")[:19] + "Z",
         }
+        if plan.doc.kind == "CronWorkflow":  # Argo sets it on the workflows a schedule creates
+            g["workflow.scheduledTime"] = g["workflow.creationTimestamp"]
         params = {
             k: v if k in plan.given else render(v, g, strict=False) for k, v in plan.parameters.items()
         }
@@ -154,6 +158,10 @@ class Run:
     def workflow_arguments(self) -> tuple[Parameter, ...]:
         """spec.arguments as Argo passes them to the entrypoint and exit handlers (values resolved)."""
         return tuple(Parameter(k, self.globals[f"workflow.parameters.{k}"]) for k in self.plan.parameters)
+
+    def scope_of(self, node: Node, call: Call) -> dict[str, str]:
+        """What a steps or DAG node's own `{{...}}` resolve against: globals, its inputs, names."""
+        return self.scopes.get(node.id) or self.globals_for(call)
 
     def globals_for(self, call: Call) -> dict[str, str]:
         return self.exit_globals if call.exit_handler else self.globals
@@ -332,7 +340,7 @@ class Run:
         self.node_templates[node.id] = template
         if call.on_create is not None:
             call.on_create(node)
-        inputs, problem = _inputs(template, arguments)
+        inputs, problem = _inputs(template, arguments, self.globals_for(call))
         if inputs:
             node.inputs = {"parameters": [{"name": k, "value": v} for k, v in inputs.items()]}
         if problem:
@@ -344,7 +352,9 @@ class Run:
             "node.name": node.name,
             "pod.name": node.id,
         }
-        t = deep_map(template, lambda s: render(s, values, strict=False))
+        self.scopes[node.id] = values
+        # Steps and tasks are substituted when they run (once, with their siblings' results too).
+        t = deep_map(template, lambda s: render(s, values, strict=False), skip=_LATER)
         held: list[locks.Mutex] = []
         try:
             for name in t.mutexes:
@@ -366,8 +376,8 @@ class Run:
             if held:
                 self.store.set_message(node, "")
             if t.retry is not None:
-                self._retry(node, call, t, scope)
-            else:
+                self._retry(node, call, t, scope, template, values)
+            elif not self._unresolved(node, template, values):
                 self.body(node, call, t, scope)
         finally:
             for mutex in held:
@@ -390,7 +400,21 @@ class Run:
         else:
             dag.run_dag(self, node, call, t, scope)
 
-    def _retry(self, node: Node, call: Call, t: Template, scope: Scope) -> None:
+    def _unresolved(self, node: Node, template: Template, values: dict[str, str]) -> bool:
+        """A leaf's `{{tag}}` that nothing resolves (checked as written): the node errors."""
+        if template.kind not in ("container", "script"):
+            return False
+        fields = (template.container, template.active_deadline, template.timeout, template.outputs)
+        fields += (template.artifacts,)
+        tag = first_unresolved(fields, values)
+        if tag is None:
+            return False
+        self.store.set_phase(node, ERROR, f"failed to resolve {{{{{tag}}}}}")
+        return True
+
+    def _retry(
+        self, node: Node, call: Call, t: Template, scope: Scope, raw: Template, values: dict[str, str]
+    ) -> None:
         strategy = t.retry
         assert strategy is not None
         self.store.set_phase(node, RUNNING)
@@ -408,7 +432,9 @@ class Run:
             return
         attempt, first_start = 0, None
         while True:
-            attempt_t = deep_map(t, _renderer({"retries": str(attempt)}))
+            attempt_values = {**values, "retries": str(attempt)}
+            # from the template as written: a value holding `{{retries}}` stays as it is
+            attempt_t = deep_map(raw, _renderer(attempt_values), skip=_LATER)
             child_call = call.child(
                 f"{call.name}({attempt})", f"{call.display}({attempt})", call.boundary, node.id
             )
@@ -423,10 +449,12 @@ class Run:
                 template_ref=call.template_ref,
             )
             self.node_templates[child.id] = t
+            self.scopes[child.id] = attempt_values
             self.store.add_child(node.id, child.id)
             if node.inputs:
                 child.inputs = node.inputs
-            self.body(child, child_call, attempt_t, scope)
+            if not self._unresolved(child, raw, attempt_values):
+                self.body(child, child_call, attempt_t, scope)
             first_start = first_start or child.started_at or time.time()
             node.outputs = child.outputs
             if child.phase == SUCCEEDED:
@@ -505,13 +533,19 @@ def _renderer(values: dict[str, str]) -> Callable[[str], str]:
     return fn
 
 
-def _inputs(template: Template, arguments: tuple[Parameter, ...]) -> tuple[dict[str, str], str | None]:
+def _inputs(
+    template: Template, arguments: tuple[Parameter, ...], globals_: dict[str, str]
+) -> tuple[dict[str, str], str | None]:
+    """The template's input values: an argument is data as given; a value or default the template
+    itself declares is substituted with the workflow's variables first, as Argo does."""
     given = {p.name: p.value for p in arguments}
     values: dict[str, str] = {}
     for p in template.inputs:
         value = given.get(p.name)
         if value is None:
             value = p.value if p.value is not None else p.default
+            if value is not None and "{{" in value:
+                value = render(value, globals_, strict=False)
         if value is None:
             return values, f"inputs.parameters.{p.name} was not supplied"
         if p.enum and value not in p.enum:

@@ -26,7 +26,7 @@ from rpops.local.nodes import (
     Node,
 )
 from rpops.local.plan import resolve
-from rpops.local.substitute import Unresolved, deep_map, render, strings, tags
+from rpops.local.substitute import Unresolved, deep_map, first_unresolved, render
 from rpops.local.values import (
     aggregate_values,
     expand_sequence,
@@ -48,10 +48,10 @@ def subst(step: Step, values: Mapping[str, str]) -> Step:
     return deep_map(step, lambda s: render(s, values, strict=False))
 
 
-def _check_resolved(step: Step) -> None:
-    for _, text in strings((step.arguments, step.when, step.with_param)):
-        for tag in tags(text):
-            raise Unresolved(tag)
+def _check_resolved(obj: Any, values: Mapping[str, str]) -> None:
+    tag = first_unresolved(obj, values)
+    if tag is not None:
+        raise StepProblem(str(Unresolved(tag)))
 
 
 def _items(step: Step) -> list[Any]:
@@ -64,29 +64,24 @@ def _items(step: Step) -> list[Any]:
 
 
 def expand(step: Step, values: Mapping[str, str]) -> list[tuple[str, Step]] | None:
-    """[(name suffix, substituted step)]; None when the step does not loop. Raises StepProblem."""
-    s = subst(step, values)
-    if not s.loops:
-        try:
-            _check_resolved(s)
-        except Unresolved as exc:
-            raise StepProblem(str(exc)) from None
+    """[(name suffix, substituted step)]; None when the step does not loop. Raises StepProblem.
+
+    Each item's step is substituted once, from the step as written, with the item's values and
+    the others together: a value that holds `{{` stays as it is.
+    """
+    if not step.loops:
+        _check_resolved((step.arguments, step.when, step.with_param), values)
         return None
+    _check_resolved((step.with_param, step.with_items, step.with_sequence), values)
     try:
-        for _, text in strings(s.with_param):
-            for tag in tags(text):
-                raise Unresolved(tag)
-        items = _items(s)
-    except (Unresolved, ValueError) as exc:
+        items = _items(subst(step, values))
+    except ValueError as exc:
         raise StepProblem(str(exc)) from None
     out = []
     for i, item in enumerate(items):
-        si = subst(s, item_values(item))
-        try:
-            _check_resolved(si)
-        except Unresolved as exc:
-            raise StepProblem(str(exc)) from None
-        out.append((item_label(i, item), si))
+        merged = {**values, **item_values(item)}
+        _check_resolved((step.arguments, step.when), merged)
+        out.append((item_label(i, item), subst(step, merged)))
     return out
 
 
@@ -218,7 +213,7 @@ def run_steps(run: Run, node: Node, call: Call, t: Template, scope: Scope) -> No
         for p in previous:
             store.add_child(p, sg.id)
         members = _run_group(
-            run, node, sg, call, scope, group, {**run.globals_for(call), **values}, sem, t.fail_fast
+            run, node, sg, call, scope, group, {**run.scope_of(node, call), **values}, sem, t.fail_fast
         )
         ends = [o for c in sg.children if (child := store.get(c)) for o in outbound(run, child)]
         previous = ends or [sg.id]
@@ -235,7 +230,7 @@ def run_steps(run: Run, node: Node, call: Call, t: Template, scope: Scope) -> No
             elif children:
                 values.update(aggregate_values(f"steps.{step.name}", children))
     node.outbound = previous
-    outputs, problem = template_outputs(t, {**run.globals_for(call), **values})
+    outputs, problem = template_outputs(t, {**run.scope_of(node, call), **values})
     if problem:
         store.set_phase(node, ERROR, problem)
         return

@@ -16,7 +16,6 @@ from rpops.local.model import Template
 from rpops.local.nodes import ERROR, FAILED, RUNNING, SUCCEEDED, Node
 from rpops.local.process import LocalProcess, resolve_command
 from rpops.local.secretstore import SecretMissing
-from rpops.local.substitute import strings, tags
 
 if TYPE_CHECKING:
     from rpops.local.executor import Call, Run
@@ -59,10 +58,6 @@ def _run_process(run: Run, node: Node, call: Call, t: Template) -> None:
     private = work / "tmp"  # the node's /tmp (namespace) or its /tmp/outputs (fallback)
     # $RPOPS_OUTPUTS exists when a step starts (the step contract): /tmp/outputs in the node's view.
     (private / "outputs" if view.namespace else private).mkdir(parents=True, exist_ok=True)
-    leftover = [tag for _, text in strings((c, t.active_deadline, t.timeout)) for tag in tags(text)]
-    if leftover:
-        run.store.set_phase(node, ERROR, f"failed to resolve {{{{{leftover[0]}}}}}")
-        return
     try:
         paths = output_paths(t, view.root)
         env = _env(run, c.env, work, view)

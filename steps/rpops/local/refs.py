@@ -137,6 +137,10 @@ class _Checker:
             return None if name in keys else f"the workflow has no {key[:-1]} '{name}'"
         if key in WORKFLOW_VARS and len(rest) == 1:
             return None
+        if key == "scheduledTime" and len(rest) == 1:
+            if self.plan.doc.kind == "CronWorkflow":
+                return None
+            return "{{workflow.scheduledTime}} is only set in a CronWorkflow's runs"
         return "unknown workflow variable"
 
     def node_problem(self, kind: str, rest: list[str], rs: RefScope) -> str | None:

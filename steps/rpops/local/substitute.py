@@ -82,6 +82,28 @@ def render(text: str, values: Mapping[str, str], *, strict: bool = True) -> str:
     return "".join(parts)
 
 
+def first_unresolved(obj: Any, values: Mapping[str, str]) -> str | None:
+    """The first `{{tag}}` written in `obj` (strings, dataclasses, ...) that `values` cannot resolve.
+
+    Checked on the text as written, not after substitution: a value that itself holds `{{` is
+    data, not an unresolved reference.
+    """
+    env: dict[str, Any] | None = None
+    for _, text in strings(obj):
+        for _start, _end, inner in _scan(text) if "{{" in text else ():
+            tag = inner.strip()
+            if tag.startswith("="):
+                if env is None:
+                    from rpops.local import exprlang
+
+                    env = exprlang.expand(values)
+                if _expression(tag[1:].strip(), env, strict=False) is None:
+                    return tag
+            elif tag not in values:
+                return tag
+    return None
+
+
 def _expression(source: str, env: dict[str, Any], strict: bool) -> str | None:
     """A `{{= expr}}` tag's value, as Argo renders it; None while names it reads are missing."""
     from rpops.local import exprlang

@@ -321,3 +321,51 @@ def test_stopping_a_dag_fails_it_and_starts_nothing_new(runs_dir: Path) -> None:
     assert len(started) == 1, started  # the items still waiting for the workflow's parallelism never started
     waiting = [n for n in items if n not in started]
     assert all(n["phase"] == "Failed" and n["message"] == "Stopped with strategy 'Stop'" for n in waiting)
+
+
+def test_each_node_writes_its_own_tmp_never_the_hosts(runs_dir: Path) -> None:
+    """Two parallel nodes write the same /tmp path; each reads its own value back; the host's
+    /tmp stays untouched (the paths land in each node's folder of the run)."""
+    host = Path("/tmp/rpops-conformance-private")  # noqa: S108 - the path the nodes write privately
+    assert not host.exists()
+    result = run("conf-private-tmp", runs_dir)
+    if not isolation.mode().namespace:
+        pytest.fail(f"this machine offers no mount namespace ({isolation.mode().reason})")
+    assert result.phase == "Succeeded", result.message
+    assert not host.exists()
+    nodes = _nodes(result.status)
+    for name in ("left", "right"):
+        private = runs_dir / result.name / "nodes" / nodes[name]["id"] / "tmp" / "rpops-conformance-private"
+        assert (private / "word.txt").read_text() == name
+
+
+def test_fallback_without_namespace_maps_only_tmp_outputs(
+    runs_dir: Path, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    """RPOPS_LOCAL_ISOLATION=none: /tmp/outputs/ is mapped through RPOPS_OUTPUTS; an output at
+    another path is refused before the run, naming the field and why."""
+    env = {**cli_env, "RPOPS_LOCAL_ISOLATION": "none"}
+    refused = _cli(
+        ["run", "conf-private-tmp", "--manifests", str(WORKFLOWS), "--runs-dir", str(runs_dir)], tmp_path, env
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert "field 'outputs.parameters[0].valueFrom.path': must be under /tmp/outputs/" in refused.stderr
+    assert "RPOPS_LOCAL_ISOLATION=none" in refused.stderr and "Traceback" not in refused.stderr
+    assert not runs_dir.exists()
+    ok = _cli(
+        ["run", "conf-script", "--manifests", str(WORKFLOWS), "--runs-dir", str(runs_dir)],
+        tmp_path,
+        env,
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+def test_substitution_is_one_pass_over_unpaired_tags() -> None:
+    """Argo's fasttemplate pairing: `{{` runs to the next `}}`; an unpaired `{{` is text; a value
+    is never scanned again (the linear time is measured in benchmarks/bench_executor.py)."""
+    from rpops.local.substitute import render, tags
+
+    assert render("{{a}} {{ b }} {{c", {"a": "{{b}}", "b": "2"}, strict=False) == "{{b}} 2 {{c"
+    assert tags("x {{ {{a}} }}") == ["{{a"]
+    text = "{{a}}" * 20_000 + "{{" * 20_000
+    assert render(text, {"a": "1"}, strict=False) == "1" * 20_000 + "{{" * 20_000

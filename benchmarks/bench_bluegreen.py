@@ -152,10 +152,10 @@ def bench_rollback(driver: LocalDriver, root: Path, tmp: Path, rounds: int, firs
             proc.communicate(timeout=120)
             time.sleep(0.3)
             failures = [at for at, ok, _ in list(load.samples) if not ok and at >= injected]
-        report = json.loads((out / "report.json").read_text())
-        back = report["verify"].get("detection_to_route_back_s")
+        promoted = json.loads((out / "report.json").read_text())
+        back = promoted["verify"].get("detection_to_route_back_s")
         if back is None:
-            raise SystemExit(f"no rollback measured in round {i}: {report.get('reason')}")
+            raise SystemExit(f"no rollback measured in round {i}: {promoted.get('reason')}")
         detections.append(float(back))
         exposures.append((max(failures) - injected) if failures else 0.0)
     # the baseline: a green that fails from the switch on is noticed after `sleep 10` and one curl

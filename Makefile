@@ -46,7 +46,7 @@ $(TOOLS_STAMP): requirements-tools.lock
 	$(TOOLS)/checkov/bin/python -m pip install -q --disable-pip-version-check -r requirements-tools.lock
 	@rm -f $(TOOLS)/.installed-*; touch $@
 
-run: install
+run: install system-deps
 	@$(BIN)/python scripts/demo.py
 
 test: install system-deps tools

@@ -354,9 +354,12 @@ def _ready(am: RunningAlertmanager) -> bool:
 # ----------------------------------------------------------------------------------- rpops local serve
 
 
-def local_manifests(directory: Path, targets: str, prometheus: str) -> Path:
+def local_manifests(
+    directory: Path, targets: str, prometheus: str, scale: Mapping[str, str] | None = None
+) -> Path:
     """A copy of manifests/argo whose binding points at the local service and Prometheus, and
-    whose recovery scans this checkout (LOCAL_SCAN)."""
+    whose recovery scans this checkout (LOCAL_SCAN); `scale` overrides arguments of the
+    recovery's scale task (e.g. max-replicas 1, to see a remediation that cannot act)."""
     directory.mkdir(parents=True, exist_ok=True)
     for path in MANIFESTS.glob("*.yaml"):
         shutil.copyfile(path, directory / path.name)
@@ -376,6 +379,9 @@ def local_manifests(directory: Path, targets: str, prometheus: str) -> Path:
     for p in doc["spec"]["arguments"]["parameters"]:
         if p["name"] == "settle":
             p["value"] = LOCAL_SETTLE
+    (scaling,) = (t for t in main["dag"]["tasks"] if t["name"] == "scale")
+    for p in scaling["arguments"]["parameters"]:
+        p["value"] = (scale or {}).get(p["name"], p["value"])
     recovery_file.write_text(yaml.safe_dump(doc, sort_keys=False))
     return directory
 
@@ -502,7 +508,13 @@ class Stack:
             stop()
 
 
-def start_stack(root: Path, tmp: Path, service_url: str, discovery_interval: float = 0.25) -> Stack:
+def start_stack(
+    root: Path,
+    tmp: Path,
+    service_url: str,
+    discovery_interval: float = 0.25,
+    scale: Mapping[str, str] | None = None,
+) -> Stack:
     """The whole stack for the platform state under `root` serving at `service_url`; files under `tmp`.
 
     Prometheus is told Alertmanager's port first (the binding needs Prometheus's URL, and
@@ -516,7 +528,7 @@ def start_stack(root: Path, tmp: Path, service_url: str, discovery_interval: flo
         prom = start_prometheus(prometheus_config(tmp / "targets.json", rules, am_port))
         stops.append(prom.stop)
         prom.wait_for('up{job=~"research-platform.*"} == 1', count=2, timeout=30)  # both jobs
-        manifests = local_manifests(tmp / "manifests", f"{REGION}={service_url}", prom.url)
+        manifests = local_manifests(tmp / "manifests", f"{REGION}={service_url}", prom.url, scale)
         serve = start_serve(manifests, tmp / "serve", env={"RPOPS_PLATFORM_DIR": str(root)})
         stops.append(serve.stop)
         hook = f"{serve.url}/api/v1/events/argo/alertmanager"

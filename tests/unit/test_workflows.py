@@ -291,7 +291,11 @@ def _caller(task: Doc) -> Doc:
 HEALTH_REF = {"name": health_check.NAME, "template": "check-health"}
 HEALTH_ARGS = {
     "parameters": [
-        {"name": n, "value": "x"} for n in ("targets", "samples", "timeout", "prometheus", "region")
+        {"name": n, "value": "x"}
+        for n in (
+            "targets", "samples", "timeout", "prometheus", "region",
+            "alert", "alert-labels", "alert-reading", "alert-settle",
+        )
     ]
 }
 
@@ -507,6 +511,10 @@ def test_health_check_runs_rpops_health_check_with_the_contract_flags(docs: list
         "--timeout", "{{inputs.parameters.timeout}}",
         "--prometheus", "{{inputs.parameters.prometheus}}",
         "--region", "{{inputs.parameters.region}}",
+        "--alert", "{{inputs.parameters.alert}}",
+        "--alert-labels", "{{inputs.parameters.alert-labels}}",
+        "--alert-reading", "{{inputs.parameters.alert-reading}}",
+        "--alert-settle", "{{inputs.parameters.alert-settle}}",
     ]  # fmt: skip
     env = {e["name"]: e["value"] for e in check["container"]["env"]}
     assert env == {
@@ -520,6 +528,7 @@ def test_health_check_runs_rpops_health_check_with_the_contract_flags(docs: list
         "status": {"default": "unknown", "path": "/tmp/outputs/status"},
         "reason": {"default": "the health check did not run", "path": "/tmp/outputs/reason"},
         "p95_ms": {"default": "-1", "path": "/tmp/outputs/p95_ms"},
+        "outcome": {"default": "not-run", "path": "/tmp/outputs/outcome"},
     }
     arguments = {p["name"]: p.get("value") for p in doc["spec"]["arguments"]["parameters"]}
     assert arguments == {
@@ -528,6 +537,10 @@ def test_health_check_runs_rpops_health_check_with_the_contract_flags(docs: list
         "timeout": "2.0",
         "prometheus": "",
         "region": "",
+        "alert": "",
+        "alert-labels": "{}",
+        "alert-reading": "onset",
+        "alert-settle": "60",
     }
     assert doc["spec"]["entrypoint"] == "main"
     assert doc["spec"]["serviceAccountName"] == "rpops-steps"

@@ -157,11 +157,15 @@ def check_depth(value: Any, label: str, max_depth: int = MAX_NESTING) -> None:
         raise UsageError(f"{label}: nested too deeply (over {max_depth} levels); flatten it")
 
 
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or infinity); send a finite number")
+
+
 def loads_json(raw: bytes | str, max_depth: int = MAX_NESTING) -> Any:
     """JSON from a request body. Raises ValueError (with a message fit for a client) when it is
     not JSON or nests deeper than `max_depth`; never RecursionError."""
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_constant=_not_json)
     except RecursionError:
         raise NestingError(f"nested too deeply (over {max_depth} levels)") from None
     except UnicodeDecodeError:

@@ -242,3 +242,9 @@ def test_urls_are_accepted_or_refused_by_name(url: str) -> None:
         assert parts.scheme in ("http", "https") and parts.hostname
         assert not parts.query and not parts.fragment and not checked.endswith("/")
         assert parts.port is None or 0 < parts.port < 65536
+
+
+@pytest.mark.parametrize("raw", [b'{"a": NaN}', b"[Infinity]", b"-Infinity", b'{"a": [1, -Infinity]}'])
+def test_nan_and_infinity_are_not_json(raw: bytes) -> None:
+    with pytest.raises(ValueError, match="not JSON"):
+        loads_json(raw)

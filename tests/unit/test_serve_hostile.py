@@ -208,3 +208,8 @@ def test_endless_headers_are_cut_off_at_64_kib(serve: RunningServe) -> None:
         sock.close()
     assert serve._client.get(f"{serve.url}/api/v1/workflows/argo",
                              headers={"Authorization": f"Bearer {serve.token}"}).status_code == 200
+
+
+def test_nan_in_a_body_is_400(serve: RunningServe) -> None:
+    response = serve.post_event(b'{"who": NaN}', discriminator="test")
+    assert response.status_code == 400 and "not JSON" in response.json()["message"]

@@ -3,13 +3,18 @@
 With a mount namespace (util-linux `unshare`, as root or through a user namespace), a node's
 process sees its own directory `<run>/nodes/<id>/tmp` as `/tmp`: whatever it writes there (an
 output at `/tmp/hello_world.txt`, `/tmp/outputs/x`) lands in the run folder, never in the
-host's `/tmp`, and is read back once the node ends. The node is also the first process of its
-own PID namespace, so everything it started (`sleep 60 &`, even in a new session) ends with it.
+host's `/tmp`, and is read back once the node ends. The node runs in its own process group, which
+a deadline or a stop ends whole (`sleep 60 &` included). A process that leaves the group on
+purpose (a daemon, like the replicas the local platform driver starts from an `rpops` step,
+which on a cluster would be a Deployment, not part of the pod) is not ended.
+
+Host paths under `/tmp` that the node's working directory or environment name (a project or a
+state folder under `/tmp`, `RPOPS_PLATFORM_DIR=/tmp/...`) are mounted into its view at the same
+place, read-write, as a volume would be: the node still sees nothing else of the host's `/tmp`.
 
 Without a namespace (`RPOPS_LOCAL_ISOLATION=none`, or a kernel that refuses one) the fallback
 maps only Argo's `/tmp/outputs/` convention, through `RPOPS_OUTPUTS`; outputs declared at other
-paths are refused before the run, naming the field, and the process group is what ends with
-the node.
+paths are refused before the run, naming the field, and nothing else changes.
 """
 
 from __future__ import annotations
@@ -19,14 +24,19 @@ import os
 import posixpath
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 PRIVATE_ROOT = "/tmp"  # noqa: S108 - the path a node sees privately; the host's is never written
 FALLBACK_ROOT = "/tmp/outputs"  # noqa: S108 - Argo's convention for step outputs
 ENV_SWITCH = "RPOPS_LOCAL_ISOLATION"
-# Bind the node's directory over /tmp, then become the step's command (pid 1 of the namespace).
-_ENTER = 'mount --bind "$1" /tmp || exit 125; shift; exec "$@"'
+# Bind the host paths the node needs into its directory, that directory (with them) over /tmp,
+# then become the step's command (pid 1 of the namespace). Arguments: DIR [HOST REL]... -- ARGV.
+_ENTER = (
+    'p="$1"; shift; while [ "$1" != -- ]; do mount --bind "$1" "$p/$2" || exit 125; shift 2; done; '
+    'shift; mount --rbind "$p" /tmp || exit 125; exec "$@"'
+)
 
 
 class PathRefused(ValueError):
@@ -55,7 +65,7 @@ def mode() -> Mode:
         return Mode(False, "util-linux unshare/mount not found")
     try:
         probe = subprocess.run(  # noqa: S603 - fixed argv
-            [*_unshare(), "/bin/sh", "-c", _ENTER, "sh", PRIVATE_ROOT, "true"],
+            [*_unshare(), "/bin/sh", "-c", _ENTER, "sh", PRIVATE_ROOT, "--", "true"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -70,15 +80,41 @@ def mode() -> Mode:
 
 
 def _unshare() -> list[str]:
-    argv = ["unshare", "--mount", "--pid", "--kill-child", "--propagation", "private"]
+    argv = ["unshare", "--mount", "--propagation", "private"]
     if os.geteuid() != 0:
         argv += ["--user", "--map-root-user"]
     return [*argv, "--"]
 
 
-def wrap(argv: list[str], private_tmp: Path) -> list[str]:
-    """The command line that runs `argv` with `private_tmp` as its /tmp, in its own namespaces."""
-    return [*_unshare(), "/bin/sh", "-c", _ENTER, "sh", str(private_tmp), *argv]
+def wrap(argv: list[str], private_tmp: Path, expose: Sequence[str] = ()) -> list[str]:
+    """The command line that runs `argv` with `private_tmp` as its /tmp, in its own namespaces,
+    and the host directories `expose` (under /tmp) at their own paths inside it."""
+    binds: list[str] = []
+    for host in expose:
+        rel = host[len(PRIVATE_ROOT) + 1 :]
+        (private_tmp / rel).mkdir(parents=True, exist_ok=True)  # the mount point, in the node's folder
+        binds += [host, rel]
+    return [*_unshare(), "/bin/sh", "-c", _ENTER, "sh", str(private_tmp), *binds, "--", *argv]
+
+
+def host_paths(cwd: str | None, env: dict[str, str]) -> list[str]:
+    """Directories under the host's /tmp that the node's working directory or environment name:
+    they stay visible inside its private /tmp. /tmp itself and /tmp/outputs never do."""
+    found: set[str] = set()
+    for value in [cwd or os.getcwd(), *env.values()]:
+        for part in value.split(os.pathsep):
+            if not part.startswith(PRIVATE_ROOT + "/") or ".." in part.split("/"):
+                continue
+            path = posixpath.normpath(part)
+            if path == FALLBACK_ROOT or path.startswith(FALLBACK_ROOT + "/"):
+                continue
+            if not os.path.isdir(path):
+                path = posixpath.dirname(path)
+                if path == PRIVATE_ROOT or not os.path.isdir(path):
+                    continue
+            found.add(path)
+    # the outermost of nested paths is enough: its mount holds the others
+    return sorted(p for p in found if not any(p.startswith(q + "/") for q in found))
 
 
 def normalize(path: str, where: str, root: str) -> str:

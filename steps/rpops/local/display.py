@@ -3,6 +3,7 @@ plain line per node change when stdout is not a terminal."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -61,9 +62,37 @@ def duration(start: str | None, end: str | None, now: float) -> str:
 
 
 def failure_line(result: str) -> str:
-    """The last non-blank line a container printed, cut to one short line."""
-    last = next((line.strip() for line in reversed(result.splitlines()) if line.strip()), "")
-    return last if len(last) <= RESULT_CHARS else last[: RESULT_CHARS - 1] + "…"
+    """One short line from what a failed container printed: for a JSON report (the steps print
+    one), its message or its failed checks with their details; else the last non-blank line."""
+    text = result.strip()
+    line = _json_summary(text) if text[:1] == "{" else None
+    if line is None:
+        line = next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), "")
+    return line if len(line) <= RESULT_CHARS else line[: RESULT_CHARS - 1] + "…"
+
+
+def _json_summary(text: str) -> str | None:
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    for key in ("message", "reason", "error", "summary"):
+        if isinstance(doc.get(key), str) and doc[key].strip():
+            return " ".join(doc[key].split())
+    checks = doc.get("checks")
+    if isinstance(checks, list):
+        failed = [
+            f"{c.get('name')}: {c.get('detail', 'failed')}"
+            for c in checks
+            if isinstance(c, dict) and c.get("passed") is False
+        ]
+        if failed:
+            return "; ".join(failed)
+    if isinstance(doc.get("failed"), list) and doc["failed"]:
+        return "failed: " + ", ".join(map(str, doc["failed"]))
+    return None
 
 
 def node_message(node: dict[str, Any]) -> str:

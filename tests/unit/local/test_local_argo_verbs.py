@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 from local_helpers import RPOPS
 from rpops.local import display
+from rpops.workload.testing import start_workload
+
+ARGO = Path(__file__).resolve().parents[3] / "manifests" / "argo"
 
 LIBRARY = """\
 apiVersion: argoproj.io/v1alpha1
@@ -257,3 +260,44 @@ def test_no_color_turns_colour_off_on_a_terminal(monkeypatch: pytest.MonkeyPatch
     }
     text = "\n".join(display.render(doc, color=False))
     assert "\x1b[" not in text and "Error (exit code 1): last reason" in text
+
+
+def test_the_validate_template_shows_why_it_failed(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    """The rendered validate template against a real workload that answers slowly: the tree
+    names the failed check and its detail (the step prints a JSON report), not only the exit code."""
+    with start_workload(latency_ms=400) as workload:
+        run = _cli(
+            tmp_path,
+            cli_env,
+            "run",
+            "workflowtemplate/research-platform-validate",
+            "--manifests",
+            str(ARGO),
+            "-p",
+            f"url={workload.url}",
+            "-p",
+            "max-response-ms=50",
+            *_common(tmp_path),
+            "--name",
+            "v1",
+        )
+    assert run.returncode == 1, run.stdout + run.stderr
+    got = _cli(tmp_path, cli_env, "get", "v1", *_common(tmp_path))
+    rows = [line for line in got.stdout.splitlines() if "✖ validate(0)" in line]
+    assert rows and "Error (exit code 1): response_time: " in rows[0], got.stdout
+
+
+def test_failure_line_from_a_json_report_or_plain_text() -> None:
+    report = {
+        "passed": False,
+        "failed": ["response_time"],
+        "checks": [
+            {"name": "health", "passed": True, "detail": "200"},
+            {"name": "response_time", "passed": False, "detail": "p95 812 ms over 50 ms"},
+        ],
+    }
+    assert display.failure_line(json.dumps(report, indent=2)) == "response_time: p95 812 ms over 50 ms"
+    assert display.failure_line('{"status": "fail", "message": "gate:  3 critical"}') == "gate: 3 critical"
+    assert display.failure_line('{"failed": ["a", "b"]}') == "failed: a, b"
+    assert display.failure_line("starting\nlast words\n\n") == "last words"
+    assert len(display.failure_line("x" * 500)) == display.RESULT_CHARS

@@ -74,7 +74,7 @@ COLD_INDEX_TARGET_S = 3.0
 PACKAGES = 300
 
 
-def line(name: str, measured: float, baseline: float, ratio: float, target: str, ok: bool | None,
+def line(name: str, measured: float, baseline: float, ratio: float | None, target: str, ok: bool | None,
          unit: str = "", *, load: Load, baseline_name: str, load_sensitive: bool = True,
          note: str = "") -> bool:
     return report("bench_security", name, figure=measured, unit=unit.strip(), baseline=baseline_name,
@@ -320,12 +320,12 @@ def bench_match() -> bool:
             "advisory_match_300_packages",
             median,
             MATCH_TARGET_S,
-            median / MATCH_TARGET_S,
+            None,  # a budget, not a baseline: no ratio
             f"<= {MATCH_TARGET_S:g} s",
             median <= MATCH_TARGET_S,
             " s",
             load=monitor.load(),
-            baseline_name="the target",
+            baseline_name="budget",
             load_sensitive=True,
         )
 
@@ -362,12 +362,12 @@ def bench_cold_index() -> bool:
         "cold_dependency_index",
         median,
         COLD_INDEX_TARGET_S,
-        median / COLD_INDEX_TARGET_S,
+        None,
         f"<= {COLD_INDEX_TARGET_S:g} s, progress shown past 1 s",
         median <= COLD_INDEX_TARGET_S and not silent,
         " s",
         load=monitor.load(),
-        baseline_name="the target",
+        baseline_name="budget",
         load_sensitive=True,
         note=f"whole process, {len(runs)} runs: {', '.join(f'{r:.2f}' for r in runs)} s; "
              f"progress shown in {sum(progress_shown)} of {len(runs)}",

@@ -12,16 +12,26 @@ and one that is rolled back. Every process it started is stopped at the end, als
 The monitoring stack is the one tests/e2e/test_alert_loop.py runs (tests/e2e/fixtures.py): the
 production rules, scrape jobs and Alertmanager routes with test-sized intervals. Sections whose
 template is not in manifests/argo/ are skipped with a note. Everything lives under .rpops/demo/
-(platform state, run records), wiped at the start.
+(platform state, run records, step outputs, the monitoring's data and temporary files), wiped
+at the start.
+
+Every outcome the demo announces is checked: a status, a replica count before and after, a
+rollback. When one does not hold, the demo stops, names the stage and exits 1.
+
+    python scripts/demo.py                      the scenario
+    python scripts/demo.py --break-scale-out    the same with the recovery's scale step capped at
+                                                one replica: the alert loop must fail, naming it
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "e2e"), str(ROOT / "tests" / "integration")]
 import fixtures  # noqa: E402
 import prometheus_fixture  # noqa: E402
+from rpops.platform.local import LocalDriver  # noqa: E402
 
 WORK = ROOT / ".rpops" / "demo"
 MANIFESTS = ROOT / "manifests" / "argo"
@@ -43,7 +54,29 @@ SAMPLE_PROJECT = ROOT / "tests" / "security" / "data" / "sample-project"
 ADVISORIES = ROOT / "tests" / "data" / "advisories"
 
 BOLD, DIM, RESET = ("\033[1m", "\033[2m", "\033[0m") if sys.stdout.isatty() else ("", "", "")
-ENV = {**os.environ, "RPOPS_PLATFORM_DIR": str(WORK / "platform"), "RPOPS_PLATFORM": "local"}
+# Everything the demo and the steps it runs write stays under WORK: outputs of steps run by hand,
+# temporary files (Prometheus's and Alertmanager's data too). The steps act on the local platform
+# (a replica the scale step starts must outlive the step), so nodes share the host's process tree.
+LOCAL = {
+    "RPOPS_PLATFORM_DIR": str(WORK / "platform"),
+    "RPOPS_PLATFORM": "local",
+    "RPOPS_OUTPUTS": str(WORK / "outputs"),
+    "TMPDIR": str(WORK / "tmp"),
+    **fixtures.NODE_ENV,
+}
+ENV = {**os.environ, **LOCAL}
+
+
+class StageFailed(Exception):
+    """An announced outcome did not hold: the demo stops and names the stage."""
+
+    def __init__(self, stage: str, what: str) -> None:
+        super().__init__(f"stage '{stage}' failed: {what}")
+
+
+def expect(stage: str, holds: bool, what: str) -> None:
+    if not holds:
+        raise StageFailed(stage, what)
 
 
 def heading(text: str) -> None:
@@ -106,6 +139,15 @@ def outputs(status: dict[str, Any], template: str) -> dict[str, str]:
     return found
 
 
+def task_outputs(status: dict[str, Any], task: str) -> dict[str, str]:
+    """Output parameters of the DAG task named `task` (two tasks may share a template)."""
+    for node in status["status"]["nodes"].values():
+        if node.get("displayName") == task and node.get("type") in ("Pod", "Retry"):
+            params = (node.get("outputs") or {}).get("parameters") or []
+            return {p["name"]: p.get("value", "") for p in params}
+    return {}
+
+
 def platform_url() -> str:
     status = json.loads(rpops("local", "platform", "status", "--output", "json", quiet=True).stdout)
     return str(status[0]["url"])
@@ -158,9 +200,11 @@ def health_and_validation(url: str) -> None:
     )
     out = outputs(status, "check-health")
     print(f"{BOLD}   -> status: {out.get('status')} ({out.get('reason')}){RESET}")
+    expect("health check", out.get("status") == "healthy", f"status {out.get('status')!r}, not healthy")
 
     heading("Post-deployment validation: research-platform-validate")
-    run_template("research-platform-validate", "demo-validate-1", url=url)
+    status = run_template("research-platform-validate", "demo-validate-1", url=url)
+    expect("validation", status["status"]["phase"] == "Succeeded", f"workflow {status['status']['phase']}")
     note("the same checks as a table:")
     rpops("validate", "--url", url)
 
@@ -176,17 +220,19 @@ def health_and_validation(url: str) -> None:
     )
     out = outputs(status, "check-health")
     print(f"{BOLD}   -> status: {out.get('status')} ({out.get('reason')}){RESET}")
+    expect("latency fault", out.get("status") == "degraded", f"status {out.get('status')!r}, not degraded")
     note("validation now fails on response time (exit 1):")
-    rpops("validate", "--url", url, "--timeout", "5", check=False)
+    done = rpops("validate", "--url", url, "--timeout", "5", check=False)
+    expect("latency fault", done.returncode == 1, f"validation exited {done.returncode}, not 1")
     rpops("local", "platform", "fault", "--clear")
 
 
-def start_monitoring(url: str) -> fixtures.Stack | None:
+def start_monitoring(url: str, scale: dict[str, str]) -> fixtures.Stack | None:
     heading("Monitoring: Prometheus, Alertmanager and `rpops local serve` (Argo's events API)")
     if not monitoring_installed("the remediation is run by hand and right-sizing is skipped"):
         return None
     (WORK / "alert-loop").mkdir()
-    stack = fixtures.start_stack(WORK / "platform", WORK / "alert-loop", url)
+    stack = fixtures.start_stack(WORK / "platform", WORK / "alert-loop", url, scale=scale)
     stack.stops.append(fixtures.Load(url).stop)  # steady traffic, as users and probes make it
     note(f"Prometheus {stack.prometheus.url}: the production scrape jobs and rules, `for` shortened to 1 s")
     note(f"Alertmanager {stack.alertmanager.url}: the production routes, its webhook to rpops local serve")
@@ -196,23 +242,43 @@ def start_monitoring(url: str) -> fixtures.Stack | None:
 
 def alert_loop(stack: fixtures.Stack) -> None:
     """CPU burn -> HighCPU -> Alertmanager -> rpops local serve -> recovery -> scale."""
+    stage = "alert loop"
     heading("Alerts that fix things: CPU burn -> HighCPU -> Alertmanager -> research-platform-recovery")
     before = replicas()
     started = time.monotonic()
     rpops("local", "platform", "fault", "cpu_burn=1.0")
     recovery = wait_for(lambda: finished_recovery(stack.serve, "HighCPU"), 90)
     rpops("local", "platform", "fault", "--clear")
-    if recovery is None:
-        note("no recovery finished within 90 s (a busy machine?): see .rpops/demo/alert-loop/serve/")
-        return
+    expect(stage, recovery is not None, "no recovery finished within 90 s: see .rpops/demo/alert-loop/serve/")
+    name, phase = recovery["metadata"]["name"], recovery["status"]["phase"]
+    after = replicas()
     print(
-        f"{BOLD}   -> HighCPU fired; {recovery['metadata']['name']} {recovery['status']['phase']} "
-        f"{time.monotonic() - started:.1f} s after the fault: replicas {before} -> {replicas()}{RESET}"
+        f"{BOLD}   -> HighCPU fired; {name} {phase} {time.monotonic() - started:.1f} s after the fault: "
+        f"replicas {before} -> {after}{RESET}"
     )
-    scale = outputs(recovery, "scale")
+    check, scale = task_outputs(recovery, "check-health"), task_outputs(recovery, "scale")
+    print(f"   check-health: {check.get('status')} ({check.get('reason')})")
     if scale:
         print(f"   scale: {scale.get('decision')} ({scale.get('reason')})")
-    rpops("local", "get", recovery["metadata"]["name"], "--runs-dir", str(stack.serve.runs_dir))
+    rpops("local", "get", name, "--runs-dir", str(stack.serve.runs_dir))
+    expect(stage, check.get("status") == "overloaded", f"the recovery's check read {check.get('status')!r}")
+    expect(stage, phase == "Succeeded", f"{name} {phase}: {recovery['status'].get('message', '')}")
+    expect(stage, after > before, f"replicas {before} -> {after}: the service was not scaled out")
+    resolved = wait_for(lambda: True if not firing(stack, "HighCPU") else None, 30)
+    expect(stage, resolved is not None, "HighCPU still fires 30 s after the scale-out")
+    print(f"{BOLD}   -> HighCPU resolved{RESET}")
+
+
+def firing(stack: fixtures.Stack, alertname: str) -> bool:
+    query = f'ALERTS{{alertname="{alertname}", alertstate="firing"}}'
+    return bool(stack.prometheus.query(query)["result"])
+
+
+def recoveries(stack: fixtures.Stack | None) -> set[str]:
+    if stack is None:
+        return set()
+    selector = "workflows.argoproj.io/workflow-event-binding=research-platform-alerts"
+    return {wf["metadata"]["name"] for wf in stack.serve.workflows(selector)}
 
 
 def wait_for(check: Any, timeout: float) -> Any:
@@ -234,24 +300,26 @@ def finished_recovery(serve: Any, alertname: str) -> dict[str, Any] | None:
     return None
 
 
-def scaling(url: str) -> None:
+def scaling(url: str, scale: dict[str, str]) -> None:
+    stage = "overload by hand"
     heading("Overload by hand: CPU burn on every instance, then research-platform-scale")
     if not has_template("research-platform-scale"):
         return
     before = replicas()
     rpops("local", "platform", "fault", "cpu_burn=1.0")
-    wait_cpu(90.0)  # the workload samples its CPU every 0.5 s; a busy machine takes longer
+    wait_cpu(90.0)  # the workload's CPU figure covers the last 3 s
     status = run_template(
         "research-platform-health-check", "demo-health-3", targets=f"us-east={url}", region="us-east"
     )
     out = outputs(status, "check-health")
     print(f"{BOLD}   -> status: {out.get('status')} ({out.get('reason')}){RESET}")
-    status = run_template("research-platform-scale", "demo-scale-1", service=SERVICE)
+    expect(stage, out.get("status") == "overloaded", f"the check read {out.get('status')!r}, not overloaded")
+    status = run_template("research-platform-scale", "demo-scale-1", service=SERVICE, **scale)
     out = outputs(status, "scale")
-    print(
-        f"{BOLD}   -> {out.get('decision')}: replicas {before} -> {replicas()} ({out.get('reason')}){RESET}"
-    )
+    after = replicas()
+    print(f"{BOLD}   -> {out.get('decision')}: replicas {before} -> {after} ({out.get('reason')}){RESET}")
     rpops("local", "platform", "fault", "--clear")
+    expect(stage, out.get("decision") == "scale-up" and after > before, f"replicas {before} -> {after}")
 
 
 def rightsizing(stack: fixtures.Stack | None) -> None:
@@ -276,6 +344,7 @@ def rightsizing(stack: fixtures.Stack | None) -> None:
     print(f"{BOLD}   -> {out.get('reason')}{RESET}")
     if out.get("recommendation"):
         print(f"   recommendation: {out['recommendation']}")
+    expect("right-sizing", status["status"]["phase"] == "Succeeded", f"workflow {status['status']['phase']}")
 
 
 def security() -> None:
@@ -298,6 +367,12 @@ def security() -> None:
         f"{BOLD}   -> workflow {status['status']['phase']} (gate {out.get('status')}): critical "
         f"{out.get('critical')}, high {out.get('high')}, total {out.get('total')}; "
         f"{out.get('fixes')} upgrade(s) proposed in fix.patch{RESET}"
+    )
+    # The sample project is vulnerable on purpose: the scan finds critical issues and its gate fails.
+    expect(
+        "security scan",
+        out.get("status") == "fail" and int(out.get("critical") or 0) > 0,
+        f"gate {out.get('status')!r} with {out.get('critical')} critical finding(s) in a vulnerable project",
     )
     # The top findings, from the scan's summary.md (its findings table is sorted by severity).
     node = next(
@@ -322,11 +397,13 @@ def security() -> None:
         print(f"   {severity:<8} {rule.strip('`'):<16} {where:<32} {message[:80]}")
 
 
-def bluegreen() -> None:
+def bluegreen(stack: fixtures.Stack | None) -> None:
+    stage = "blue-green"
     heading("Blue-green: promote v2 (good), then v3 (breaks under live traffic and is rolled back)")
     if not has_template("research-platform-blue-green"):
         return
     waits = {"verify_seconds": "4", "scale_down_delay_seconds": "0"}
+    seen = recoveries(stack)
     status = run_template(
         "research-platform-blue-green", "demo-bluegreen-v2", service=SERVICE, version="v2", **waits
     )
@@ -336,9 +413,22 @@ def bluegreen() -> None:
         f"({out.get('reason')}){RESET}"
     )
     rpops("bluegreen", "status", "--service", SERVICE)  # v2's phase timeline
+    expect(
+        stage,
+        status["status"]["phase"] == "Succeeded" and out.get("active_version") == "v2",
+        f"v2: workflow {status['status']['phase']}, active {out.get('active_version')!r}",
+    )
+    if stack is not None:
+        # A planned change: v1's replicas stopped on purpose. Nothing pages into a recovery.
+        paged = wait_for(lambda: recoveries(stack) - seen or None, 10)
+        expect(stage, paged is None, f"the promotion of v2 started a recovery: {paged}")
+        note("the promotion stopped v1's replicas on purpose: no alert, no recovery")
 
     # v3 passes its pre-promotion analysis; once it takes traffic, it starts failing half of its
-    # requests, as a bad release would. The verify window catches it and routes back to v2.
+    # requests, as a bad release would. The verify window catches it and routes back to v2. The
+    # window is long enough for the fault to land on a busy machine (the switch is watched in
+    # this process, the fault set through the admin endpoint).
+    waits = {**waits, "verify_seconds": "15"}
     run = subprocess.Popen(
         [
             RPOPS,
@@ -365,12 +455,21 @@ def bluegreen() -> None:
     )
     print("$ rpops local run research-platform-blue-green ... -p version=v3   (in the background)")
     deadline = time.monotonic() + 120
+    driver = LocalDriver(root=WORK / "platform")
     while time.monotonic() < deadline and run.poll() is None:
-        doc = json.loads(rpops("local", "platform", "status", "--output", "json", quiet=True).stdout)
-        if doc[0]["active"] == "v3":
-            rpops("local", "platform", "fault", "--version", "v3", "error_rate=0.5")
+        if driver.routes(SERVICE).active == "v3":
+            token = driver.admin_token(SERVICE)
+            for inst in driver.instances(SERVICE, "v3"):
+                httpx.post(
+                    f"{inst.url}/admin/faults",
+                    json={"error_rate": 0.5},
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=10,
+                    trust_env=False,
+                ).raise_for_status()
+            print("   v3 took the traffic: error_rate=0.5 on its instances")
             break
-        time.sleep(0.2)
+        time.sleep(0.1)
     for line in (run.communicate(timeout=180)[0] or "").splitlines():
         print(f"   {line}")
     status = json.loads((WORK / "runs" / "demo-bluegreen-v3" / "status.json").read_text())
@@ -380,16 +479,32 @@ def bluegreen() -> None:
         f"rolled back: {out.get('rolled_back')} ({out.get('reason')}){RESET}"
     )
     rpops("bluegreen", "status", "--service", SERVICE)
+    expect(
+        stage,
+        out.get("rolled_back") == "true" and out.get("active_version") == "v2",
+        f"v3: rolled back {out.get('rolled_back')!r}, active {out.get('active_version')!r}",
+    )
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--break-scale-out",
+        action="store_true",
+        help="cap the scale step at one replica: the alert loop (or the overload by hand) must fail",
+    )
+    args = parser.parse_args(argv)
+    scale = {"max-replicas": "1"} if args.break_scale_out else {}
     started = time.monotonic()
     shutil.rmtree(WORK, ignore_errors=True)
-    WORK.mkdir(parents=True)
+    (WORK / "tmp").mkdir(parents=True)
+    os.environ.update(LOCAL)  # the stack's processes too
+    tempfile.tempdir = LOCAL["TMPDIR"]
     # One instance to start with: a CPU fault then reads as overloaded even on a 2-core machine,
     # and the scale step has somewhere to go.
     heading("Start the local platform: research-platform v1, one instance behind a proxy")
     stack: fixtures.Stack | None = None
+    failed: StageFailed | None = None
     try:
         rpops(
             "local",
@@ -406,21 +521,26 @@ def main() -> int:
         )
         url = platform_url()
         health_and_validation(url)
-        stack = start_monitoring(url)
+        stack = start_monitoring(url, scale)
         if stack is not None:
             alert_loop(stack)
         else:
-            scaling(url)
+            scaling(url, {k.replace("-", "_"): v for k, v in scale.items()})
         security()  # meanwhile Prometheus gathers the seconds of history right-sizing needs
         rightsizing(stack)
-        bluegreen()
+        bluegreen(stack)
         heading("Recorded runs")
         rpops("local", "list", "--runs-dir", str(WORK / "runs"))
+    except StageFailed as exc:
+        failed = exc
     finally:
         heading("Stop everything")
         if stack is not None:
             stack.stop()
         rpops("local", "platform", "down", check=False)
+    if failed is not None:
+        print(f"\n{BOLD}demo: {failed}{RESET}", file=sys.stderr)
+        return 1
     print(f"\ndemo finished in {time.monotonic() - started:.0f} s; records under {WORK.relative_to(ROOT)}/")
     return 0
 

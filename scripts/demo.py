@@ -262,7 +262,13 @@ def alert_loop(stack: fixtures.Stack) -> None:
         print(f"   scale: {scale.get('decision')} ({scale.get('reason')})")
     rpops("local", "get", name, "--runs-dir", str(stack.serve.runs_dir))
     expect(stage, check.get("status") == "overloaded", f"the recovery's check read {check.get('status')!r}")
-    expect(stage, phase == "Succeeded", f"{name} {phase}: {recovery['status'].get('message', '')}")
+    failed = [
+        n["displayName"].split("(")[0]
+        for n in recovery["status"]["nodes"].values()
+        if n.get("type") == "Pod" and n.get("phase") in ("Failed", "Error")
+    ]
+    why = f"{failed[0]} failed: {task_outputs(recovery, failed[0]).get('reason', '')}" if failed else ""
+    expect(stage, phase == "Succeeded", f"{name} {phase}: {why or recovery['status'].get('message', '')}")
     expect(stage, after > before, f"replicas {before} -> {after}: the service was not scaled out")
     resolved = wait_for(lambda: True if not firing(stack, "HighCPU") else None, 30)
     expect(stage, resolved is not None, "HighCPU still fires 30 s after the scale-out")

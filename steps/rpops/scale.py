@@ -21,7 +21,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from rpops.errors import UsageError
@@ -697,18 +697,21 @@ def run(args: argparse.Namespace) -> int:
         log.warning("%s", problem)
     done = act(p, driver, obs, decision)
     report = build_report(p, obs, decision, done, driver.name, (time.perf_counter() - started) * 1000)
+    stuck = not p.dry_run and alert_stuck(obs, bool(report["scaled"]))
+    if stuck:
+        assert obs.evidence is not None
+        why = f"nothing to do while the alert holds ({obs.evidence.summary}): {decision.reason}"
+        decision = replace(decision, reason=why)
+        report["reason"] = decision.reason
     write_outputs(p, decision, report)
-    log.info("%s: %s", decision.decision, decision.reason)
+    log.log(logging.ERROR if stuck else logging.INFO, "%s: %s", decision.decision, decision.reason)
     after = report["replicas_after"]
     suffix = " (dry run: nothing changed)" if p.dry_run else ""
     head = f"{decision.decision} {p.service}/{obs.version}: {decision.current} -> {after}{suffix}"
     print(f"{head}: {decision.reason}")
-    return 0 if p.dry_run else alert_exit(obs, decision, bool(report["scaled"]))
+    return 1 if stuck else 0
 
 
-def alert_exit(obs: Observation, decision: Decision, scaled: bool) -> int:
-    """1 when the alert that started the run holds and this run changed nothing (pure)."""
-    if obs.evidence is None or scaled or obs.promotion or not obs.evidence.holds:
-        return 0
-    log.error("nothing to do while the alert holds: %s; %s", obs.evidence.summary, decision.reason)
-    return 1
+def alert_stuck(obs: Observation, scaled: bool) -> bool:
+    """The alert that started the run still holds and this run changed nothing (pure): exit 1."""
+    return obs.evidence is not None and obs.evidence.holds and not scaled and not obs.promotion

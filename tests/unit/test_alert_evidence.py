@@ -133,3 +133,37 @@ def test_only_remediable_alerts_have_a_status() -> None:
     for name in ("AutoScalingTriggered", "NoSuchAlert"):
         with pytest.raises(ValueError, match="not a remediable alert"):
             verdict.alert_status(name)
+
+
+# --------------------------------------------------------------------------------------------- scale
+
+
+def test_a_scale_step_that_changes_nothing_while_the_alert_holds_fails() -> None:
+    from types import SimpleNamespace
+
+    from rpops.scale import alert_stuck
+
+    holds, gone = evidence(0.97, True), evidence(0.4, False)
+    assert alert_stuck(SimpleNamespace(evidence=holds, promotion=""), scaled=False)  # type: ignore[arg-type]
+    assert not alert_stuck(SimpleNamespace(evidence=holds, promotion=""), scaled=True)  # type: ignore[arg-type]
+    promoting = SimpleNamespace(evidence=holds, promotion="promotion in progress: bg-1 holds it")
+    assert not alert_stuck(promoting, scaled=False)  # type: ignore[arg-type]
+    assert not alert_stuck(SimpleNamespace(evidence=gone, promotion=""), scaled=False)  # type: ignore[arg-type]
+    assert not alert_stuck(SimpleNamespace(evidence=None, promotion=""), scaled=False)  # type: ignore[arg-type]
+
+
+def test_a_live_promotion_lock_is_seen_by_the_scale_step() -> None:
+    from rpops.bluegreen.model import LockInfo, Record, annotations_for
+    from rpops.scale import promotion_in_progress
+
+    lock = LockInfo(owner="bluegreen-v2", token="t", host="h", pid=1, pid_start=0.0, expires=1000.0)
+    annotations = {k: v for k, v in annotations_for(Record(), Record(lock=lock)).items() if v is not None}
+
+    class Driver:
+        def annotations(self, service: str) -> dict[str, str]:
+            return annotations
+
+    assert promotion_in_progress(Driver(), "research-platform", now=900.0).startswith(  # type: ignore[arg-type]
+        "promotion in progress: bluegreen-v2 holds research-platform"
+    )
+    assert promotion_in_progress(Driver(), "research-platform", now=1001.0) == ""  # type: ignore[arg-type]

@@ -106,7 +106,7 @@ def host_paths(cwd: str | None, env: dict[str, str]) -> list[str]:
             if not part.startswith(PRIVATE_ROOT + "/") or ".." in part.split("/"):
                 continue
             path = posixpath.normpath(part)
-            if path == FALLBACK_ROOT or path.startswith(FALLBACK_ROOT + "/"):
+            if path == PRIVATE_ROOT or path == FALLBACK_ROOT or path.startswith(FALLBACK_ROOT + "/"):
                 continue
             if not os.path.isdir(path):
                 path = posixpath.dirname(path)

@@ -368,3 +368,21 @@ def test_substitution_is_one_pass_over_unpaired_tags() -> None:
     assert tags("x {{ {{a}} }}") == ["{{a"]
     text = "{{a}}" * 20_000 + "{{" * 20_000
     assert render(text, {"a": "1"}, strict=False) == "1" * 20_000 + "{{" * 20_000
+
+
+def test_host_folders_a_node_names_stay_visible(tmp_path: Path) -> None:
+    """The working directory and environment paths under /tmp are mounted into the node's view;
+    /tmp itself, /tmp/outputs and paths with '..' never are."""
+    (tmp_path / "state" / "deep").mkdir(parents=True)
+    env = {
+        "A": "/tmp/",  # noqa: S108
+        "B": "/tmp/outputs/x",  # noqa: S108
+        "C": f"{tmp_path}/state/deep{os.pathsep}/usr/bin",
+        "D": f"{tmp_path}/state/file.txt",
+        "E": "/tmp/../etc",  # noqa: S108
+    }
+    expected = [str(tmp_path)] if str(tmp_path).startswith("/tmp/") else []  # noqa: S108
+    assert isolation.host_paths(str(tmp_path), env) == expected
+    assert isolation.host_paths("/", {"D": f"{tmp_path}/state/file.txt"}) == (
+        [str(tmp_path / "state")] if expected else []
+    )

@@ -166,6 +166,15 @@ def test_stop_from_another_process(
     strategy = "Terminate" if flags else "Stop"
     assert result.phase == "Failed" and result.message == f"Stopped with strategy '{strategy}'"
     assert result.nodes["long"].phase == "Failed"
+    long_id = _nodes(result.status)["long"]["id"]
+    outputs = runs_dir / result.name / "nodes" / long_id / "tmp"
+    child = int(
+        ((outputs / "outputs") if isolation.mode().namespace else outputs).joinpath("child").read_text()
+    )
+    deadline = time.monotonic() + 5
+    while alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(child), f"the stopped step's child {child} is still running"
     assert "never" not in result.nodes
     assert ("onExit" in result.nodes) is exit_handler_runs
     if exit_handler_runs:

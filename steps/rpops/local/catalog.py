@@ -1,8 +1,9 @@
 """Loading Argo documents from YAML files, refusing what rpops cannot run, and resolving templates.
 
-`load_documents` only reads YAML (safe loading, through libyaml's CSafeLoader where present). Each document is checked against the
-supported subset when it is first needed (`Catalog.spec`), so one unsupported template in a
-directory does not stop the others from running; `Catalog.lint` checks them all.
+`load_documents` only reads YAML (safe loading, through libyaml's CSafeLoader where present).
+Each document is checked against the supported subset when it is first needed (`Catalog.spec`),
+so one unsupported template in a directory does not stop the others from running;
+`Catalog.lint` checks them all.
 """
 
 from __future__ import annotations

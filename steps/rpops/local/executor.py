@@ -145,9 +145,7 @@ class Run:
         }
         if plan.doc.kind == "CronWorkflow":  # Argo sets it on the workflows a schedule creates
             g["workflow.scheduledTime"] = g["workflow.creationTimestamp"]
-        params = {
-            k: v if k in plan.given else render(v, g, strict=False) for k, v in plan.parameters.items()
-        }
+        params = {k: v if k in plan.given else render(v, g, strict=False) for k, v in plan.parameters.items()}
         g["workflow.parameters"] = json.dumps([{"name": k, "value": v} for k, v in params.items()])
         g["workflow.parameters.json"] = g["workflow.parameters"]
         g.update({f"workflow.parameters.{k}": v for k, v in params.items()})
@@ -404,8 +402,13 @@ class Run:
         """A leaf's `{{tag}}` that nothing resolves (checked as written): the node errors."""
         if template.kind not in ("container", "script"):
             return False
-        fields = (template.container, template.active_deadline, template.timeout, template.outputs)
-        fields += (template.artifacts,)
+        fields = (
+            template.container,
+            template.active_deadline,
+            template.timeout,
+            template.outputs,
+            template.artifacts,
+        )
         tag = first_unresolved(fields, values)
         if tag is None:
             return False

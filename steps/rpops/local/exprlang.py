@@ -328,7 +328,9 @@ class _Parser:
                 self.expect("]")
                 node = Member(node, key, False, "[...]")
             elif self.at_op("("):
-                raise self.fail("function calls are not supported" if not self.profile.full else "not callable")
+                raise self.fail(
+                    "function calls are not supported" if not self.profile.full else "not callable"
+                )
             else:
                 return node
 
@@ -772,7 +774,9 @@ def _minmax(pick: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-_JSONPATH_STEP = re.compile(r"\.([A-Za-z_$][A-Za-z0-9_$-]*)|\[(\d+)\]|\['([^']*)'\]|\[\"([^\"]*)\"\]|(\[\*\]|\.\*)")
+_JSONPATH_STEP = re.compile(
+    r"\.([A-Za-z_$][A-Za-z0-9_$-]*)|\[(\d+)\]|\['([^']*)'\]|\[\"([^\"]*)\"\]|(\[\*\]|\.\*)"
+)
 
 
 def _jsonpath_steps(path: str) -> list[tuple[str, Any]]:

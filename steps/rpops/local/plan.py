@@ -88,7 +88,9 @@ def prepare(catalog: Catalog, target: str | Document, parameters: Mapping[str, s
     declared = {p.name for p in spec.arguments}
     # As `argo submit -p` does: a value for an entrypoint input the spec does not list is added to it.
     extra = tuple(
-        Parameter(p.name) for p in (entry.inputs if entry else ()) if p.name in given and p.name not in declared
+        Parameter(p.name)
+        for p in (entry.inputs if entry else ())
+        if p.name in given and p.name not in declared
     )
     values = _parameters(doc, spec.arguments + extra, given)
     name_base = (meta.get("generateName") or "").rstrip("-") or doc.name

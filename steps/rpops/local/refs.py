@@ -113,7 +113,11 @@ class _Checker:
             return str(exc)
         for path in exprlang.name_paths(expr):
             problem = self.tag_problem(path, rs) if path.split(".")[0] not in ("sprig",) else None
-            if problem and not problem.startswith("only inputs.parameters") and path not in ("inputs", "workflow"):
+            if (
+                problem
+                and not problem.startswith("only inputs.parameters")
+                and path not in ("inputs", "workflow")
+            ):
                 return f"'{path}': {problem}"
         return None
 
@@ -213,9 +217,7 @@ class _Checker:
                 expr = exprlang.compile_expression(blank_tags(t.retry.expression, "nil"), exprlang.FULL)
                 for path in exprlang.name_paths(expr):
                     if path not in RETRY_NAMES:
-                        raise exprlang.ExprError(
-                            f"unknown name '{path}' (known: {', '.join(RETRY_NAMES)})"
-                        )
+                        raise exprlang.ExprError(f"unknown name '{path}' (known: {', '.join(RETRY_NAMES)})")
             except ExpressionError as exc:
                 self.add(scope, t.name, ", field 'retryStrategy.expression'", str(exc))
         if t.kind == "steps":
@@ -233,7 +235,9 @@ class _Checker:
 
     def check_fallback_paths(self, scope: Scope, t: Template) -> None:
         """Without a mount namespace only /tmp/outputs/ is the node's own: refuse other paths now."""
-        declared = [(f"outputs.parameters[{i}].valueFrom.path", o.path or "") for i, o in enumerate(t.outputs)]
+        declared = [
+            (f"outputs.parameters[{i}].valueFrom.path", o.path or "") for i, o in enumerate(t.outputs)
+        ]
         declared += [(f"outputs.artifacts[{i}].path", a.path) for i, a in enumerate(t.artifacts)]
         fallback_root = isolation.FALLBACK_ROOT
         if all(p.startswith(fallback_root + "/") or "{{" in p for _, p in declared):
@@ -386,7 +390,7 @@ class _Checker:
             return
         target = t.dag.target or ""
         self.check_strings(scope, t, "", target, base, "dag.target")
-        for name in ([] if "{{" in target else target.split()):  # else resolved at run time
+        for name in [] if "{{" in target else target.split():  # else resolved at run time
             if name not in tasks:
                 self.add(scope, t.name, "", f"dag target '{name}' is not a task (tasks: {', '.join(tasks)})")
         callees = {}

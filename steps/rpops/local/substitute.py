@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-
 class Unresolved(ValueError):
     """A `{{tag}}` with no value; the message is Argo's ("failed to resolve {{tag}}")."""
 

@@ -173,7 +173,8 @@ def monitoring_installed(what: str) -> bool:
         if not (os.access(BINARIES[name], os.X_OK) or shutil.which(Path(BINARIES[name]).name))
     ]
     if missing:
-        note(f"{' and '.join(missing)} not installed (Debian's packages; `make test` installs them): {what}")
+        where = "Debian's packages; `make run` and `make test` install them as root"
+        note(f"{' and '.join(missing)} not installed ({where}): {what}")
     return not missing
 
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 if TYPE_CHECKING:
     import ssl
@@ -278,6 +278,11 @@ class Prober:
         return b"".join(chunks), False
 
 
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+_QUERY_SAFE = _PATH_SAFE + "?"
+_BREAKS = frozenset("\r\n\0")
+
+
 class _Connection:
     __slots__ = ("reader", "writer")
 
@@ -315,13 +320,16 @@ class _PlainPool:
         parts = urlsplit(url)
         host = parts.hostname or ""
         port = parts.port or 80
-        target = parts.path or "/"
-        query = "&".join(q for q in (parts.query, urlencode(params) if params else "") if q)
+        # as httpx sends them: spaces and non-ASCII percent-encoded, what is already encoded kept
+        target = quote(parts.path or "/", safe=_PATH_SAFE)
+        query = "&".join(q for q in (quote(parts.query, safe=_QUERY_SAFE), urlencode(params or {})) if q)
         if query:
             target += "?" + query
         fields = {"Host": parts.netloc.rpartition("@")[2], **self._headers, "Accept": "*/*", **headers}
         if body or method in ("POST", "PUT", "PATCH"):
             fields["Content-Length"] = str(len(body))
+        if any(_BREAKS.intersection(k + v) for k, v in fields.items()):
+            raise ProtocolError("a header name or value holds a line break: not sent")
         lines = "".join(f"{k}: {v}\r\n" for k, v in fields.items())
         head = f"{method} {target} HTTP/1.1\r\n{lines}\r\n"
         message = head.encode("latin-1") + body

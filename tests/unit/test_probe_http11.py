@@ -205,3 +205,23 @@ def test_https_goes_through_httpx_and_a_closed_port_is_unreachable() -> None:
 
     result = asyncio.run(scenario())
     assert result.error == "unreachable" and result.attempts == 2
+
+
+def test_paths_are_encoded_and_line_breaks_never_sent() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        while True:
+            await server.read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+
+    server = Scripted(handler)
+
+    async def scenario() -> list[ProbeResult]:
+        async with server as url, Prober(timeout=2.0) as p:
+            return [await p.get(url + "/a b/%41é?q=1 2&x=%2F"),
+                    await p.get(url + "/x", headers={"X-Evil": "1\r\nX-Injected: yes"})]
+
+    ok, refused = asyncio.run(scenario())
+    assert ok.status == 200 and server.heads[0].startswith(b"GET /a%20b/%41%C3%A9?q=1%202&x=%2F HTTP/1.1\r\n")
+    assert refused.error == "protocol" and "line break" in refused.detail
+    assert len(server.heads) == 1 and b"X-Injected" not in b"".join(server.heads)

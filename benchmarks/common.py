@@ -111,7 +111,10 @@ class Load:
 
     @property
     def too_busy(self) -> bool:
-        return self.others_share is not None and self.others_share > MAX_OTHERS_SHARE
+        return self.busier_than(MAX_OTHERS_SHARE)
+
+    def busier_than(self, share: float) -> bool:
+        return self.others_share is not None and self.others_share > share
 
     def describe(self) -> str:
         others = "n/a" if self.others_share is None else f"{self.others_share * 100:.0f}%"
@@ -226,6 +229,7 @@ def report(
     load: Load,
     ratio: float | None = None,
     load_sensitive: bool = True,
+    max_others: float | None = None,
     note: str = "",
 ) -> bool:
     """Print the canonical line and record it; False only for a judged miss.
@@ -233,11 +237,12 @@ def report(
     `ok` None: a reference figure with no target. `load_sensitive`: a wall-time figure (a ratio of
     two timings, or a timing against a budget) that other work can push either way, so a busy
     machine voids the verdict instead of deciding it; counts, recall and CPU seconds are judged
-    whatever the load.
+    whatever the load. `max_others` lowers the share of the CPUs other work may take for this
+    figure (e.g. when the two sides of a ratio use different numbers of cores).
     """
     if ok is None:
         verdict = "INFO"
-    elif load_sensitive and load.too_busy:
+    elif load_sensitive and load.busier_than(MAX_OTHERS_SHARE if max_others is None else max_others):
         verdict = "NOT JUDGED"
     else:
         verdict = "PASS" if ok else "FAIL"

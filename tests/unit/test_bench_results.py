@@ -103,3 +103,12 @@ def test_readme_without_markers_is_refused(tmp_path: Path) -> None:
 def test_the_project_readme_carries_the_markers() -> None:
     text = (REPO / "README.md").read_text()
     assert text.count(readme.START) == 1 and text.count(readme.END) == 1
+
+
+def test_a_figure_may_ask_for_a_quieter_machine(capsys: pytest.CaptureFixture[str]) -> None:
+    args = {"figure": 10.0, "unit": "s", "baseline": "bandit", "baseline_value": 90.0, "target": ">= 8x",
+            "ok": True, "ratio": 9.0}
+    assert report("bench_x", "scan", load=load(0.3), max_others=0.25, **args)  # type: ignore[arg-type]
+    assert report("bench_x", "scan", load=load(0.3), **args)  # type: ignore[arg-type]
+    out = capsys.readouterr().out.splitlines()
+    assert "NOT JUDGED" in out[0] and out[1].split(" (load")[0].endswith("PASS")

@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -135,6 +137,34 @@ def _run_load(
 # --- the benchmark --------------------------------------------------------------------------
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            raw = fh.read()
+    except OSError:
+        return 0.0
+    rest = raw[raw.rfind(")") + 2 :].split()
+    return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _measured(urls: list[str], connections: int, duration: float, pids: dict[str, list[int]]) -> dict:
+    """A load run, with the CPU each party spent per request (microseconds)."""
+    before = {k: sum(_cpu_s(p) for p in v) for k, v in pids.items()}
+    children = _children_cpu_s()
+    result = _run_load(urls, connections, duration)
+    total = max(result["requests"], 1)
+    # the load generator's CPU includes its warm-up; close enough to compare both sides
+    result["cpu_us"] = {k: (sum(_cpu_s(p) for p in v) - before[k]) / total * 1e6 for k, v in pids.items()}
+    result["cpu_us"]["load generator"] = (_children_cpu_s() - children) / total * 1e6
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -172,6 +202,10 @@ def main() -> int:
         driver.up(service, "v1", replicas=args.replicas, port=0)
         proxy_url = driver.service_url(service) + args.path
         direct = [i.url + args.path for i in driver.instances(service, "v1")]
+        [status] = driver.status(service)
+        instances = [i.pid for i in driver.instances(service, "v1")]
+        pids: dict[str, list[int]] = {"proxy": [status.proxy_pid or 0], "instances": instances}
+        cpu_pairs: list[tuple[dict, dict]] = []
 
         # Measured in back-to-back pairs, alternating which side goes first, so that both sides of
         # a pair see the same background load; the median pair decides.
@@ -190,9 +224,10 @@ def main() -> int:
             sides = [("direct", direct), ("proxy", [proxy_url])]
             res = {}
             for name, urls in sides if rnd % 2 == 0 else sides[::-1]:
-                res[name] = _run_load(urls, args.connections, args.duration)
+                res[name] = _measured(urls, args.connections, args.duration, pids)
             failures += sum(v for k, v in res["proxy"]["statuses"].items() if k != "200")
             ratios.append(res["proxy"]["rps"] / res["direct"]["rps"])
+            cpu_pairs.append((res["proxy"]["cpu_us"], res["direct"]["cpu_us"]))
             pairs_rps.append((res["proxy"]["rps"], res["direct"]["rps"]))
     finally:
         driver.down(service)
@@ -217,6 +252,16 @@ def main() -> int:
     if failures:
         print(f"proxy_errors: {failures} non-200 responses through the proxy FAIL")
         ok_throughput = False
+    # Where the CPU goes, per request: on a saturated machine the ratio cannot exceed the direct
+    # path's CPU per request over the proxied path's (the proxy's own share is mostly the kernel's
+    # two extra loopback TCP exchanges).
+    via, plain = cpu_pairs[mid]
+    via_total, plain_total = sum(via.values()), sum(plain.values())
+    report("bench_platform", "cpu_per_request_proxied", figure=via_total, unit="us", baseline="direct",
+           baseline_value=plain_total, target="reference: the ratio's ceiling when the CPUs are saturated",
+           ok=None, ratio=plain_total / via_total if via_total else None, load=monitor.load(),
+           note="proxied " + ", ".join(f"{k} {v:.0f}" for k, v in via.items())
+           + "; direct " + ", ".join(f"{k} {v:.0f}" for k, v in plain.items() if k != "proxy") + " us")
     # Every pair, so the noise of a shared machine is visible next to the verdict.
     print(
         "  pairs: added ms "

@@ -203,7 +203,7 @@ def main() -> int:
         proxy_url = driver.service_url(service) + args.path
         direct = [i.url + args.path for i in driver.instances(service, "v1")]
         [status] = driver.status(service)
-        instances = [i.pid for i in driver.instances(service, "v1")]
+        instances = [i.pid for i in driver.instances(service, "v1") if i.pid]
         pids: dict[str, list[int]] = {"proxy": [status.proxy_pid or 0], "instances": instances}
         cpu_pairs: list[tuple[dict, dict]] = []
 

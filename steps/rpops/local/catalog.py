@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from rpops.errors import UsageError
-from rpops.local import isolation, model, schema
+from rpops.local import model, paths, schema
 from rpops.local.durations import parse_duration
 from rpops.local.model import Template, WorkflowSpec
 
@@ -363,8 +363,8 @@ def _output_path(path: str, where: str, template: str) -> list[schema.Problem]:
     if "{{" in path:
         return []
     try:
-        isolation.normalize(path, where, isolation.PRIVATE_ROOT)
-    except isolation.PathRefused as exc:
+        paths.normalize(path, where, paths.PRIVATE_ROOT)
+    except paths.PathRefused as exc:
         return [schema.Problem(where, str(exc).split(": ", 1)[1], template)]
     return []
 

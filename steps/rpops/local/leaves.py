@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rpops.local import isolation
+from rpops.local import isolation, paths
 from rpops.local.durations import parse_duration, parse_int
 from rpops.local.model import Template
 from rpops.local.nodes import ERROR, FAILED, RUNNING, SUCCEEDED, Node
@@ -54,12 +54,12 @@ def _run_process(run: Run, node: Node, call: Call, t: Template) -> None:
         run.store.set_phase(node, FAILED, run.cancel_reason)
         return
     work = node_dir(run, node)
-    view = isolation.mode()
+    view = paths.mode()
     private = work / "tmp"  # the node's /tmp (namespace) or its /tmp/outputs (fallback)
     # $RPOPS_OUTPUTS exists when a step starts (the step contract): /tmp/outputs in the node's view.
     (private / "outputs" if view.namespace else private).mkdir(parents=True, exist_ok=True)
     try:
-        paths = output_paths(t, view.root)
+        declared = output_paths(t, view.root)
         env = _env(run, c.env, work, view)
         deadline = deadline_of(t)
     except (SecretMissing, ValueError) as exc:
@@ -120,7 +120,7 @@ def _run_process(run: Run, node: Node, call: Call, t: Template) -> None:
         phase, message = ERROR, "could not give the node a private /tmp (mount failed)"
     else:
         phase, message = FAILED, f"Error (exit code {outcome.exit_code})"
-    problem = _collect(t, paths, private, work / "artifacts", outputs)
+    problem = _collect(t, declared, private, work / "artifacts", outputs)
     if problem and phase == SUCCEEDED:
         phase, message = ERROR, problem
     node.outputs = outputs
@@ -138,16 +138,14 @@ def _close(fds: list[int]) -> None:
 def output_paths(t: Template, root: str) -> tuple[list[str], list[str]]:
     """Each output parameter's and artifact's path relative to the node's private root."""
     params = [
-        isolation.normalize(o.path or "", f"outputs.parameters[{i}].valueFrom.path", root)
+        paths.normalize(o.path or "", f"outputs.parameters[{i}].valueFrom.path", root)
         for i, o in enumerate(t.outputs)
     ]
-    arts = [
-        isolation.normalize(a.path, f"outputs.artifacts[{i}].path", root) for i, a in enumerate(t.artifacts)
-    ]
+    arts = [paths.normalize(a.path, f"outputs.artifacts[{i}].path", root) for i, a in enumerate(t.artifacts)]
     return params, arts
 
 
-def _env(run: Run, env_vars: Any, work: Path, view: isolation.Mode) -> dict[str, str]:
+def _env(run: Run, env_vars: Any, work: Path, view: paths.Mode) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     for var in env_vars:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rpops.errors import UsageError
-from rpops.local import exprlang, isolation
+from rpops.local import exprlang, paths
 from rpops.local.catalog import Scope
 from rpops.local.expressions import ExpressionError, dependencies_expr, parse_depends, parse_when
 from rpops.local.model import Step, Template
@@ -239,16 +239,16 @@ class _Checker:
             (f"outputs.parameters[{i}].valueFrom.path", o.path or "") for i, o in enumerate(t.outputs)
         ]
         declared += [(f"outputs.artifacts[{i}].path", a.path) for i, a in enumerate(t.artifacts)]
-        fallback_root = isolation.FALLBACK_ROOT
+        fallback_root = paths.FALLBACK_ROOT
         if all(p.startswith(fallback_root + "/") or "{{" in p for _, p in declared):
             return  # no probe needed: valid in both modes
-        view = isolation.mode()
+        view = paths.mode()
         for where, path in declared:
             if "{{" in path:
                 continue
             try:
-                isolation.normalize(path, where, view.root)
-            except isolation.PathRefused as exc:
+                paths.normalize(path, where, view.root)
+            except paths.PathRefused as exc:
                 why = f" (no private /tmp here: {view.reason})" if not view.namespace else ""
                 self.add(scope, t.name, f", field '{where}'", str(exc).split(": ", 1)[1] + why)
 

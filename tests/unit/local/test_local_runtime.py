@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from local_helpers import RPOPS, WORKFLOWS, alive, catalog, run
-from rpops.local import isolation
+from rpops.local import isolation, paths
 from rpops.local.api import start
 
 
@@ -37,7 +37,7 @@ def test_deadline_kills_the_step_and_its_children(runs_dir: Path) -> None:
         node = nodes[name]
         assert node["phase"] == "Failed" and node["message"] == "Step exceeded its deadline"
         outputs = runs_dir / result.name / "nodes" / node["id"] / "tmp" / "outputs"
-        if not isolation.mode().namespace:
+        if not paths.mode().namespace:
             outputs = outputs.parent  # the fallback: the node's folder is its /tmp/outputs
         for file in ["child"]:
             child = int((outputs / file).read_text())
@@ -168,9 +168,7 @@ def test_stop_from_another_process(
     assert result.nodes["long"].phase == "Failed"
     long_id = _nodes(result.status)["long"]["id"]
     outputs = runs_dir / result.name / "nodes" / long_id / "tmp"
-    child = int(
-        ((outputs / "outputs") if isolation.mode().namespace else outputs).joinpath("child").read_text()
-    )
+    child = int(((outputs / "outputs") if paths.mode().namespace else outputs).joinpath("child").read_text())
     deadline = time.monotonic() + 5
     while alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -337,8 +335,8 @@ def test_each_node_writes_its_own_tmp_never_the_hosts(runs_dir: Path) -> None:
     host = Path("/tmp/rpops-conformance-private")  # noqa: S108 - the path the nodes write privately
     assert not host.exists()
     result = run("conf-private-tmp", runs_dir)
-    if not isolation.mode().namespace:
-        pytest.fail(f"this machine offers no mount namespace ({isolation.mode().reason})")
+    if not paths.mode().namespace:
+        pytest.fail(f"this machine offers no mount namespace ({paths.mode().reason})")
     assert result.phase == "Succeeded", result.message
     assert not host.exists()
     nodes = _nodes(result.status)

@@ -107,13 +107,21 @@ def startup(root: Path, repeat: int) -> tuple[float, float]:
     for i in range(repeat):
         bases.append(timed(base))
         argv = [sys.executable, "-m", "rpops.cli", "local", "run", str(path), "--manifests", str(path)]
-        argv += ["--runs-dir", str(root / f"one-{i}"), "--secrets", str(root / "none.yaml"), "--output", "json"]
+        argv += [
+            "--runs-dir",
+            str(root / f"one-{i}"),
+            "--secrets",
+            str(root / "none.yaml"),
+            "--output",
+            "json",
+        ]
         runs.append(timed(argv))
     return statistics.median(runs), statistics.median(bases)
 
 
 def substitution(tags: int) -> float:
-    from rpops.local.substitute import render, tags as find_tags
+    from rpops.local.substitute import render
+    from rpops.local.substitute import tags as find_tags
 
     text = "{{a}} {{" * tags  # paired and unpaired tags, the worst case of a lazy regex
     best = float("inf")

@@ -171,7 +171,7 @@ RETRY_NAMES = {  # as Argo's buildRetryStrategyLocalScope builds them: every val
         ("asInt(retries) < 2 ? true : false", True),
         # the docs' example once {{inputs.parameters.safe-to-retry}} is substituted
         (
-            "asInt(lastRetry.exitCode) > 0 && lastRetry.status != \"Error\" && asInt(lastRetry.duration) < 120 "
+            'asInt(lastRetry.exitCode) > 0 && lastRetry.status != "Error" && asInt(lastRetry.duration) < 120 '
             "&& (true == true || lastRetry.message matches 'imminent node shutdown|pod deleted')",
             True,
         ),
@@ -212,7 +212,10 @@ def test_one_parser_for_bindings_retries_and_expression_tags() -> None:
         eventexpr.compile_expression("payload.a.b()")
     values = {"inputs.parameters.should-print": "true", "inputs.parameters.n": "4"}
     assert render("{{= inputs.parameters['should-print'] == 'true' }}", values) == "true"
-    assert render("{{=asInt(inputs.parameters.n) * 10}} / {{=asInt(inputs.parameters.n) / 8}}", values) == "40 / 0.5"
+    assert (
+        render("{{=asInt(inputs.parameters.n) * 10}} / {{=asInt(inputs.parameters.n) / 8}}", values)
+        == "40 / 0.5"
+    )
 
 
 @pytest.mark.parametrize(

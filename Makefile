@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install system-deps tools run test unit render lint bench bench-readme clean deploy submit
+.PHONY: install system-deps tools run test unit render lint bench bench-readme docs clean deploy submit
 
 install: $(STAMP)
 
@@ -70,8 +70,12 @@ bench: install
 bench-readme:
 	$(BIN)/python -m benchmarks.readme
 
+# The reference pages under docs/ as a site in site/ (git-ignored); strict: a broken link fails.
+docs: install
+	$(BIN)/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf .rpops build dist *.egg-info
+	rm -rf .rpops build dist *.egg-info site
 
 # Deploy one region and the workflows: make deploy OVERLAY=us-east KUBECONTEXT=prod-us-east
 deploy:

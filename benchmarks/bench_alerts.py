@@ -113,6 +113,7 @@ def remediate_once(tmp: Path) -> float:
     from rpops.platform.local import LocalDriver
 
     root = platform_dir("bench-alerts")  # the scale step must find it: not under /tmp
+    tmp.mkdir(parents=True, exist_ok=True)
     os.environ["RPOPS_PLATFORM_DIR"] = str(root)
     driver = LocalDriver(root=root, ready_interval=0.1, drain_timeout=2.0)
     stack: list[Any] = []

@@ -58,9 +58,17 @@ class Loop:
     alertmanager: RunningAlertmanager
     serve: RunningServe
 
+    @property
+    def version(self) -> str:
+        """The version the service's route selects (v2 once the promotion test has run)."""
+        return self.driver.routes(SERVICE).active or VERSION
+
+    def replicas(self) -> int:
+        return self.driver.workload(SERVICE, self.version).replicas
+
     def set_faults(self, **faults: Any) -> None:
         token = self.driver.admin_token(SERVICE)
-        for inst in self.driver.instances(SERVICE, VERSION):
+        for inst in self.driver.instances(SERVICE, self.version):
             response = httpx.post(
                 f"{inst.url}/admin/faults",
                 json=faults,
@@ -72,7 +80,7 @@ class Loop:
 
     def clear_faults(self) -> None:
         token = self.driver.admin_token(SERVICE)
-        for inst in self.driver.instances(SERVICE, VERSION):
+        for inst in self.driver.instances(SERVICE, self.version):
             httpx.delete(
                 f"{inst.url}/admin/faults", headers={"Authorization": f"Bearer {token}"}, trust_env=False
             ).raise_for_status()
@@ -156,6 +164,34 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def test_a_promotion_under_the_alert_loop_starts_no_recovery(loop: Loop, tmp_path: Path) -> None:
+    """A blue-green promotion scales the old colour to 0 (a planned stop of every old target):
+    no TargetDown or HealthCheckFailing fires, no recovery starts. (First in the module: the
+    remediations below leave alerts firing for their windows; the next test runs on v2.)"""
+    before = {wf["metadata"]["name"] for wf in loop.serve.workflows()}
+    env = {**os.environ, "RPOPS_PLATFORM": "local", "RPOPS_OUTPUTS": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "rpops.cli", "bluegreen", "promote", "--service", SERVICE, "--version", "v2",
+         "--analysis-interval", "0.2", "--analysis-count", "2", "--verify-seconds", "1",
+         "--verify-interval", "0.2", "--scale-down-delay-seconds", "0", "--progress-deadline-seconds", "60"],
+        env=env, capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert loop.version == "v2" and loop.replicas() == 1
+    assert loop.driver.workload(SERVICE, VERSION).replicas == 0  # the old colour is gone
+    # Longer than a scrape, an evaluation, `for` (1 s here), group_wait (0 s) and the webhook.
+    quiet_until = time.monotonic() + 12
+    while time.monotonic() < quiet_until:
+        paged = [
+            a["metric"]["alertname"]
+            for a in loop.prometheus.query('ALERTS{alertname=~"TargetDown|HealthCheckFailing"}')["result"]
+        ]
+        assert not paged, f"{paged}\n{loop.diagnostics()}"
+        time.sleep(0.5)
+    started = {wf["metadata"]["name"] for wf in loop.serve.workflows()} - before
+    assert not started, started
+
+
 def test_alerts_remediate_the_platform(loop: Loop) -> None:
     # 1. Latency: p95 over 2000 ms fires PerformanceDegraded; the recovery's check reads the alert's
     #    own p95 and finds the service degraded; optimize runs but, with seconds of history, changes
@@ -178,7 +214,7 @@ def test_alerts_remediate_the_platform(loop: Loop) -> None:
     #    CPU over its window (overloaded), the scale step reads that same figure and scales out,
     #    the second check waits for the alert's latest evaluation to clear, and the alert resolves.
     loop.clear_faults()
-    assert loop.driver.workload(SERVICE, VERSION).replicas == 1
+    assert loop.replicas() == 1
     loop.set_faults(cpu_burn=1.0)
     wf = loop.wait_recovery("HighCPU")
     assert wf["status"]["phase"] == "Succeeded", json.dumps(wf["status"], indent=1)[:3000]
@@ -187,7 +223,7 @@ def test_alerts_remediate_the_platform(loop: Loop) -> None:
     assert ran["scale"] == "Succeeded" and ran["optimize"] == "Skipped", ran
     scale = node_outputs(wf, "scale")
     assert scale["decision"] == "scale-up" and "cpu utilisation" in scale["reason"], scale
-    assert loop.driver.workload(SERVICE, VERSION).replicas > 1, scale["reason"]
+    assert loop.replicas() > 1, scale["reason"]
     assert outputs(wf)["outcome"] == "cleared" and outputs(wf)["status"] == "healthy", outputs(wf)
     # The scale template's counter, as Argo would export it: one scaling, upwards.
     counters = [m for m in wf["status"].get("metrics") or () if m["name"].endswith("scaling_events_total")]
@@ -233,28 +269,3 @@ def test_malformed_and_unauthenticated_webhooks_start_nothing(loop: Loop) -> Non
     assert "version" in refused["version 3"].json()["message"]
     assert {wf["metadata"]["name"] for wf in loop.serve.workflows()} == before
 
-
-def test_a_promotion_under_the_alert_loop_starts_no_recovery(loop: Loop, tmp_path: Path) -> None:
-    """A blue-green promotion scales the old colour to 0 (a planned stop of every old target):
-    no TargetDown or HealthCheckFailing fires, no recovery starts."""
-    before = {wf["metadata"]["name"] for wf in loop.serve.workflows()}
-    env = {**os.environ, "RPOPS_PLATFORM": "local", "RPOPS_OUTPUTS": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-m", "rpops.cli", "bluegreen", "promote", "--service", SERVICE, "--version", "v2",
-         "--analysis-interval", "0.2", "--analysis-count", "2", "--verify-seconds", "1",
-         "--verify-interval", "0.2", "--scale-down-delay-seconds", "0", "--progress-deadline-seconds", "60"],
-        env=env, capture_output=True, text=True, timeout=180,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert loop.driver.workload(SERVICE, VERSION).replicas == 0  # the old colour is gone
-    # Longer than a scrape, an evaluation, `for` (1 s here), group_wait (0 s) and the webhook.
-    quiet_until = time.monotonic() + 12
-    while time.monotonic() < quiet_until:
-        paged = [
-            a["metric"]["alertname"]
-            for a in loop.prometheus.query('ALERTS{alertname=~"TargetDown|HealthCheckFailing"}')["result"]
-        ]
-        assert not paged, f"{paged}\n{loop.diagnostics()}"
-        time.sleep(0.5)
-    started = {wf["metadata"]["name"] for wf in loop.serve.workflows()} - before
-    assert not started, started

@@ -42,6 +42,9 @@ NAMES: dict[str, Any] = {
     "x": 10**100,
     "big": 2**4000,
     "d": {i: i for i in range(50)},
+    # 300,000 items: one union charges 600,000 (under max_size), the second crosses it, after
+    # milliseconds of work whatever the machine's speed or load
+    "wide": dict.fromkeys(range(300_000), 0),
     "xs": list(range(1000)),
     "ys": list(range(100_000)),
     "s": "a" * 100_000,
@@ -165,7 +168,11 @@ EVALUATION: list[tuple[str, str, str]] = [
     ("repeated-split", "[s.split('a') for _ in range(10000)]", "max_size"),
     ("repeated-concat", "[s + s for _ in range(10000)]", "max_size"),
     ("repeated-fstring", "[f'{s}!' for _ in range(10000)]", "max_size"),
-    ("repeated-set-union", "[d | d for _ in range(10**6)]", "max_size"),
+    # sizes add up over iterations: the second union of a large mapping is refused by size
+    ("repeated-set-union", "[wide | wide for _ in range(10**6)]", "max_size"),
+    # 20,000 small unions reach max_size after tens of milliseconds; on a loaded machine the time
+    # budget may stop them first, and either limit is a correct refusal
+    ("many-small-set-unions", "[d | d for _ in range(10**6)]", "max_size|timeout_s"),
     ("repeated-negation", "[-big for _ in range(10**6)]", "max_size"),
     ("wide-display", "[[v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v] for v in range(10**6)]",
      "max_iterations"),
@@ -343,6 +350,7 @@ _RUNNER = textwrap.dedent("""
     from rpops.rules import RuleError, evaluate
     payloads = json.load(sys.stdin)
     names = {"x": 10**100, "big": 2**4000, "d": {i: i for i in range(50)}, "xs": list(range(1000)),
+             "wide": dict.fromkeys(range(300_000), 0),
              "ys": list(range(100_000)), "s": "a" * 100_000, "text": "ab" * 1000,
              "nested": [["ab" * 1000] * 1000] * 1000, "w": 10**9, "fmt": "%2000000000d"}
     results = {}

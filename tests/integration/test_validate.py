@@ -145,7 +145,7 @@ def test_unreachable_exits_3(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["--url", "127.0.0.1:8000"], "--url: '127.0.0.1:8000' is not an http(s) URL"),
-        (["--url", "URL", "--output", "xml"], "argument --output: invalid choice: 'xml'"),
+        (["--url", "URL", "--output", "xml"], "--output: invalid choice: 'xml'"),
         (["--url", "URL", "--max-response-ms", "-5"], "--max-response-ms -5: must be a positive number"),
         (["--url", "URL", "--timeout", "0"], "--timeout 0: must be between 0 and 600"),
         (["--url", "URL", "--retries", "50"], "--retries 50: must be between 0 and 10"),

@@ -35,7 +35,7 @@ def test_repeated_flags_and_comma_separated_pairs() -> None:
         ("a=ftp://x/", "not an http(s) URL"),
         ("a=10.0.0.1:8000", "not an http(s) URL"),
         ("a=http://", "not an http(s) URL"),
-        ("a=http://x:99999", "not an http(s) URL"),
+        ("a=http://x:99999", "Port out of range"),
         ("a=http://x:1/health?x=1", "query or fragment"),
         ("a=http://x:1,a=http://y:1", "given twice"),
     ],

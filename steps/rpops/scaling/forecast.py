@@ -18,7 +18,7 @@ Medians and Huber weights keep one-off spikes in the history from bending the fo
 
 Why not a library: statsmodels' Holt-Winters / MSTL need numpy, scipy, pandas and patsy
 (405 MB installed here, about 1.7 s to import), for a model of about a hundred lines that fits
-a week of 5-minute points in a few milliseconds. See the README's scaling section.
+a week of 5-minute points in a few milliseconds. See docs/scale.md.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 returns them), read from YAML files (multi-document, safe loader) or from the platform driver.
 
 `check_objects` is pure: it takes objects and returns findings. Each check has a stable id; the
-equivalent kubescape and Checkov ids are listed in CHECKS (and in the README).
+equivalent kubescape and Checkov ids are listed in CHECKS (and in docs/security-scan.md).
 """
 
 from __future__ import annotations

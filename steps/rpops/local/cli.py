@@ -126,7 +126,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "retry",
         help=SUBCOMMANDS["retry"],
         description=SUBCOMMANDS["retry"]
-        + (" Every step runs again: unlike Argo's retry, succeeded steps are not kept."),
+        + (" Steps that succeeded keep their outputs and do not run again; what failed runs again."),
     )
     p.add_argument("name")
     p.add_argument("--manifests", default=None, metavar="DIR", help=f"default: {DEFAULT_MANIFESTS}")
@@ -275,7 +275,14 @@ def _run(args: argparse.Namespace) -> int:
     return _execute(catalog, target, params, args)
 
 
-def _execute(catalog: Any, target: Any, params: dict[str, str], args: argparse.Namespace) -> int:
+def _execute(
+    catalog: Any,
+    target: Any,
+    params: dict[str, str],
+    args: argparse.Namespace,
+    kept_from: Path | None = None,
+    kept: dict[str, dict[str, Any]] | None = None,
+) -> int:
     from rpops.local import display
     from rpops.local.api import start
     from rpops.local.executor import Options
@@ -285,6 +292,8 @@ def _execute(catalog: Any, target: Any, params: dict[str, str], args: argparse.N
         secrets_file=Path(args.secrets),
         name=args.name,
         kill_grace_s=args.kill_grace,
+        kept_from=kept_from,
+        kept=kept or {},
     )
     live = None
     node_listeners: list[Any] = []
@@ -437,8 +446,9 @@ def _new_lines(path: Path, offsets: dict[Path, int], final: bool) -> list[str]:
 
 
 def _retry(args: argparse.Namespace) -> int:
-    """Argo's retry keeps the name and the parameters; here the failed record is kept aside
-    (under .retried/) and every step runs again."""
+    """As argo retry: the same name and parameters; pods that Succeeded keep their outputs, logs
+    and artifacts and do not run again, what failed runs again, and so does the exit handler.
+    The earlier record is kept aside under .retried/."""
     from rpops.local.runs import read_status
 
     runs_dir = Path(args.runs_dir)
@@ -458,8 +468,14 @@ def _retry(args: argparse.Namespace) -> int:
     attempt = 1
     while (aside / f"{args.name}.{attempt}").exists():
         attempt += 1
-    (runs_dir / args.name).rename(aside / f"{args.name}.{attempt}")
-    return _execute(catalog, target, params, args)
+    earlier = aside / f"{args.name}.{attempt}"
+    (runs_dir / args.name).rename(earlier)
+    kept = {
+        n["name"]: n
+        for n in (doc["status"].get("nodes") or {}).values()
+        if n.get("type") == "Pod" and n.get("phase") == "Succeeded" and ".onExit" not in n.get("name", "")
+    }
+    return _execute(catalog, target, params, args, kept_from=earlier, kept=kept)
 
 
 def _recorded_target(doc: dict[str, Any], manifests: str | None) -> tuple[Any, Any]:

@@ -61,6 +61,10 @@ class Options:
     workdir: Path | None = None  # steps' working directory unless workingDir says otherwise
     kill_grace_s: float = 3.0
     name: str | None = None  # the workflow's name; default <template>-<5 random characters>
+    # `rpops local retry`: the earlier attempt's folder and its Succeeded pods by node name,
+    # which this run keeps (outputs, logs, artifacts) instead of running them again, as argo retry does.
+    kept_from: Path | None = None
+    kept: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

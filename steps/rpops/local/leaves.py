@@ -47,11 +47,34 @@ def log_path(run: Run, node: Node) -> Path:
     return run.dir / "logs" / f"{node.id}.log"
 
 
+def _keep_earlier(run: Run, node: Node, t: Template) -> bool:
+    """Under `rpops local retry`, a pod that Succeeded in the earlier attempt keeps its outputs,
+    log and artifacts and does not run again (argo retry resets only what failed)."""
+    earlier = run.options.kept.get(node.name)
+    if earlier is None or earlier.get("templateName") != t.name or run.options.kept_from is None:
+        return False
+    old_id = str(earlier.get("id") or "")
+    for src, dst in (
+        (run.options.kept_from / "nodes" / old_id, node_dir(run, node)),
+        (run.options.kept_from / "logs" / f"{old_id}.log", log_path(run, node)),
+    ):
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+        elif src.is_file():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+    node.outputs = earlier.get("outputs")
+    run.store.set_phase(node, SUCCEEDED, "kept from the earlier attempt")
+    return True
+
+
 def _run_process(run: Run, node: Node, call: Call, t: Template) -> None:
     c = t.container
     assert c is not None
     if run.cancelled(call):
         run.store.set_phase(node, FAILED, run.cancel_reason)
+        return
+    if not call.exit_handler and _keep_earlier(run, node, t):
         return
     work = node_dir(run, node)
     view = paths.mode()

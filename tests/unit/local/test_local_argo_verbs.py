@@ -68,6 +68,33 @@ spec:
     container:
       image: busybox
       command: [sh, -c, "echo one; sleep 1; echo two; sleep 1; echo three"]
+---
+apiVersion: argoproj.io/v1alpha1
+kind: WorkflowTemplate
+metadata:
+  name: verbs-pipeline
+spec:
+  entrypoint: main
+  templates:
+  - name: main
+    steps:
+    - - {name: build, template: build}
+    - - name: check
+        template: check
+        arguments:
+          parameters: [{name: version, value: "{{steps.build.outputs.parameters.version}}"}]
+  - name: build
+    container:
+      image: busybox
+      command: [sh, -c, "echo built >> builds.log; echo v7 > /tmp/version"]
+    outputs:
+      parameters: [{name: version, valueFrom: {path: /tmp/version}}]
+  - name: check
+    inputs:
+      parameters: [{name: version}]
+    container:
+      image: busybox
+      command: [sh, -c, 'test "$VERBS_FIXED" = 1 && echo "checked {{inputs.parameters.version}}"']
 """
 
 
@@ -161,6 +188,27 @@ def test_failed_step_result_in_tree_then_retry_keeps_name_and_parameters(
 
     again = _cli(project, cli_env, "retry", "c1", *man, *_common(project))
     assert again.returncode == 2 and "only a Failed or Error run can be retried" in again.stderr
+
+
+def test_retry_keeps_the_steps_that_succeeded_as_argo_retry_does(
+    project: Path, cli_env: dict[str, str]
+) -> None:
+    man = ["--manifests", str(project / "argo")]
+    failed = _cli(project, cli_env, "run", "verbs-pipeline", *man, *_common(project), "--name", "p1")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert (project / "builds.log").read_text() == "built\n"
+
+    done = _cli(project, {**cli_env, "VERBS_FIXED": "1"}, "retry", "p1", *man, *_common(project))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (project / "builds.log").read_text() == "built\n"  # build did not run again
+    nodes = json.loads((project / "runs" / "p1" / "status.json").read_text())["status"]["nodes"]
+    by_name = {n["displayName"]: n for n in nodes.values()}
+    assert by_name["build"]["phase"] == "Succeeded"
+    assert by_name["build"]["message"] == "kept from the earlier attempt"
+    assert {p["name"]: p["value"] for p in by_name["build"]["outputs"]["parameters"]} == {"version": "v7"}
+    assert by_name["check"]["phase"] == "Succeeded" and by_name["check"]["outputs"]["result"] == "checked v7"
+    logs = _cli(project, cli_env, "logs", "p1", *_common(project))
+    assert "checked v7" in logs.stdout
 
 
 def test_logs_follow_and_watch_until_the_run_ends(project: Path, cli_env: dict[str, str]) -> None:

@@ -25,6 +25,7 @@ from rpops.errors import Unreachable, UsageError
 from rpops.settings import add_arguments, from_args, setting
 
 if TYPE_CHECKING:
+    from rpops.alerting.evidence import Evidence
     from rpops.classify import Decision, RuleSet, Target, TargetProbe
     from rpops.probe import Prober, ProbeResult
     from rpops.prometheus import QueryResult
@@ -376,22 +377,33 @@ def run(args: argparse.Namespace) -> int:
     return alert_driven(p, obs, signals, decision)
 
 
+async def read_evidence(p: Plan) -> Evidence:
+    """The alert's evidence through this step's own prober (onset, or latest until it clears)."""
+    from rpops.alerting import evidence as ev
+    from rpops.probe import Prober
+
+    s = p.settings
+    assert p.prometheus is not None
+    async with Prober(timeout=s.prometheus_timeout, retries=s.retries) as prober:
+        if s.alert_reading == ev.ONSET:
+            return await ev.measure_async(prober, p.prometheus, p.alert, p.alert_labels, ev.ONSET)
+        return await ev.wait_cleared_async(prober, p.prometheus, p.alert, p.alert_labels, s.alert_settle)
+
+
 def alert_driven(p: Plan, obs: Observation, signals: dict[str, Any], by_rules: Decision) -> int:
     """The alert's own evidence decides; the rules' reading stays in the report beside it."""
     from dataclasses import replace
 
     from rpops.alerting import evidence as ev
     from rpops.alerting import verdict as vd
+    from rpops.probe import run_async
 
     s = p.settings
     assert p.prometheus is not None
+    found = run_async(read_evidence(p))
     if s.alert_reading == ev.ONSET:
-        found = ev.measure(p.prometheus, p.alert, p.alert_labels, ev.ONSET,
-                           timeout=s.prometheus_timeout, retries=s.retries)
         verdict = vd.check(found, p.alert_status)
     else:
-        found = ev.wait_cleared(p.prometheus, p.alert, p.alert_labels, s.alert_settle,
-                                timeout=s.prometheus_timeout, retries=s.retries)
         verdict = vd.verify(found, p.alert_status, s.alert_settle)
     decision = replace(by_rules, status=verdict.status, reason=verdict.reason, rule=f"alert:{p.alert}",
                        when=found.query, evidence=found.to_json())

@@ -167,3 +167,39 @@ def test_a_live_promotion_lock_is_seen_by_the_scale_step() -> None:
         "promotion in progress: bluegreen-v2 holds research-platform"
     )
     assert promotion_in_progress(Driver(), "research-platform", now=1001.0) == ""  # type: ignore[arg-type]
+
+
+def test_the_rules_and_query_answers_of_prometheus_are_read() -> None:
+    from rpops.alerting.evidence import rule_from, samples_from
+
+    answer = {
+        "groups": [
+            {
+                "name": "research-platform.alerts",
+                "interval": 1,
+                "rules": [
+                    {"type": "recording", "name": "HighCPU", "query": "x"},
+                    {
+                        "type": "alerting",
+                        "name": "HighCPU",
+                        "query": "research_platform_cpu_utilisation_ratio > 0.9",
+                        "duration": 300,
+                        "alerts": [
+                            {"state": "firing", "labels": LABELS},
+                            {"state": "pending", "labels": {**LABELS, "region": "eu-west"}},
+                        ],
+                    },
+                ],
+            }
+        ]
+    }
+    r = rule_from(answer, "HighCPU", "http://prom")
+    assert (r.for_s, r.interval_s, r.firing, len(r.pending)) == (300, 1, (LABELS,), 1)
+    with pytest.raises(UsageError, match="no alerting rule of that name"):
+        rule_from(answer, "HighMemory", "http://prom")
+    vector = {
+        "resultType": "vector",
+        "result": [{"metric": {"__name__": "x", "region": "us-east"}, "value": [1, "0.97"]}],
+    }
+    assert samples_from(vector) == [({"region": "us-east"}, 0.97)]
+    assert samples_from({"resultType": "scalar", "result": [1, "NaN"]})[0][1] != 0.97

@@ -1,8 +1,8 @@
 """The evidence an alert-driven recovery decides from: the alert's own rule, from Prometheus.
 
-observe: `read_rule` fetches the alert's rule from Prometheus's rules API (its expression, its
-         `for`, its group's evaluation interval and its active alerts); `measure` evaluates the
-         rule's value side over the rule's own window for the alert's labels.
+observe: `measure` (or `measure_async`) fetches the alert's rule from Prometheus's rules API (its
+         expression, its `for`, its group's evaluation interval and its active alerts) and
+         evaluates the rule's value side over the rule's own window for the alert's labels.
 decide:  `split_expr` and `judge` are pure: `<value> <op> <threshold>` compared as the rule
          compares it, averaged over the window, for the series whose labels are the alert's.
 
@@ -217,12 +217,19 @@ def judge(
 
 
 # --- observe ---------------------------------------------------------------------------------
+#
+# Two transports over the same requests: `measure` (httpx, for steps that load it anyway, like
+# scale) and `measure_async` (the health check's own asyncio prober, which keeps httpx out of
+# its start-up).
 
 
-def read_rule(prometheus: str, alertname: str, timeout: float = 5.0, retries: int = 2) -> Rule:
-    """The alerting rule named `alertname` from Prometheus's rules API (exit 2 when absent)."""
-    body = _get(prometheus, "/api/v1/rules", {"type": "alert"}, timeout, retries)
-    for group in body.get("groups") or ():
+def rules_request(prometheus: str) -> tuple[str, dict[str, str]]:
+    return prometheus.rstrip("/") + "/api/v1/rules", {"type": "alert"}
+
+
+def rule_from(data: Mapping[str, Any], alertname: str, prometheus: str) -> Rule:
+    """The alerting rule named `alertname` in a rules API answer (exit 2 when absent)."""
+    for group in data.get("groups") or ():
         for rule in group.get("rules") or ():
             if rule.get("type") == "alerting" and rule.get("name") == alertname:
                 alerts = rule.get("alerts") or ()
@@ -240,6 +247,34 @@ def read_rule(prometheus: str, alertname: str, timeout: float = 5.0, retries: in
     )
 
 
+def comparison_of(rule: Rule) -> Comparison:
+    try:
+        return split_expr(rule.query)
+    except ValueError as exc:
+        raise UsageError(f"--alert {rule.name}: its rule cannot be read as evidence: {exc}") from None
+
+
+def query_request(
+    prometheus: str, rule: Rule, comparison: Comparison, reading: str, at: float | None
+) -> tuple[str, dict[str, str]]:
+    query = measured_query(rule, comparison, reading)
+    return prometheus.rstrip("/") + "/api/v1/query", {
+        "query": query,
+        "time": f"{at if at is not None else time.time():.3f}",
+    }
+
+
+def samples_from(data: Mapping[str, Any]) -> list[tuple[Mapping[str, str], float]]:
+    samples: list[tuple[Mapping[str, str], float]] = []
+    if data.get("resultType") == "vector":
+        for item in data.get("result") or ():
+            labels_of = {k: v for k, v in (item.get("metric") or {}).items() if k != "__name__"}
+            samples.append((labels_of, _float(item["value"][1])))
+    elif data.get("resultType") == "scalar":
+        samples.append(({}, _float(data["result"][1])))
+    return samples
+
+
 def measure(
     prometheus: str,
     alertname: str,
@@ -251,43 +286,37 @@ def measure(
     at: float | None = None,
 ) -> Evidence:
     """Read the rule, evaluate its value side over its window, judge it for `labels`."""
-    rule = read_rule(prometheus, alertname, timeout, retries)
-    try:
-        comparison = split_expr(rule.query)
-    except ValueError as exc:
-        raise UsageError(f"--alert {alertname}: its rule cannot be read as evidence: {exc}") from None
-    query = measured_query(rule, comparison, reading)
-    params = {"query": query, "time": f"{at if at is not None else time.time():.3f}"}
-    data = _get(prometheus, "/api/v1/query", params, timeout, retries)
-    samples: list[tuple[Mapping[str, str], float]] = []
-    if data.get("resultType") == "vector":
-        for item in data.get("result") or ():
-            labels_of = {k: v for k, v in (item.get("metric") or {}).items() if k != "__name__"}
-            samples.append((labels_of, _float(item["value"][1])))
-    elif data.get("resultType") == "scalar":
-        samples.append(({}, _float(data["result"][1])))
-    return judge(rule, comparison, reading, samples, labels)
+    rule = rule_from(_get(prometheus, *rules_request(prometheus), timeout, retries), alertname, prometheus)
+    comparison = comparison_of(rule)
+    data = _get(prometheus, *query_request(prometheus, rule, comparison, reading, at), timeout, retries)
+    return judge(rule, comparison, reading, samples_from(data), labels)
 
 
-def wait_cleared(
-    prometheus: str,
-    alertname: str,
-    labels: Mapping[str, str],
-    settle_s: float,
-    *,
-    timeout: float = 5.0,
-    retries: int = 2,
-    clock: Any = time.monotonic,
-    sleep: Any = time.sleep,
+async def measure_async(
+    prober: Any, prometheus: str, alertname: str, labels: Mapping[str, str], reading: str = ONSET
+) -> Evidence:
+    """`measure` through an `rpops.probe.Prober` (its timeout and retries)."""
+    rule = rule_from(await _get_async(prober, prometheus, *rules_request(prometheus)), alertname, prometheus)
+    comparison = comparison_of(rule)
+    url, params = query_request(prometheus, rule, comparison, reading, None)
+    data = await _get_async(prober, prometheus, url, params)
+    return judge(rule, comparison, reading, samples_from(data), labels)
+
+
+async def wait_cleared_async(
+    prober: Any, prometheus: str, alertname: str, labels: Mapping[str, str], settle_s: float
 ) -> Evidence:
     """The latest reading, re-read every evaluation interval until the condition no longer
     holds or `settle_s` has passed (a remediation shows after a scrape and an evaluation)."""
-    deadline = clock() + max(0.0, settle_s)
+    import asyncio
+
+    deadline = time.monotonic() + max(0.0, settle_s)
     while True:
-        evidence = measure(prometheus, alertname, labels, LATEST, timeout=timeout, retries=retries)
-        if not evidence.holds or clock() >= deadline:
+        evidence = await measure_async(prober, prometheus, alertname, labels, LATEST)
+        left = deadline - time.monotonic()
+        if not evidence.holds or left <= 0:
             return evidence
-        sleep(min(max(0.2, evidence.window_s / 2), max(0.0, deadline - clock())))
+        await asyncio.sleep(min(max(0.2, evidence.window_s / 2), left))
 
 
 def _float(raw: Any) -> float:
@@ -297,12 +326,35 @@ def _float(raw: Any) -> float:
         return math.nan
 
 
+def _answer(prometheus: str, url: str, status: int | None, body: Any, text: str) -> dict[str, Any]:
+    if not isinstance(body, dict) or body.get("status") != "success":
+        error = body.get("error") if isinstance(body, dict) else text[:200]
+        raise UsageError(
+            f"--prometheus {prometheus}: {url} answered HTTP {status} ({error}); "
+            "pass the base URL of a Prometheus server"
+        )
+    data = body.get("data")
+    return data if isinstance(data, dict) else {}
+
+
+async def _get_async(prober: Any, prometheus: str, url: str, params: Mapping[str, str]) -> dict[str, Any]:
+    from urllib.parse import urlencode
+
+    result = await prober.get(f"{url}?{urlencode(dict(params))}")
+    if not result.answered:
+        raise Unreachable(
+            f"--prometheus {prometheus}: unreachable after {result.attempts} attempts ({result.describe()}); "
+            "check the URL and that Prometheus runs"
+        )
+    body, _ = result.parse_json()
+    return _answer(prometheus, url, result.status, body, result.body.decode("utf-8", "replace"))
+
+
 def _get(
-    prometheus: str, path: str, params: Mapping[str, str], timeout: float, retries: int
+    prometheus: str, url: str, params: Mapping[str, str], timeout: float, retries: int
 ) -> dict[str, Any]:
     import httpx
 
-    url = prometheus.rstrip("/") + path
     attempt = 0
     while True:
         attempt += 1
@@ -318,16 +370,9 @@ def _get(
             time.sleep(min(2.0, 0.2 * 2 ** (attempt - 1)))
             continue
         except httpx.HTTPError as exc:
-            raise Unreachable(f"--prometheus {prometheus}: {path} failed ({exc})") from None
+            raise Unreachable(f"--prometheus {prometheus}: {url} failed ({exc})") from None
         try:
             body = response.json()
         except ValueError:
             body = None
-        if not isinstance(body, dict) or body.get("status") != "success":
-            error = body.get("error") if isinstance(body, dict) else response.text[:200]
-            raise UsageError(
-                f"--prometheus {prometheus}: {path} answered HTTP {response.status_code} ({error}); "
-                "pass the base URL of a Prometheus server"
-            )
-        data = body.get("data")
-        return data if isinstance(data, dict) else {}
+        return _answer(prometheus, url, response.status_code, body, response.text)

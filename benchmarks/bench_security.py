@@ -9,8 +9,12 @@ cost of matching a 300-package lock against the vendored advisory database.
    (a cold cache: every file is parsed and scanned; cache writes are included) against
    `bandit -r` restricted to the equivalent tests, over the same file set (checked: both tools
    must report the same number of files). rpops runs 3 times (median), Bandit once (it takes minutes).
-   CPU seconds are printed too: other work on this 2-core machine slows wall times. Target: rpops
-   >= 8x faster in wall time.
+   Two figures, both with target >= 8x:
+   - wall time, as a user waits for each tool (rpops scans on every core, Bandit on one);
+   - CPU seconds of all the tool's processes (the work each tool does for the same files, whatever
+     the number of cores). Other work on the machine stretches CPU seconds far less than wall
+     times (shared caches and memory bandwidth: rpops' scan took ~13% more CPU at load 10 than at
+     load 4 on this 2-core machine), and both tools are measured back to back in one run.
 2. Recall on tests/security/data/corpus: labelled true positives found by each tool (Bandit's
    test ids mapped to rpops rule ids). Target: rpops recall >= Bandit's.
 3. Matching a 300-package uv.lock against the whole vendored database in a fresh process,
@@ -22,8 +26,8 @@ cost of matching a 300-package lock against the vendored advisory database.
 Each figure is printed with the load it was measured under (benchmarks/common.py); wall times are
 not judged when other work held more than half the CPUs, the wall-time ratio against Bandit not
 past a quarter (rpops scans on every core, Bandit on one, so other work slows them unequally).
-The CPU-time ratio against Bandit is printed beside it, for reference (CPU seconds do not stretch
-with the load).
+The CPU-time ratio against Bandit is judged at any load: it is the figure that still means
+something on a busy machine.
 """
 
 from __future__ import annotations
@@ -70,7 +74,7 @@ BANDIT_TESTS = {
     "B608": {"py-sql-string-format"},
     "B701": {"py-jinja2-autoescape"},
 }
-SPEED_TARGET = 1 / 8
+SPEED_TARGET = 1 / 8  # of Bandit's wall time, and of its CPU seconds
 MATCH_TARGET_S = 0.5
 COLD_INDEX_TARGET_S = 3.0
 PACKAGES = 300
@@ -241,12 +245,14 @@ def bench_code(exe: str, skip_stdlib: bool) -> bool:
         cpu_median,
         bandit_cpu,
         bandit_cpu / cpu_median,
-        "reference: CPU seconds do not stretch with the load",
-        None,
+        ">= 8x less CPU than Bandit",
+        cpu_median / bandit_cpu <= SPEED_TARGET,
         " s",
         load=monitor.load(),
         baseline_name=f"bandit {BANDIT_VERSION} CPU",
+        # CPU seconds stretch little with other work, and both sides are measured in this run
         load_sensitive=False,
+        note=f"rpops runs {', '.join(f'{c:.1f}' for c in cpu)} s CPU",
     )
     return ok
 

@@ -310,14 +310,22 @@ def _scan_file(abs_path: str, rel: str, max_bytes: int, cache_root: str | None) 
     out["findings"], out["notices"] = findings, notices
     if cache_file:
         try:
-            os.makedirs(os.path.dirname(cache_file), exist_ok=True)
+            folder = os.path.dirname(cache_file)
+            if folder not in _MADE_DIRS:
+                os.makedirs(folder, exist_ok=True)
+                _MADE_DIRS.add(folder)
             tmp = f"{cache_file}.{os.getpid()}.tmp"
             with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump({"findings": findings, "notices": notices}, fh)
+                # dumps, not dump: json.dump encodes in Python, dumps in C
+                fh.write(json.dumps({"findings": findings, "notices": notices}))
             os.replace(tmp, cache_file)
         except OSError:
-            pass  # a cache that cannot be written only costs time
+            _MADE_DIRS.clear()  # the folder may have gone: make it again next time
     return out
+
+
+# Cache folders this process has made (or found): makedirs once per folder, not once per file.
+_MADE_DIRS: set[str] = set()
 
 
 def _analyse(data: bytes, rel: str, test_file: bool) -> tuple[list[Any], list[Any]]:
@@ -371,8 +379,10 @@ def _scan_chunk(items: list[tuple[str, str]], max_bytes: int, cache_root: str | 
 
 def _worker_init() -> None:
     # AST nodes hold no reference cycles; generational GC passes over millions of fresh nodes
-    # cost more than the parse itself. Chunks end with an explicit collect.
+    # cost more than the parse itself. Chunks end with an explicit collect, which need not
+    # revisit what the worker inherited.
     gc.disable()
+    gc.freeze()
 
 
 def _chunks(files: list[tuple[str, str, int]], jobs: int) -> list[list[tuple[str, str]]]:

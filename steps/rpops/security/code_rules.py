@@ -296,10 +296,60 @@ def _all_node_types() -> list[type]:
     return out
 
 
-# Node classes to walk into, and for each class the fields that may hold nodes.
+# Node classes to walk into.
 _WALKED: frozenset[type] = frozenset(c for c in _all_node_types() if not issubclass(c, _LEAF_TYPES))
-_CHILD_FIELDS: dict[type, tuple[str, ...]] = {
-    c: tuple(f for f in getattr(c, "_fields", ()) if f not in _SKIP_FIELDS) for c in _WALKED
+# ASDL types that never hold a node worth visiting.
+_LEAF_ASDL = frozenset(
+    {
+        "identifier",
+        "string",
+        "int",
+        "constant",
+        "expr_context",
+        "operator",
+        "unaryop",
+        "cmpop",
+        "boolop",
+        "alias",
+        "type_ignore",
+    }
+)
+
+
+def _child_fields(cls: type) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(single-node fields, list fields, fields of unknown shape) of a node class.
+
+    CPython documents each concrete class with its ASDL signature, e.g. `Call(expr func, expr*
+    args, keyword* keywords)`: fields typed `identifier`, `int`, `expr_context`... never hold a
+    node to visit, `T*` fields are lists. A class without a readable signature (another Python
+    version) keeps every field, checked value by value.
+    """
+    fields = tuple(f for f in getattr(cls, "_fields", ()) if f not in _SKIP_FIELDS)
+    doc = cls.__doc__ or ""
+    types: dict[str, str] = {}
+    if doc.startswith(cls.__name__ + "(") and doc.endswith(")") and "\n" not in doc:
+        for part in doc[len(cls.__name__) + 1 : -1].split(","):
+            words = part.split()
+            if len(words) == 2:
+                types[words[1]] = words[0]
+    singles: list[str] = []
+    lists: list[str] = []
+    unknown: list[str] = []
+    for name in fields:
+        kind = types.get(name)
+        if kind is None:
+            unknown.append(name)
+        elif kind.rstrip("*?") in _LEAF_ASDL:
+            continue
+        elif kind.endswith("*"):
+            lists.append(name)
+        else:
+            singles.append(name)
+    return tuple(singles), tuple(lists), tuple(unknown)
+
+
+_CHILD_FIELDS: dict[type, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
+    c: _child_fields(c) for c in _WALKED
 }
 
 
@@ -369,6 +419,14 @@ def _has_star_kwargs(call: ast.Call) -> bool:
 
 def _sql_words_in_order(text: str) -> bool:
     """SELECT ... FROM, DELETE FROM, INSERT INTO, UPDATE ... SET: the statement shapes B608 knows."""
+    lowered = text.lower()  # most texts name no statement at all: decided without the word split
+    if (
+        "select" not in lowered
+        and "delete" not in lowered
+        and "insert" not in lowered
+        and "update" not in lowered
+    ):
+        return False
     cleaned = "".join(ch.lower() if ch.isalnum() or ch == "_" else " " for ch in text)
     words = cleaned.split()
     if not words:
@@ -395,9 +453,13 @@ class FileScan:
         # dotted name -> list of bound values: a str (already qualified) or an AST expression.
         self.aliases: dict[str, list[Any]] = {"__builtins__": ["builtins"]}
         self.shadowed: set[str] = set()  # builtin names rebound to something else in this file
+        # Calls judged after the walk. A call whose name can only matter through an alias waits
+        # under that name (or the root of its dotted path) until the walk has seen every binding.
         self.calls: list[ast.Call] = []
+        self._calls_by_name: dict[str, list[ast.Call]] = {}
+        self._calls_by_root: dict[tuple[str, str], list[ast.Call]] = {}
         self.classes: list[ast.ClassDef] = []
-        self.safe_yaml_classes: set[str] = set()
+        self._safe_yaml_classes: set[str] | None = None  # computed when a yaml.load needs it
         self._methods: set[int] = set()
         self._skip: set[int] = set()
         self._sql_sinks: set[int] = set()
@@ -421,22 +483,26 @@ class FileScan:
     # ---- walk ------------------------------------------------------------------------------
     def run(self) -> list[RawFinding]:
         # Hot loop (millions of nodes on a large tree): locals, type() set lookups, no isinstance.
-        handlers = _HANDLERS
-        fields_of = _CHILD_FIELDS
+        visit = _VISIT
         walked = _WALKED
         stack: list[Any] = [self.tree]
         pop = stack.pop
         push = stack.append
         while stack:
             node = pop()
-            cls = type(node)
-            handler = handlers.get(cls)
+            handler, singles, lists, unknown = visit[type(node)]
             if handler is not None:
                 handler(self, node)
-            for name in fields_of[cls]:
+            for name in singles:
                 value = getattr(node, name, None)
-                if value is None:
-                    continue
+                if type(value) in walked:
+                    push(value)
+            for name in lists:
+                for item in getattr(node, name, ()):
+                    if type(item) in walked:
+                        push(item)
+            for name in unknown:
+                value = getattr(node, name, None)
                 if type(value) is list:
                     for item in value:
                         if type(item) in walked:
@@ -445,17 +511,38 @@ class FileScan:
                     push(value)
         self._memo.clear()  # answers given during the walk saw only part of the file's bindings
         self._dotted_roots = {key.split(".", 1)[0] for key in self.aliases if "." in key}
-        for _ in range(3):  # a safe loader's subclass's subclass is safe too
-            for class_node in self.classes:
-                if any(
-                    self._resolve(b) & _YAML_SAFE_LOADERS or _dotted(b) in self.safe_yaml_classes
-                    for b in class_node.bases
-                ):
-                    self.safe_yaml_classes.add(class_node.name)
-        for call in self.calls:
+        # Every name a finding is about ends in one of _INTERESTING_LEAVES, so a call through a
+        # name bound only to imported names or local definitions with other last parts cannot
+        # lead to one; a dotted callee matters only when that exact path was bound.
+        calls = self.calls
+        for name, waiting in self._calls_by_name.items():
+            values = self.aliases.get(name)
+            if values is not None and any(
+                not isinstance(v, str) or v.rsplit(".", 1)[-1] in _INTERESTING_LEAVES for v in values
+            ):
+                calls.extend(waiting)
+        bound_paths = {(k.split(".", 1)[0], k.rsplit(".", 1)[1]) for k in self.aliases if "." in k}
+        for root_and_leaf, waiting in self._calls_by_root.items():
+            if root_and_leaf in bound_paths:
+                calls.extend(waiting)
+        for call in calls:
             self._judge_call(call)
         self.findings.sort(key=lambda f: (f[1], f[2], f[0]))
         return self.findings
+
+    @property
+    def safe_yaml_classes(self) -> set[str]:
+        """Names of this file's classes that derive from a safe yaml loader."""
+        if self._safe_yaml_classes is None:
+            safe: set[str] = set()
+            for _ in range(3):  # a safe loader's subclass's subclass is safe too
+                for class_node in self.classes:
+                    if any(
+                        self._resolve(b) & _YAML_SAFE_LOADERS or _dotted(b) in safe for b in class_node.bases
+                    ):
+                        safe.add(class_node.name)
+            self._safe_yaml_classes = safe
+        return self._safe_yaml_classes
 
     # ---- binding handlers ----------------------------------------------------------------
     def on_import(self, node: ast.Import) -> None:
@@ -489,6 +576,13 @@ class FileScan:
             self._assign_target(node.target, node.value)
 
     def _assign_target(self, target: ast.AST, value: ast.AST) -> None:
+        if type(target) is ast.Name:  # the common case, without the general path's lookups
+            ident = target.id
+            self._bind(ident, value)
+            if type(value) is ast.Constant and type(value.value) is str:
+                self._check_secret(ident, value)
+                self._check_bind_literal(ident, value)
+            return
         if isinstance(target, ast.Tuple | ast.List):
             if isinstance(value, ast.Tuple | ast.List) and len(value.elts) == len(target.elts):
                 for t, v in zip(target.elts, value.elts, strict=True):
@@ -546,21 +640,51 @@ class FileScan:
 
     # ---- expression handlers ---------------------------------------------------------------
     def on_call(self, node: ast.Call) -> None:
-        self.calls.append(node)
         func = node.func
-        if isinstance(func, ast.Attribute):
-            if (
-                func.attr == "format"
-                and isinstance(func.value, ast.Constant)
-                and isinstance(func.value.value, str)
-            ):
-                if _sql_words_in_order(func.value.value) and (node.args or node.keywords):
+        root: ast.expr | None = None  # the start of a dotted callee (`a` in `a.b.c()`)
+        if type(func) is ast.Attribute:
+            leaf = func.attr
+            text = func.value
+            if leaf == "format" and type(text) is ast.Constant and type(text.value) is str:
+                if _sql_words_in_order(text.value) and (node.args or node.keywords):
                     self._report_sql(node)
-            if func.attr in _SQL_SINKS and node.args:
+            if leaf in _SQL_SINKS and node.args:
                 self._sql_sinks.add(id(node.args[0]))
+            root = text
+            while type(root) is ast.Attribute:
+                root = root.value
+        elif type(func) is ast.Name:
+            leaf = func.id
+        else:
+            leaf = ""
+        tls_off = False
         for kw in node.keywords:
-            if kw.arg is not None:
-                self._check_secret(kw.arg, kw.value)
+            arg = kw.arg
+            value = kw.value
+            if arg is None or type(value) is not ast.Constant:
+                continue
+            if type(value.value) is str:
+                self._check_secret(arg, value)
+                if value.value in _ANY_ADDR and arg.lower() in _HOST_KEYWORDS:
+                    self.report(
+                        "py-bind-all-interfaces",
+                        value,
+                        f"{arg}={value.value!r} listens on all interfaces",
+                        "medium",
+                    )
+            elif arg == "verify" and value.value is False:
+                tls_off = True
+        if leaf in _SERVER_CALLS and node.args:
+            self._judge_bind(node.args[0], leaf)
+        # Which calls are worth resolving after the walk (resolution is the costly part): a
+        # name that could matter, a dotted path whose root is bound to something, a callee that
+        # is not a plain name, or TLS turned off (its confidence depends on what is called).
+        if tls_off or leaf in _INTERESTING_LEAVES or not leaf:
+            self.calls.append(node)
+        elif root is None:
+            self._calls_by_name.setdefault(leaf, []).append(node)
+        elif type(root) is ast.Name:
+            self._calls_by_root.setdefault((root.id, leaf), []).append(node)
 
     def on_binop(self, node: ast.BinOp) -> None:
         if id(node) in self._skip:
@@ -706,10 +830,9 @@ class FileScan:
     def _judge_call(self, call: ast.Call) -> None:
         func = call.func
         if isinstance(func, ast.Attribute):
-            leaf = func.attr
-            # Resolution is the costly part: only calls whose last name could matter, or whose
-            # dotted path was itself bound to something (`self.run = subprocess.run`), are resolved.
-            wanted = leaf in _INTERESTING_LEAVES
+            # Only calls whose last name could matter, or whose dotted path was itself bound to
+            # something (`self.run = subprocess.run`), are resolved.
+            wanted = func.attr in _INTERESTING_LEAVES
             if not wanted:
                 root = func.value
                 while isinstance(root, ast.Attribute):
@@ -720,17 +843,15 @@ class FileScan:
                     and (_dotted(func) in self.aliases)
                 )
         elif isinstance(func, ast.Name):
-            leaf = func.id
-            wanted = leaf in _INTERESTING_LEAVES or leaf in self.aliases
+            wanted = func.id in _INTERESTING_LEAVES or func.id in self.aliases
         else:
-            leaf, wanted = "", True
+            wanted = True
         names = self._resolve(func) if wanted else set()
         confidence = "high" if len(names) <= 1 else "medium"
         for q in names:
             self._judge_qualified(call, q, confidence)
         if call.keywords:
             self._judge_tls(call, names)
-        self._judge_bind(call, leaf)
 
     def _judge_qualified(self, call: ast.Call, q: str, confidence: str) -> None:
         if q in ("builtins.eval", "builtins.exec"):
@@ -901,18 +1022,8 @@ class FileScan:
             "high" if known else "medium",
         )
 
-    def _judge_bind(self, call: ast.Call, func_leaf: str) -> None:
-        for kw in call.keywords:
-            if kw.arg and kw.arg.lower() in _HOST_KEYWORDS and _const_str(kw.value) in _ANY_ADDR:
-                self.report(
-                    "py-bind-all-interfaces",
-                    kw.value,
-                    f"{kw.arg}={_const_str(kw.value)!r} listens on all interfaces",
-                    "medium",
-                )
-        if func_leaf not in _SERVER_CALLS or not call.args:
-            return
-        first = call.args[0]
+    def _judge_bind(self, first: ast.AST, func_leaf: str) -> None:
+        """The first positional argument of a server or bind() call."""
         if isinstance(first, ast.Tuple) and first.elts:
             first = first.elts[0]
         text = _const_str(first)
@@ -940,6 +1051,12 @@ _HANDLERS: dict[type, Any] = {
     ast.BinOp: FileScan.on_binop,
     ast.JoinedStr: FileScan.on_joined_str,
     ast.Assert: FileScan.on_assert,
+}
+
+
+# For each walked class: its handler (or None) and its child fields, in one lookup per node.
+_VISIT: dict[type, tuple[Any, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
+    c: (_HANDLERS.get(c), *_CHILD_FIELDS[c]) for c in _WALKED
 }
 
 

@@ -59,7 +59,7 @@ def _keep_earlier(run: Run, node: Node, t: Template) -> bool:
         (run.options.kept_from / "logs" / f"{old_id}.log", log_path(run, node)),
     ):
         if src.is_dir():
-            shutil.copytree(src, dst, dirs_exist_ok=True)
+            shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True)  # a link a node left is not followed
         elif src.is_file():
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)

@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import sys
 import time
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,7 +274,9 @@ def _is_rule_token(token: str) -> bool:
     return token in RULES or (len(token) == 4 and token[0] in "Bb" and token[1:].isdigit())
 
 
-def _scan_file(abs_path: str, rel: str, max_bytes: int, cache_root: str | None) -> dict[str, Any]:
+def _scan_file(abs_path: str, rel: str, max_bytes: int, cached: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Scan one file; `cached` holds earlier results by content digest (None: no cache). A file
+    analysed here carries its digest, so that the caller can add its result to the cache."""
     out: dict[str, Any] = {"path": rel, "findings": [], "notices": [], "cached": False, "bytes": 0}
     try:
         with open(abs_path, "rb") as fh:
@@ -295,37 +298,82 @@ def _scan_file(abs_path: str, rel: str, max_bytes: int, cache_root: str | None) 
         out["notices"].append(["binary", "binary content (NUL bytes); not analysed", 0])
         return out
     test_file = is_test_path(rel)
-    digest = hashlib.sha256(data).hexdigest() + ("-t" if test_file else "")
-    cache_file = None
-    if cache_root:
-        cache_file = os.path.join(cache_root, digest[:2], digest + ".json")
-        try:
-            with open(cache_file, encoding="utf-8") as fh:
-                cached = json.load(fh)
-            out["findings"], out["notices"], out["cached"] = cached["findings"], cached["notices"], True
+    if cached is not None:
+        digest = hashlib.sha256(data).hexdigest() + ("-t" if test_file else "")
+        entry = cached.get(digest)
+        if (
+            isinstance(entry, dict)
+            and isinstance(entry.get("findings"), list)
+            and isinstance(entry.get("notices"), list)
+        ):
+            out["findings"], out["notices"], out["cached"] = entry["findings"], entry["notices"], True
             return out
-        except (OSError, ValueError, KeyError):
-            pass
-    findings, notices = _analyse(data, rel, test_file)
-    out["findings"], out["notices"] = findings, notices
-    if cache_file:
-        try:
-            folder = os.path.dirname(cache_file)
-            if folder not in _MADE_DIRS:
-                os.makedirs(folder, exist_ok=True)
-                _MADE_DIRS.add(folder)
-            tmp = f"{cache_file}.{os.getpid()}.tmp"
-            with open(tmp, "w", encoding="utf-8") as fh:
-                # dumps, not dump: json.dump encodes in Python, dumps in C
-                fh.write(json.dumps({"findings": findings, "notices": notices}))
-            os.replace(tmp, cache_file)
-        except OSError:
-            _MADE_DIRS.clear()  # the folder may have gone: make it again next time
+        out["digest"] = digest
+    out["findings"], out["notices"] = _analyse(data, rel, test_file)
     return out
 
 
-# Cache folders this process has made (or found): makedirs once per folder, not once per file.
-_MADE_DIRS: set[str] = set()
+# ---- the result cache: packs of entries by content digest ------------------------------------
+# One pack file per scan that analysed something, not one file per source file: creating small
+# files costs more system time than parsing many of them. Packs are merged past _MERGE_OVER.
+_PACK_PREFIX = "pack-"
+_MERGE_OVER = 16
+
+
+def _read_packs(cache_root: str) -> tuple[dict[str, Any], list[str]]:
+    """Every entry in the cache's packs, and the pack files that were read."""
+    entries: dict[str, Any] = {}
+    read: list[str] = []
+    try:
+        names = sorted(os.listdir(cache_root))
+    except OSError:
+        return entries, read
+    for name in names:
+        if not (name.startswith(_PACK_PREFIX) and name.endswith(".json")):
+            continue
+        path = os.path.join(cache_root, name)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                pack = json.load(fh)
+        except (OSError, ValueError):
+            continue  # being written by another scan, or damaged: its entries are recomputed
+        if isinstance(pack, dict):
+            entries.update(pack)
+            read.append(path)
+    return entries, read
+
+
+def _write_pack(cache_root: str, entries: dict[str, Any]) -> bool:
+    try:
+        os.makedirs(cache_root, exist_ok=True)
+        name = f"{_PACK_PREFIX}{os.getpid()}-{time.time_ns()}"
+        tmp = os.path.join(cache_root, name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(entries))
+        os.replace(tmp, os.path.join(cache_root, name + ".json"))
+        return True
+    except OSError:
+        return False  # a cache that cannot be written only costs time
+
+
+def _update_cache(
+    cache_root: str, known: dict[str, Any], packs: list[str], per_file: list[dict[str, Any]]
+) -> None:
+    new = {
+        item["digest"]: {"findings": item["findings"], "notices": item["notices"]}
+        for item in per_file
+        if "digest" in item
+    }
+    if len(packs) >= _MERGE_OVER:
+        # one pack instead of many; packs another scan writes meanwhile are left alone
+        if _write_pack(cache_root, {**known, **new}):
+            for path in packs:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+    elif new:
+        _write_pack(cache_root, new)
 
 
 def _analyse(data: bytes, rel: str, test_file: bool) -> tuple[list[Any], list[Any]]:
@@ -371,13 +419,18 @@ def _analyse(data: bytes, rel: str, test_file: bool) -> tuple[list[Any], list[An
     return findings, notices
 
 
-def _scan_chunk(items: list[tuple[str, str]], max_bytes: int, cache_root: str | None) -> list[dict[str, Any]]:
-    results = [_scan_file(abs_path, rel, max_bytes, cache_root) for abs_path, rel in items]
+def _scan_chunk(items: list[tuple[str, str]], max_bytes: int) -> list[dict[str, Any]]:
+    results = [_scan_file(abs_path, rel, max_bytes, _WORKER_CACHE) for abs_path, rel in items]
     gc.collect()
     return results
 
 
-def _worker_init() -> None:
+_WORKER_CACHE: Mapping[str, Any] | None = None  # the cache's entries, in a worker process
+
+
+def _worker_init(cached: Mapping[str, Any] | None) -> None:
+    global _WORKER_CACHE
+    _WORKER_CACHE = cached
     # AST nodes hold no reference cycles; generational GC passes over millions of fresh nodes
     # cost more than the parse itself. Chunks end with an explicit collect, which need not
     # revisit what the worker inherited.
@@ -414,6 +467,10 @@ def scan_code(settings: CodeScanSettings) -> CodeScanResult:
     result = CodeScanResult(files_found=len(files))
     result.notices.extend(notices)
     cache_root = str(settings.cache_dir / "code" / f"rules-v{RULES_VERSION}") if settings.cache_dir else None
+    known: dict[str, Any] | None = None
+    packs: list[str] = []
+    if cache_root:
+        known, packs = _read_packs(cache_root)
     jobs = settings.jobs or os.cpu_count() or 1
     per_file: list[dict[str, Any]] = []
     if jobs <= 1 or len(files) < 16:
@@ -421,7 +478,7 @@ def scan_code(settings: CodeScanSettings) -> CodeScanResult:
         gc.disable()  # see _worker_init
         try:
             for i, (abs_path, rel, _) in enumerate(files, 1):
-                per_file.append(_scan_file(abs_path, rel, settings.max_file_bytes, cache_root))
+                per_file.append(_scan_file(abs_path, rel, settings.max_file_bytes, known))
                 if i % 50 == 0:
                     progress(i, len(files))
         finally:
@@ -431,17 +488,20 @@ def scan_code(settings: CodeScanSettings) -> CodeScanResult:
         chunks = _chunks(files, jobs)
         done = 0
         with ProcessPoolExecutor(
-            max_workers=min(jobs, len(chunks)), mp_context=_pool_context(), initializer=_worker_init
+            max_workers=min(jobs, len(chunks)),
+            mp_context=_pool_context(),
+            initializer=_worker_init,
+            initargs=(known,),  # inherited, not copied, by forked workers
         ) as pool:
-            futures = [
-                pool.submit(_scan_chunk, chunk, settings.max_file_bytes, cache_root) for chunk in chunks
-            ]
+            futures = [pool.submit(_scan_chunk, chunk, settings.max_file_bytes) for chunk in chunks]
             for future in as_completed(futures):
                 chunk_results = future.result()
                 per_file.extend(chunk_results)
                 done += len(chunk_results)
                 progress(done, len(files))
     progress(len(files), len(files))
+    if cache_root and known is not None:
+        _update_cache(cache_root, known, packs, per_file)
     per_file.sort(key=lambda r: r["path"])
     occurrences: dict[tuple[str, str, str], int] = {}
     for item in per_file:

@@ -467,6 +467,7 @@ class FileScan:
         self._memo: dict[str, set[str]] = {}
         self._cycles = 0
         self._dotted_roots: set[str] = set()
+        self._callees: dict[str, set[str]] = {}
 
     # ---- reporting -------------------------------------------------------------------------
     def report(
@@ -846,12 +847,23 @@ class FileScan:
             wanted = func.id in _INTERESTING_LEAVES or func.id in self.aliases
         else:
             wanted = True
-        names = self._resolve(func) if wanted else set()
+        names = self._resolve_callee(func) if wanted else set()
         confidence = "high" if len(names) <= 1 else "medium"
         for q in names:
             self._judge_qualified(call, q, confidence)
         if call.keywords:
             self._judge_tls(call, names)
+
+    def _resolve_callee(self, func: ast.expr) -> set[str]:
+        """`_resolve` for a callee, remembered by its dotted path after the walk (many calls in a
+        file go through the same `self.session.get`)."""
+        dotted = _dotted(func)
+        if dotted is None:
+            return self._resolve(func)
+        known = self._callees.get(dotted)
+        if known is None:
+            known = self._callees[dotted] = self._resolve(func)
+        return known
 
     def _judge_qualified(self, call: ast.Call, q: str, confidence: str) -> None:
         if q in ("builtins.eval", "builtins.exec"):

@@ -118,8 +118,8 @@ def discover(settings: CodeScanSettings) -> tuple[list[tuple[str, str, int]], li
     seen_dirs: set[tuple[int, int]] = set()
     base = settings.base
 
-    def add_file(path: Path, st: os.stat_result) -> None:
-        real = os.path.realpath(path)
+    def add_file(path: Path, st: os.stat_result, real: str | None = None) -> None:
+        real = real or os.path.realpath(path)
         rel = _relative(path, base)
         if real not in files:
             files[real] = (str(path), rel, st.st_size)
@@ -164,6 +164,7 @@ def discover(settings: CodeScanSettings) -> tuple[list[tuple[str, str, int]], li
                     )
                 continue
             seen_dirs.add(key)
+            real_dir: str | None = None  # realpath of the directory, when a file needs it
             try:
                 entries = sorted(os.scandir(directory), key=lambda e: e.name)
             except OSError as exc:
@@ -198,7 +199,13 @@ def discover(settings: CodeScanSettings) -> tuple[list[tuple[str, str, int]], li
                     reason = "symlink loop or dangling symlink" if entry.is_symlink() else exc.strerror
                     notices.append(Notice("code", "unreadable", rel, f"cannot read: {reason}"))
                     continue
-                add_file(path, fst)
+                # a file that is not a symlink is where its directory really is: one realpath
+                # per directory rather than an lstat per path component of every file
+                real = None
+                if not entry.is_symlink():
+                    real_dir = real_dir or os.path.realpath(directory)
+                    real = os.path.join(real_dir, entry.name)
+                add_file(path, fst, real)
     ordered = sorted(files.values(), key=lambda f: (-f[2], f[1]))
     return ordered, notices
 

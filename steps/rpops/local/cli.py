@@ -581,6 +581,8 @@ def _lint_one(catalog: Any, doc: Any, prepare: Any) -> None:
     declared = list(spec.arguments)
     if spec.template_ref and (base := catalog.find("WorkflowTemplate", spec.template_ref)) is not None:
         declared += catalog.spec(base).arguments
+    entry = spec.template(spec.entrypoint) if spec.entrypoint else None
+    declared += entry.inputs if entry else ()  # an entrypoint input is a parameter too (-p NAME=VALUE)
     given = {p.name for p in spec.arguments if p.value is not None}
     params = {
         p.name: (p.enum[0] if p.enum else "x")

@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 from rpops.local.api import submit
-from rpops.local.catalog import load_documents
-from rpops.local.executor import Options
+from rpops.local.load.catalog import load_documents
+from rpops.local.run.executor import Options
 
 OVERHEAD_TARGET_MS = 50.0
 PARALLEL_TARGET = 1.2
@@ -120,8 +120,8 @@ def startup(root: Path, repeat: int) -> tuple[float, float]:
 
 
 def substitution(tags: int) -> float:
-    from rpops.local.substitute import render
-    from rpops.local.substitute import tags as find_tags
+    from rpops.local.expr.substitute import render
+    from rpops.local.expr.substitute import tags as find_tags
 
     text = "{{a}} {{" * tags  # paired and unpaired tags, the worst case of a lazy regex
     best = float("inf")

@@ -164,8 +164,8 @@ def test_out_of_scope_example_is_refused_cleanly(name: str, tmp_path: Path) -> N
 @pytest.mark.parametrize("name", ACCEPTED)
 def test_long_example_is_accepted(name: str) -> None:
     """Valid examples that run for minutes: checked completely before a run, not run here."""
-    from rpops.local.catalog import load_documents
-    from rpops.local.plan import prepare
+    from rpops.local.load.catalog import load_documents
+    from rpops.local.load.plan import prepare
 
     catalog = load_documents([EXAMPLES / name])
     (doc,) = catalog.runnable()
@@ -176,7 +176,7 @@ def test_long_example_is_accepted(name: str) -> None:
 def test_suspended_example_resumes(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`argo resume` ends a suspend node that has no duration; the rest runs as Argo runs it."""
     from rpops.local.api import Options, start
-    from rpops.local.catalog import load_documents
+    from rpops.local.load.catalog import load_documents
 
     monkeypatch.setenv("PATH", _env(tmp_path)["PATH"])
     catalog = load_documents([EXAMPLES / name])

@@ -444,7 +444,7 @@ def start_serve(
     extra: tuple[str, ...] = (),
     timeout: float = 30.0,
 ) -> RunningServe:
-    """`python -m rpops.local.serve` on a free port (the same code as `rpops local serve`)."""
+    """`python -m rpops.local.server.serve` on a free port (the same code as `rpops local serve`)."""
     workdir.mkdir(parents=True, exist_ok=True)
     token_file, port_file, log_path = workdir / "token", workdir / "port", workdir / "serve.log"
     runs_dir = workdir / "runs"
@@ -453,7 +453,7 @@ def start_serve(
         [
             sys.executable,
             "-m",
-            "rpops.local.serve",
+            "rpops.local.server.serve",
             "--port",
             "0",
             "--port-file",

@@ -19,7 +19,6 @@ import httpx
 import psutil
 import pytest
 from rpops.errors import UsageError
-from rpops.local import platform_cmd
 from rpops.platform import (
     AutoscalingBounds,
     Conflict,
@@ -29,6 +28,7 @@ from rpops.platform import (
     Resources,
     get_driver,
 )
+from rpops.platform import local_cli as platform_cmd
 from rpops.platform.local import LocalDriver
 
 SERVICE = "rp"

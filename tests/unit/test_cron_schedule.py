@@ -1,4 +1,4 @@
-"""rpops.local.cron: schedules (croniter, time zones, @every), concurrency policies, starting
+"""rpops.local.server.cron: schedules (croniter, time zones, @every), concurrency policies, starting
 deadlines, history pruning, and the Scheduler starting real runs of the local executor."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 from rpops.errors import UsageError
-from rpops.local.catalog import Catalog, Document, load_documents
-from rpops.local.cron import (
+from rpops.local.load.catalog import Catalog, Document, load_documents
+from rpops.local.run.executor import Options
+from rpops.local.server.cron import (
     CRON_LABEL,
     RunRecord,
     Scheduler,
@@ -25,7 +26,6 @@ from rpops.local.cron import (
     prune,
     verdict,
 )
-from rpops.local.executor import Options
 
 ROOT = Path(__file__).resolve().parents[2]
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -154,7 +154,7 @@ def test_cron_workflows_outside_the_subset_are_refused(spec: dict[str, Any], err
 
 
 def test_the_rendered_cron_workflows_load() -> None:
-    from rpops.local.cron import load_crons
+    from rpops.local.server.cron import load_crons
 
     catalog = load_documents([ROOT / "manifests" / "argo"])
     for spec in load_crons(catalog, "argo"):

@@ -1,4 +1,4 @@
-"""rpops.local.bindings: checking WorkflowEventBindings at load, matching events, starting runs
+"""rpops.local.server.bindings: checking WorkflowEventBindings at load, matching events, starting runs
 (the real executor, in-process), and the rendered research-platform-alerts binding."""
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ from typing import Any
 import pytest
 import yaml
 from rpops.errors import UsageError
-from rpops.local.bindings import (
+from rpops.local.expr.eventexpr import ExprError
+from rpops.local.load.catalog import Catalog, Document, load_documents
+from rpops.local.run.executor import Options
+from rpops.local.server.bindings import (
     BINDING_LABEL,
     Dispatcher,
     Submission,
@@ -21,9 +24,6 @@ from rpops.local.bindings import (
     load_bindings,
     match,
 )
-from rpops.local.catalog import Catalog, Document, load_documents
-from rpops.local.eventexpr import ExprError
-from rpops.local.executor import Options
 
 from workflows import alerts_binding, recovery
 

@@ -1,4 +1,4 @@
-"""rpops.local.eventexpr: the expr-lang subset of WorkflowEventBindings, and Argo's parameter strings."""
+"""rpops.local.expr.eventexpr: the expr-lang subset of WorkflowEventBindings, and Argo's parameter strings."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 from rpops.errors import UsageError
-from rpops.local.eventexpr import ExprError, argo_string, compile_expression
+from rpops.local.expr.eventexpr import ExprError, argo_string, compile_expression
 
 from workflows import alerts_binding
 

@@ -1,4 +1,4 @@
-"""rpops.local.events: Alertmanager payload checks, de-duplication, rate limiting, flag values."""
+"""rpops.local.server.events: Alertmanager payload checks, de-duplication, rate limiting, flag values."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from rpops.errors import UsageError
-from rpops.local.events import (
+from rpops.local.server.events import (
     Deduplicator,
     PayloadError,
     RateLimiter,

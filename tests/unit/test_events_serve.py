@@ -236,7 +236,7 @@ def test_a_bad_binding_stops_the_server_at_start(tmp_path: Path, binding: dict[s
         [
             sys.executable,
             "-m",
-            "rpops.local.serve",
+            "rpops.local.server.serve",
             "--port",
             "0",
             "--manifests",
@@ -267,7 +267,7 @@ def test_a_bad_binding_stops_the_server_at_start(tmp_path: Path, binding: dict[s
 )
 def test_bad_flags_exit_2(tmp_path: Path, flags: tuple[str, ...], error: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "rpops.local.serve", "--token-file", str(tmp_path / "token"), *flags],
+        [sys.executable, "-m", "rpops.local.server.serve", "--token-file", str(tmp_path / "token"), *flags],
         capture_output=True,
         text=True,
         timeout=60,

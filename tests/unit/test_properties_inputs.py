@@ -16,10 +16,10 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from rpops.errors import UsageError
-from rpops.local.bindings import event_env, load_bindings, match
-from rpops.local.eventexpr import ExprError
-from rpops.local.events import PayloadError, check_alertmanager
-from rpops.local.substitute import Unresolved, render, tags
+from rpops.local.expr.eventexpr import ExprError
+from rpops.local.expr.substitute import Unresolved, render, tags
+from rpops.local.server.bindings import event_env, load_bindings, match
+from rpops.local.server.events import PayloadError, check_alertmanager
 from rpops.parsers import NestingError, depth_exceeds, finite_float, http_url, loads_json
 from rpops.settings import add_arguments, from_args, setting
 

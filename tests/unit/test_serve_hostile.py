@@ -151,7 +151,7 @@ def test_a_nesting_bomb_is_400_without_a_traceback(serve: RunningServe, body: by
                                              ("--read-timeout", "-inf")])
 def test_numbers_that_are_not_finite_exit_2(tmp_path: Path, flag: str, value: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "rpops.local.serve", "--port", "0", "--token-file", str(tmp_path / "t"),
+        [sys.executable, "-m", "rpops.local.server.serve", "--port", "0", "--token-file", str(tmp_path / "t"),
          "--manifests", str(ROOT / "manifests" / "argo"), f"{flag}={value}"],
         capture_output=True, text=True, timeout=60, cwd=ROOT,
     )

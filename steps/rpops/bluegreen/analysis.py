@@ -297,7 +297,7 @@ class Tracker:
 
 
 def _duration(raw: Any, where: str) -> float:
-    from rpops.local.durations import parse_duration
+    from rpops.local.load.durations import parse_duration
 
     if isinstance(raw, bool):
         raise UsageError(f"{where}: {raw!r} is not a duration; write e.g. 30s, 1m or 500ms")

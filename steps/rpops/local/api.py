@@ -16,12 +16,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from rpops.local import leaves
-from rpops.local.catalog import Catalog, Document, load_documents
-from rpops.local.executor import Options, Run
-from rpops.local.nodes import Node
-from rpops.local.plan import prepare
-from rpops.local.runs import Recorder, status_doc
+from rpops.local.load.catalog import Catalog, Document, load_documents
+from rpops.local.load.plan import prepare
+from rpops.local.records.nodes import Node
+from rpops.local.records.runs import Recorder, status_doc
+from rpops.local.run import leaves
+from rpops.local.run.executor import Options, Run
 
 TICK_S = 0.2
 

@@ -3,8 +3,8 @@
 rpops local run <template-name | file.yaml | KIND/NAME> [-p key=value ...] [--output json]
 rpops local list | get NAME | watch NAME | logs NAME [--node X] [-f] | resume NAME | stop NAME
 rpops local retry NAME | delete NAME... | lint
-rpops local platform up|down|status   (the local platform; rpops.local.platform_cmd)
-rpops local serve [--port P]           (Argo's events API and CronWorkflow schedules; rpops.local.serve)
+rpops local platform up|down|status   (rpops.platform.local_cli)
+rpops local serve [--port P]           (rpops.local.server.serve)
 """
 
 from __future__ import annotations
@@ -153,11 +153,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("target", nargs="?", help="one template name or file (default: everything in --manifests)")
     p.add_argument("--manifests", default=None, metavar="DIR", help=f"default: {DEFAULT_MANIFESTS}")
 
-    # Flags are parsed by rpops.local.platform_cmd itself, imported only when used.
+    # Flags are parsed by rpops.platform.local_cli itself, imported only when used.
     p = sub.add_parser("platform", help=SUBCOMMANDS["platform"], add_help=False, prefix_chars="\x00")
     p.add_argument("platform_args", nargs=argparse.REMAINDER)
 
-    serve = importlib.import_module("rpops.local.serve")
+    serve = importlib.import_module("rpops.local.server.serve")
     serve.configure(sub.add_parser("serve", help=SUBCOMMANDS["serve"], description=SUBCOMMANDS["serve"]))
 
 
@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> int | None:
         "stop": _stop,
         "lint": _lint,
         "platform": _platform,
-        "serve": lambda a: importlib.import_module("rpops.local.serve").run(a),
+        "serve": lambda a: importlib.import_module("rpops.local.server.serve").run(a),
     }
     return handlers[args.local_command](args)
 
@@ -185,7 +185,7 @@ def run(args: argparse.Namespace) -> int | None:
 def _platform(args: argparse.Namespace) -> int | None:
     from rpops.cli import _Parser
 
-    module = importlib.import_module("rpops.local.platform_cmd")
+    module = importlib.import_module("rpops.platform.local_cli")
     parser = _Parser(prog="rpops local platform", description=SUBCOMMANDS["platform"])
     module.configure(parser)
     result: int | None = module.run(parser.parse_args(args.platform_args))
@@ -213,7 +213,7 @@ def parse_from(ref: str) -> tuple[str, str] | None:
 
 
 def _from_target(ref: str, manifests: str | None) -> tuple[Any, Any]:
-    from rpops.local.catalog import load_documents
+    from rpops.local.load.catalog import load_documents
 
     parsed = parse_from(ref)
     if parsed is None:
@@ -232,7 +232,7 @@ def _from_target(ref: str, manifests: str | None) -> tuple[Any, Any]:
 
 
 def _catalog_and_target(target: str, manifests: str | None) -> tuple[Any, Any]:
-    from rpops.local.catalog import Catalog, load_documents
+    from rpops.local.load.catalog import Catalog, load_documents
 
     path = Path(target)
     if not path.exists() and parse_from(target) is not None:
@@ -285,7 +285,7 @@ def _execute(
 ) -> int:
     from rpops.local import display
     from rpops.local.api import start
-    from rpops.local.executor import Options
+    from rpops.local.run.executor import Options
 
     options = Options(
         runs_dir=Path(args.runs_dir),
@@ -344,7 +344,7 @@ def _stop_on_signals(handle: Any) -> None:
 
 def _list(args: argparse.Namespace) -> None:
     from rpops.local.display import duration
-    from rpops.local.runs import list_runs
+    from rpops.local.records.runs import list_runs
 
     docs = list_runs(Path(args.runs_dir))
     if args.output == "json":
@@ -382,7 +382,7 @@ def _list(args: argparse.Namespace) -> None:
 
 def _get(args: argparse.Namespace) -> None:
     from rpops.local.display import render, use_color
-    from rpops.local.runs import read_status
+    from rpops.local.records.runs import read_status
 
     doc = read_status(Path(args.runs_dir), args.name)
     if args.output == "json":
@@ -394,7 +394,7 @@ def _get(args: argparse.Namespace) -> None:
 def _watch(args: argparse.Namespace) -> int:
     """Redraw in place on a terminal; elsewhere print the tree once the run has ended."""
     from rpops.local.display import InPlace, is_terminal, render
-    from rpops.local.runs import ACTIVE, read_status
+    from rpops.local.records.runs import ACTIVE, read_status
 
     runs_dir = Path(args.runs_dir)
     doc = read_status(runs_dir, args.name)
@@ -412,7 +412,7 @@ def _watch(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> None:
-    from rpops.local.runs import ACTIVE, log_files, read_status
+    from rpops.local.records.runs import ACTIVE, log_files, read_status
 
     runs_dir = Path(args.runs_dir)
     doc = read_status(runs_dir, args.name)
@@ -449,7 +449,7 @@ def _retry(args: argparse.Namespace) -> int:
     """As argo retry: the same name and parameters; pods that Succeeded keep their outputs, logs
     and artifacts and do not run again, what failed runs again, and so does the exit handler.
     The earlier record is kept aside under .retried/."""
-    from rpops.local.runs import read_status
+    from rpops.local.records.runs import read_status
 
     runs_dir = Path(args.runs_dir)
     doc = read_status(runs_dir, args.name)
@@ -460,7 +460,7 @@ def _retry(args: argparse.Namespace) -> int:
     params = {
         p["name"]: p.get("value", "") for p in (doc["spec"].get("arguments") or {}).get("parameters") or []
     }
-    from rpops.local.plan import prepare
+    from rpops.local.load.plan import prepare
 
     prepare(catalog, target, params)  # refuse before the old record moves
     aside = runs_dir / ".retried"
@@ -481,7 +481,7 @@ def _retry(args: argparse.Namespace) -> int:
 def _recorded_target(doc: dict[str, Any], manifests: str | None) -> tuple[Any, Any]:
     """The document a recorded run came from: its WorkflowTemplate, or the runnable document of
     its source file whose name the run's name was generated from."""
-    from rpops.local.catalog import Catalog, load_documents
+    from rpops.local.load.catalog import Catalog, load_documents
 
     name = doc["metadata"]["name"]
     manifests_dir = Path(manifests or DEFAULT_MANIFESTS)
@@ -509,7 +509,7 @@ def _name_base(d: Any) -> str:
 
 
 def _delete(args: argparse.Namespace) -> None:
-    from rpops.local.runs import ACTIVE, list_runs, read_status
+    from rpops.local.records.runs import ACTIVE, list_runs, read_status
 
     runs_dir = Path(args.runs_dir)
     if bool(args.names) == args.completed:
@@ -530,14 +530,14 @@ def _delete(args: argparse.Namespace) -> None:
 
 
 def _resume(args: argparse.Namespace) -> None:
-    from rpops.local.runs import request
+    from rpops.local.records.runs import request
 
     request(Path(args.runs_dir), args.name, "resume")
     print(f"{args.name}: resume requested")
 
 
 def _stop(args: argparse.Namespace) -> None:
-    from rpops.local.runs import request
+    from rpops.local.records.runs import request
 
     strategy = "Terminate" if args.terminate else "Stop"
     request(Path(args.runs_dir), args.name, "stop", strategy)
@@ -545,13 +545,13 @@ def _stop(args: argparse.Namespace) -> None:
 
 
 def _lint(args: argparse.Namespace) -> int:
-    from rpops.local.plan import prepare
+    from rpops.local.load.plan import prepare
 
     if args.target:
         catalog, target = _catalog_and_target(args.target, args.manifests)
         docs = [catalog.resolve_target(target) if isinstance(target, str) else target]
     else:
-        from rpops.local.catalog import load_documents
+        from rpops.local.load.catalog import load_documents
 
         manifests = Path(args.manifests or DEFAULT_MANIFESTS)
         if not manifests.exists():

@@ -13,10 +13,10 @@ import time
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 
-from rpops.local.nodes import Node
+from rpops.local.records.nodes import Node
 
 if TYPE_CHECKING:
-    from rpops.local.executor import Run
+    from rpops.local.run.executor import Run
 
 ICONS = {
     "Succeeded": "✔",
@@ -265,7 +265,7 @@ class LiveTree(InPlace):
             self.draw()
 
     def draw(self) -> None:
-        from rpops.local.runs import status_doc
+        from rpops.local.records.runs import status_doc
 
         self.show(status_doc(self.run))
 

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 from rpops.local.api import RunResult, submit
-from rpops.local.catalog import Catalog, load_documents
-from rpops.local.executor import Options
+from rpops.local.load.catalog import Catalog, load_documents
+from rpops.local.run.executor import Options
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / "local_workflows"
 RPOPS = [sys.executable, "-m", "rpops.cli"]

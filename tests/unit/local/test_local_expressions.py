@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from rpops.local import exprlang
-from rpops.local.expressions import ExpressionError, evaluate_when, parse_depends
+from rpops.local.expr import exprlang
+from rpops.local.expr.expressions import ExpressionError, evaluate_when, parse_depends
 
 WHEN_TRUE_FALSE = [
     ("healthy == healthy", True),
@@ -202,8 +202,8 @@ def test_retry_expression_errors(text: str, needle: str) -> None:
 
 def test_one_parser_for_bindings_retries_and_expression_tags() -> None:
     """The bindings' subset is the same parser with a narrower profile, not a second one."""
-    from rpops.local import eventexpr
-    from rpops.local.substitute import render
+    from rpops.local.expr import eventexpr
+    from rpops.local.expr.substitute import render
 
     assert eventexpr.compile_expression is not exprlang.compile_expression
     binding = eventexpr.compile_expression('payload.a == "x"')

@@ -11,7 +11,7 @@ import yaml
 from local_helpers import RPOPS, WORKFLOWS, catalog
 from rpops.errors import UsageError
 from rpops.local.api import start
-from rpops.local.catalog import load_documents
+from rpops.local.load.catalog import load_documents
 
 BAD = sorted((WORKFLOWS / "bad").glob("*.yaml"))
 

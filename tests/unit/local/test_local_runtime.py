@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 from local_helpers import RPOPS, WORKFLOWS, alive, catalog, run
-from rpops.local import isolation, paths
 from rpops.local.api import start
+from rpops.local.load import paths
+from rpops.local.run import isolation
 
 
 def _epoch(ts: str) -> float:
@@ -369,7 +370,7 @@ def test_fallback_without_namespace_maps_only_tmp_outputs(
 def test_substitution_is_one_pass_over_unpaired_tags() -> None:
     """Argo's fasttemplate pairing: `{{` runs to the next `}}`; an unpaired `{{` is text; a value
     is never scanned again (the linear time is measured in benchmarks/bench_executor.py)."""
-    from rpops.local.substitute import render, tags
+    from rpops.local.expr.substitute import render, tags
 
     assert render("{{a}} {{ b }} {{c", {"a": "{{b}}", "b": "2"}, strict=False) == "{{b}} 2 {{c"
     assert tags("x {{ {{a}} }}") == ["{{a"]

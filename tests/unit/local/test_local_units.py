@@ -8,14 +8,21 @@ import time
 from pathlib import Path
 
 import pytest
-from rpops.local import locks, schema
-from rpops.local.dag import assess_dag_phase
-from rpops.local.durations import parse_duration
-from rpops.local.model import Sequence, scalar_str
-from rpops.local.nodes import Node, node_id
-from rpops.local.secretstore import SecretMissing, SecretStore, env_name
-from rpops.local.substitute import Unresolved, render, tags
-from rpops.local.values import aggregate_values, expand_sequence, item_label, item_values, parse_with_param
+from rpops.local.expr.substitute import Unresolved, render, tags
+from rpops.local.load import schema
+from rpops.local.load.durations import parse_duration
+from rpops.local.load.model import Sequence, scalar_str
+from rpops.local.records.nodes import Node, node_id
+from rpops.local.run import locks
+from rpops.local.run.dag import assess_dag_phase
+from rpops.local.run.secretstore import SecretMissing, SecretStore, env_name
+from rpops.local.run.values import (
+    aggregate_values,
+    expand_sequence,
+    item_label,
+    item_values,
+    parse_with_param,
+)
 
 
 def test_tags_and_render() -> None:

@@ -33,10 +33,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from rpops.errors import UsageError
-from rpops.local.catalog import API_VERSION, Catalog, Document
-from rpops.local.durations import parse_duration
+from rpops.local.load.catalog import API_VERSION, Catalog, Document
+from rpops.local.load.durations import parse_duration
 
-log = logging.getLogger("rpops.local.serve")
+log = logging.getLogger("rpops.local.server.serve")
 
 CRON_LABEL = "workflows.argoproj.io/cron-workflow"
 SCHEDULED_ANNOTATION = "workflows.argoproj.io/scheduled-time"
@@ -291,7 +291,7 @@ class Scheduler:
         self,
         catalog: Catalog,
         crons: Sequence[CronSpec],
-        options_factory: Callable[..., Any],  # (name) -> rpops.local.executor.Options
+        options_factory: Callable[..., Any],  # (name) -> rpops.local.run.executor.Options
         runs_dir: Path,
         *,
         lock: threading.Lock | None = None,
@@ -398,7 +398,7 @@ class Scheduler:
         log.info("cronworkflow %s: started %s", spec.name, handle.name)
 
     def _prune(self, spec: CronSpec) -> None:
-        from rpops.local.runs import list_runs
+        from rpops.local.records.runs import list_runs
 
         running = {h.name for h in self.active()}
         records = [

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rpops.local.model import Sequence, Template, scalar_str
-from rpops.local.nodes import OMITTED, SKIPPED, Node, timestamp
+from rpops.local.load.model import Sequence, Template, scalar_str
+from rpops.local.records.nodes import OMITTED, SKIPPED, Node, timestamp
 
 
 def node_values(prefix: str, node: Node, template: Template | None) -> dict[str, str]:

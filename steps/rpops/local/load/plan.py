@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rpops.errors import UsageError
-from rpops.local.catalog import Catalog, Document, Scope
-from rpops.local.model import Parameter, Step, Template, WorkflowSpec
+from rpops.local.load.catalog import Catalog, Document, Scope
+from rpops.local.load.model import Parameter, Step, Template, WorkflowSpec
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def resolve(catalog: Catalog, scope: Scope, step: Step) -> tuple[Template, Scope
 
 def prepare(catalog: Catalog, target: str | Document, parameters: Mapping[str, str] | None = None) -> Plan:
     """Check a run of `target` with `parameters`; raise UsageError naming the first blocking problem."""
-    from rpops.local.refs import validate  # a cycle-free import: refs needs Plan
+    from rpops.local.load.refs import validate  # a cycle-free import: refs needs Plan
 
     doc = catalog.resolve_target(target) if isinstance(target, str) else target
     spec = catalog.spec(doc)

@@ -2,7 +2,7 @@
 
 load:   `load_bindings(catalog, namespace)` checks every binding of the namespace before the
         server starts: known fields only, selector and parameter expressions inside the subset of
-        rpops.local.eventexpr, the WorkflowTemplate loaded, each parameter one of its arguments and
+        rpops.local.expr.eventexpr, the WorkflowTemplate loaded, each parameter one of its arguments and
         every required argument bound. One bad binding stops the server, naming the problem.
 decide: `match(bindings, env)` (pure): every selector first, then the matched bindings'
         parameters, as Argo turns them into strings. Any evaluation error refuses the whole event
@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rpops.errors import UsageError
-from rpops.local.catalog import API_VERSION, Catalog, Document
-from rpops.local.eventexpr import ExprError, Expression, argo_string, compile_expression
+from rpops.local.expr.eventexpr import ExprError, Expression, argo_string, compile_expression
+from rpops.local.load.catalog import API_VERSION, Catalog, Document
 
-log = logging.getLogger("rpops.local.serve")
+log = logging.getLogger("rpops.local.server.serve")
 
 BINDING_LABEL = "workflows.argoproj.io/workflow-event-binding"
 _FIELDS = {
@@ -144,7 +144,7 @@ def check_binding(doc: Document, catalog: Catalog) -> Binding:
 def check_runnable(binding: Binding, catalog: Catalog, namespace: str) -> None:
     """Check the run the binding would start as `rpops local lint` does (placeholder values: an enum's
     first value, else "x"), so that a template outside the local subset stops the server at load."""
-    from rpops.local.plan import prepare
+    from rpops.local.load.plan import prepare
 
     if binding.template is None:
         return
@@ -225,7 +225,7 @@ class Dispatcher:
 
     catalog: Catalog
     namespace: str
-    options_factory: Callable[[], Any]  # -> rpops.local.executor.Options
+    options_factory: Callable[[], Any]  # -> rpops.local.run.executor.Options
     node_listeners: Sequence[Callable[..., None]] = ()
     handles: list[Any] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)  # shared with the cron scheduler
@@ -233,7 +233,7 @@ class Dispatcher:
     def submit(self, submissions: Sequence[Submission]) -> list[str]:
         """Check every run, then start them all; UsageError (nothing started) on a bad one."""
         from rpops.local.api import start
-        from rpops.local.plan import prepare
+        from rpops.local.load.plan import prepare
 
         if not submissions:
             return []

@@ -1,4 +1,4 @@
-"""The expr-lang subset WorkflowEventBindings use here, compiled by `rpops.local.exprlang`.
+"""The expr-lang subset WorkflowEventBindings use here, compiled by `rpops.local.expr.exprlang`.
 
 Argo evaluates a binding's `spec.event.selector` and each `valueFrom.event` with expr-lang over
 `{discriminator, namespace, payload, metadata}`. `rpops local serve` accepts this subset and
@@ -18,8 +18,8 @@ never reads `payload.a.b` for another discriminator. Function calls, arithmetic,
 
 from __future__ import annotations
 
-from rpops.local.exprlang import BINDING, ExprError, Expression, argo_string, equal
-from rpops.local.exprlang import compile_expression as _compile
+from rpops.local.expr.exprlang import BINDING, ExprError, Expression, argo_string, equal
+from rpops.local.expr.exprlang import compile_expression as _compile
 
 ROOTS = BINDING.roots
 

@@ -24,7 +24,7 @@ import posixpath
 from collections.abc import Sequence
 from pathlib import Path
 
-from rpops.local.paths import FALLBACK_ROOT, PRIVATE_ROOT, unshare_argv
+from rpops.local.load.paths import FALLBACK_ROOT, PRIVATE_ROOT, unshare_argv
 
 # Bind the host paths the node needs into its directory, that directory (with them) over /tmp,
 # then become the step's command. Arguments: DIR [HOST REL]... -- ARGV.

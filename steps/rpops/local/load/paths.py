@@ -1,7 +1,7 @@
 """Which output paths a node's own view can hold on this machine, and the probe that decides it.
 
 With a mount namespace (util-linux `unshare`, as root or through a user namespace), each node
-gets a private `/tmp` (see `rpops.local.isolation`), so outputs may be declared anywhere under
+gets a private `/tmp` (see `rpops.local.run.isolation`), so outputs may be declared anywhere under
 `/tmp`. Without one (`RPOPS_LOCAL_ISOLATION=none`, or a kernel that refuses it) only Argo's
 `/tmp/outputs/` convention is mapped, through `RPOPS_OUTPUTS`; outputs declared at other paths
 are refused before the run, naming the field. Paths are absolute and free of `..` either way.

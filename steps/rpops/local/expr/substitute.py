@@ -64,7 +64,7 @@ def render(text: str, values: Mapping[str, str], *, strict: bool = True) -> str:
         tag = inner.strip()
         if tag.startswith("="):
             if env is None:
-                from rpops.local import exprlang  # only documents with expression tags need it
+                from rpops.local.expr import exprlang  # only documents with expression tags need it
 
                 env = exprlang.expand(values)
             value = _expression(tag[1:].strip(), env, strict)
@@ -93,7 +93,7 @@ def first_unresolved(obj: Any, values: Mapping[str, str]) -> str | None:
             tag = inner.strip()
             if tag.startswith("="):
                 if env is None:
-                    from rpops.local import exprlang
+                    from rpops.local.expr import exprlang
 
                     env = exprlang.expand(values)
                 if _expression(tag[1:].strip(), env, strict=False) is None:
@@ -105,7 +105,7 @@ def first_unresolved(obj: Any, values: Mapping[str, str]) -> str | None:
 
 def _expression(source: str, env: dict[str, Any], strict: bool) -> str | None:
     """A `{{= expr}}` tag's value, as Argo renders it; None while names it reads are missing."""
-    from rpops.local import exprlang
+    from rpops.local.expr import exprlang
 
     try:
         result = exprlang.compile_expression(source, exprlang.FULL).evaluate(env)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from rpops.local.expressions import ExpressionError, evaluate_when
-from rpops.local.model import Template
-from rpops.local.nodes import Node
-from rpops.local.substitute import Unresolved, render
+from rpops.local.expr.expressions import ExpressionError, evaluate_when
+from rpops.local.expr.substitute import Unresolved, render
+from rpops.local.load.model import Template
+from rpops.local.records.nodes import Node
 
 KINDS = ("gauge", "counter", "histogram")
 

@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from rpops.errors import UsageError
-from rpops.local import dag, exprlang, flow, leaves, locks, metrics
-from rpops.local.catalog import Scope
-from rpops.local.durations import parse_duration, parse_int
-from rpops.local.expressions import ExpressionError
-from rpops.local.model import Parameter, Template
-from rpops.local.nodes import (
+from rpops.local.expr import exprlang
+from rpops.local.expr.expressions import ExpressionError
+from rpops.local.expr.substitute import deep_map, first_unresolved, render
+from rpops.local.load.catalog import Scope
+from rpops.local.load.durations import parse_duration, parse_int
+from rpops.local.load.model import Parameter, Template
+from rpops.local.load.plan import Plan
+from rpops.local.records.nodes import (
     ERROR,
     FAILED,
     FAILED_OR_ERROR,
@@ -39,10 +41,9 @@ from rpops.local.nodes import (
     NodeStore,
     timestamp,
 )
-from rpops.local.plan import Plan
-from rpops.local.process import LocalProcess
-from rpops.local.secretstore import SecretStore
-from rpops.local.substitute import deep_map, first_unresolved, render
+from rpops.local.run import dag, flow, leaves, locks, metrics
+from rpops.local.run.process import LocalProcess
+from rpops.local.run.secretstore import SecretStore
 
 log = logging.getLogger("rpops.local")
 

@@ -8,8 +8,22 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from rpops.local.catalog import Scope
-from rpops.local.flow import (
+from rpops.local.load.catalog import Scope
+from rpops.local.load.model import Step, Template
+from rpops.local.load.plan import resolve
+from rpops.local.load.refs import ancestors, dag_depends
+from rpops.local.records.nodes import (
+    COMPLETED,
+    ERROR,
+    FAILED,
+    FAILED_OR_ERROR,
+    OMITTED,
+    RUNNING,
+    SKIPPED,
+    SUCCEEDED,
+    Node,
+)
+from rpops.local.run.flow import (
     StepProblem,
     expand,
     limited,
@@ -21,24 +35,10 @@ from rpops.local.flow import (
     when_holds,
     with_ref,
 )
-from rpops.local.model import Step, Template
-from rpops.local.nodes import (
-    COMPLETED,
-    ERROR,
-    FAILED,
-    FAILED_OR_ERROR,
-    OMITTED,
-    RUNNING,
-    SKIPPED,
-    SUCCEEDED,
-    Node,
-)
-from rpops.local.plan import resolve
-from rpops.local.refs import ancestors, dag_depends
-from rpops.local.values import aggregate_values, node_values
+from rpops.local.run.values import aggregate_values, node_values
 
 if TYPE_CHECKING:
-    from rpops.local.executor import Call, Run
+    from rpops.local.run.executor import Call, Run
 
 
 def assess_dag_phase(

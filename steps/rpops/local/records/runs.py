@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rpops.errors import UsageError
-from rpops.local.nodes import FULFILLED, timestamp
+from rpops.local.records.nodes import FULFILLED, timestamp
 
 if TYPE_CHECKING:
-    from rpops.local.executor import Run
+    from rpops.local.run.executor import Run
 
 ACTIVE = ("Pending", "Running")
 

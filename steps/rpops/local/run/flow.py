@@ -12,11 +12,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from rpops.local import exprlang
-from rpops.local.catalog import Scope
-from rpops.local.expressions import ExpressionError, evaluate_when
-from rpops.local.model import Step, Template
-from rpops.local.nodes import (
+from rpops.local.expr import exprlang
+from rpops.local.expr.expressions import ExpressionError, evaluate_when
+from rpops.local.expr.substitute import Unresolved, deep_map, first_unresolved, render
+from rpops.local.load.catalog import Scope
+from rpops.local.load.model import Step, Template
+from rpops.local.load.plan import resolve
+from rpops.local.records.nodes import (
     ERROR,
     FAILED,
     FAILED_OR_ERROR,
@@ -25,9 +27,7 @@ from rpops.local.nodes import (
     SUCCEEDED,
     Node,
 )
-from rpops.local.plan import resolve
-from rpops.local.substitute import Unresolved, deep_map, first_unresolved, render
-from rpops.local.values import (
+from rpops.local.run.values import (
     aggregate_values,
     expand_sequence,
     item_label,
@@ -37,7 +37,7 @@ from rpops.local.values import (
 )
 
 if TYPE_CHECKING:
-    from rpops.local.executor import Call, Run
+    from rpops.local.run.executor import Call, Run
 
 
 class StepProblem(Exception):
@@ -350,7 +350,7 @@ def run_exit_hook(
     arguments it gets the workflow's, as Argo's LifecycleHook.WithArgs. Its phase does not change
     the step's.
     """
-    from rpops.local.refs import exit_step  # refs imports this module's callers
+    from rpops.local.load.refs import exit_step  # refs imports this module's callers
 
     if step.on_exit is None or node is None:
         return

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rpops.errors import UsageError
-from rpops.local.expressions import ExpressionError, _regex
+from rpops.local.expr.expressions import ExpressionError, _regex
 
 MAX_SOURCE = 2000
 MAX_DEPTH = 40

@@ -18,9 +18,9 @@ from typing import Any
 import yaml
 
 from rpops.errors import UsageError
-from rpops.local import model, paths, schema
-from rpops.local.durations import parse_duration
-from rpops.local.model import Template, WorkflowSpec
+from rpops.local.load import model, paths, schema
+from rpops.local.load.durations import parse_duration
+from rpops.local.load.model import Template, WorkflowSpec
 
 API_VERSION = "argoproj.io/v1alpha1"
 RUNNABLE = ("WorkflowTemplate", "Workflow", "CronWorkflow")

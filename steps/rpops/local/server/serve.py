@@ -19,7 +19,7 @@ Endpoints (every one needs `Authorization: Bearer <the token in --token-file>`):
 
 Runs go to the local executor (the same records as `rpops local run`, read by `rpops local
 list|get|logs`); templates hold their mutexes as they would on Argo. CronWorkflows in
---manifests run on their schedules (rpops.local.cron). A missing --token-file is created
+--manifests run on their schedules (rpops.local.server.cron). A missing --token-file is created
 with a random token (mode 0600). SIGTERM or Ctrl-C stops the server and terminates the runs
 it started. A client has --read-timeout seconds to send a request's headers and as long again
 for its body; slower connections are closed.
@@ -51,12 +51,12 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
-    from rpops.local.bindings import Binding, Dispatcher
-    from rpops.local.catalog import Catalog
-    from rpops.local.cron import Scheduler
-    from rpops.local.events import Deduplicator, RateLimiter
+    from rpops.local.load.catalog import Catalog
+    from rpops.local.server.bindings import Binding, Dispatcher
+    from rpops.local.server.cron import Scheduler
+    from rpops.local.server.events import Deduplicator, RateLimiter
 
-log = logging.getLogger("rpops.local.serve")
+log = logging.getLogger("rpops.local.server.serve")
 
 ALERTMANAGER = "alertmanager"  # the discriminator whose payloads are checked as Alertmanager's
 STOP_GRACE_S = 5.0
@@ -103,7 +103,7 @@ class Limits:
 
 
 def check_settings(s: ServeSettings) -> Limits:
-    from rpops.local.events import parse_rate, parse_size
+    from rpops.local.server.events import parse_rate, parse_size
 
     if not 0 <= s.port <= 65535:
         raise UsageError(f"--port {s.port} is out of range; use 0..65535 (0 picks a free port)")
@@ -215,9 +215,9 @@ async def _event(request: Request) -> Response:
     import anyio
     from starlette.responses import JSONResponse
 
-    from rpops.local.bindings import event_env, match
-    from rpops.local.eventexpr import ExprError
-    from rpops.local.events import PayloadError, alert_keys, check_alertmanager
+    from rpops.local.expr.eventexpr import ExprError
+    from rpops.local.server.bindings import event_env, match
+    from rpops.local.server.events import PayloadError, alert_keys, check_alertmanager
 
     server: Server = request.app.state.server
     namespace = request.path_params["namespace"]
@@ -293,7 +293,7 @@ async def _workflows(request: Request) -> Response:
     import anyio
     from starlette.responses import JSONResponse
 
-    from rpops.local.runs import list_runs
+    from rpops.local.records.runs import list_runs
 
     server: Server = request.app.state.server
     try:
@@ -335,11 +335,11 @@ def _node_logger(node: Any, before: str | None) -> None:
 
 
 def build_server(s: ServeSettings, limits: Limits) -> Server:
-    from rpops.local.bindings import Dispatcher, load_bindings
-    from rpops.local.catalog import load_documents
-    from rpops.local.cron import Scheduler, load_crons
-    from rpops.local.events import Deduplicator, RateLimiter
-    from rpops.local.executor import Options
+    from rpops.local.load.catalog import load_documents
+    from rpops.local.run.executor import Options
+    from rpops.local.server.bindings import Dispatcher, load_bindings
+    from rpops.local.server.cron import Scheduler, load_crons
+    from rpops.local.server.events import Deduplicator, RateLimiter
 
     token = read_token(Path(s.token_file))
     catalog = load_documents([Path(s.manifests)])
@@ -474,7 +474,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m rpops.local.serve`: the same command without going through `rpops local`."""
+    """`python -m rpops.local.server.serve`: the same command without going through `rpops local`."""
     from rpops.cli import _Parser
     from rpops.io import run_step, setup_logging
 

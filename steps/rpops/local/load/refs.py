@@ -12,12 +12,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rpops.errors import UsageError
-from rpops.local import exprlang, paths
-from rpops.local.catalog import Scope
-from rpops.local.expressions import ExpressionError, dependencies_expr, parse_depends, parse_when
-from rpops.local.model import Step, Template
-from rpops.local.plan import Plan, resolve
-from rpops.local.substitute import blank_tags, strings, tags
+from rpops.local.expr import exprlang
+from rpops.local.expr.expressions import ExpressionError, dependencies_expr, parse_depends, parse_when
+from rpops.local.expr.substitute import blank_tags, strings, tags
+from rpops.local.load import paths
+from rpops.local.load.catalog import Scope
+from rpops.local.load.model import Step, Template
+from rpops.local.load.plan import Plan, resolve
 
 WORKFLOW_VARS = (
     "name",

@@ -10,15 +10,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rpops.local import isolation, paths
-from rpops.local.durations import parse_duration, parse_int
-from rpops.local.model import Template
-from rpops.local.nodes import ERROR, FAILED, RUNNING, SUCCEEDED, Node
-from rpops.local.process import LocalProcess, resolve_command
-from rpops.local.secretstore import SecretMissing
+from rpops.local.load import paths
+from rpops.local.load.durations import parse_duration, parse_int
+from rpops.local.load.model import Template
+from rpops.local.records.nodes import ERROR, FAILED, RUNNING, SUCCEEDED, Node
+from rpops.local.run import isolation
+from rpops.local.run.process import LocalProcess, resolve_command
+from rpops.local.run.secretstore import SecretMissing
 
 if TYPE_CHECKING:
-    from rpops.local.executor import Call, Run
+    from rpops.local.run.executor import Call, Run
 
 _PROGRESS = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 

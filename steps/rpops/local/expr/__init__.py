@@ -1,0 +1,1 @@
+"""Expressions: govaluate `when` and `depends`, the one expr-lang, `{{...}}` substitution."""

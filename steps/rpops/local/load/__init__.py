@@ -1,0 +1,1 @@
+"""Loading Argo documents and checking them before a run: schema, model, plan, references."""

@@ -1,0 +1,1 @@
+"""Records: the node store and the run's status document on disk."""

@@ -1,0 +1,1 @@
+"""`rpops local serve`: Argo's events API, WorkflowEventBindings and CronWorkflow schedules."""

@@ -62,7 +62,6 @@ LOCAL = {
     "RPOPS_PLATFORM": "local",
     "RPOPS_OUTPUTS": str(WORK / "outputs"),
     "TMPDIR": str(WORK / "tmp"),
-    **fixtures.NODE_ENV,
 }
 ENV = {**os.environ, **LOCAL}
 

@@ -65,10 +65,6 @@ LOCAL_SCAN = {
     "live": "false",
 }
 ALERTMANAGER = os.environ.get("RPOPS_TEST_ALERTMANAGER", "/usr/bin/prometheus-alertmanager")
-# The recovery's steps act on the local platform: a replica the scale step starts is a process that
-# must outlive the step (as a pod outlives the step pod that created it), which a node's own PID
-# namespace would end with the node. Nodes therefore share the host's process tree here.
-NODE_ENV = {"RPOPS_LOCAL_ISOLATION": "none"}
 # Seconds the recovery's second check waits for an alert to clear, with 1 s scrapes and evaluations.
 LOCAL_SETTLE = "20"
 SERVICE = "research-platform"
@@ -470,7 +466,7 @@ def start_serve(
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, **NODE_ENV, **(env or {})},
+        env={**os.environ, **(env or {})},
         cwd=ROOT,
         start_new_session=True,
     )

@@ -185,7 +185,7 @@ def main() -> int:
             large,
             small,
             large / small,
-            f"<= {LINEAR_TARGET:.0f} (linear: 10)",
+            f"<= {LINEAR_TARGET:.0f}, linear is 10",
             large / small <= LINEAR_TARGET,
         )
         run_s, base_s = startup(root, max(args.repeat, 7))

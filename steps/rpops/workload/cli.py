@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rpops.errors import UsageError
+from rpops.listen import bind
 from rpops.settings import add_arguments, from_args, setting
 
 log = logging.getLogger(__name__)
@@ -69,19 +70,7 @@ def _validate(settings: ServeSettings) -> None:
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise UsageError(f"--host {host!r} does not resolve: {exc}") from None
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}; choose another --port "
-                         "(0 picks a free one)") from None
+    sock = bind(host, port)
     sock.set_inheritable(True)
     return sock
 

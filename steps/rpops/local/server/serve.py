@@ -34,7 +34,6 @@ import logging
 import os
 import secrets
 import signal
-import socket
 import sys
 import threading
 import time
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rpops.errors import UsageError
+from rpops.listen import bind
 from rpops.parsers import NestingError, finite_float, is_json_media_type, loads_json, read_text_file
 from rpops.settings import add_arguments, from_args, setting
 
@@ -383,24 +383,6 @@ def build_server(s: ServeSettings, limits: Limits) -> Server:
     )
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise UsageError(f"--host {host!r} does not resolve: {exc}") from None
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        raise UsageError(
-            f"cannot listen on {host}:{port}: {exc.strerror}; choose another --port (0 picks one)"
-        ) from None
-    return sock
-
-
 def _write_port_file(path: str, port: int) -> None:
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
@@ -427,7 +409,7 @@ def run(args: argparse.Namespace) -> int:
     settings = from_args(ServeSettings, args)
     limits = check_settings(settings)
     server = build_server(settings, limits)
-    sock = _bind(settings.host, settings.port)
+    sock = bind(settings.host, settings.port)
     port = int(sock.getsockname()[1])
     from rpops.read_deadlines import deadline_protocol
 

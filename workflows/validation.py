@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from rpops.local.expr.expressions import TASK_RESULTS
 
 SCHEMAS_DIR = Path(__file__).resolve().parents[1] / "schemas" / "argo"
 DESCRIPTION_ANNOTATION = "workflows.argoproj.io/description"
@@ -48,16 +49,7 @@ POD_TYPES = ("container", "script", "containerSet")
 _METRIC_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TAG = re.compile(r"{{\s*([^{}]*?)\s*}}")
 _DEPENDS_TOKEN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-_DEPENDS_RESULTS = {
-    "Succeeded",
-    "Failed",
-    "Errored",
-    "Skipped",
-    "Omitted",
-    "Daemoned",
-    "AnySucceeded",
-    "AllFailed",
-}
+_DEPENDS_RESULTS = frozenset(TASK_RESULTS)  # the task results Argo's `depends` knows
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -45,11 +46,20 @@ def wrap(argv: list[str], private_tmp: Path, expose: Sequence[str] = ()) -> list
     return [*unshare_argv(), "/bin/sh", "-c", _ENTER, "sh", str(private_tmp), *binds, "--", *argv]
 
 
-def host_paths(cwd: str | None, env: dict[str, str]) -> list[str]:
-    """Directories under the host's /tmp that the node's working directory or environment name:
-    they stay visible inside its private /tmp. /tmp itself and /tmp/outputs never do."""
+def image_paths(command: str) -> list[str]:
+    """What stands in for the node's image: the command it runs, this Python installation and the
+    rpops package (an editable install's source). A node sees them even when they live under /tmp
+    (a checkout or a virtualenv there), as a container sees its image's files."""
+    import rpops
+
+    return [command, sys.prefix, str(Path(rpops.__file__).resolve().parents[1])]
+
+
+def host_paths(cwd: str | None, env: dict[str, str], image: Sequence[str] = ()) -> list[str]:
+    """Directories under the host's /tmp that the node's working directory, environment or image
+    name: they stay visible inside its private /tmp. /tmp itself and /tmp/outputs never do."""
     found: set[str] = set()
-    for value in [cwd or os.getcwd(), *env.values()]:
+    for value in [cwd or os.getcwd(), *env.values(), *image]:
         for part in value.split(os.pathsep):
             if not part.startswith(PRIVATE_ROOT + "/") or ".." in part.split("/"):
                 continue

@@ -110,7 +110,7 @@ def _run_process(run: Run, node: Node, call: Call, t: Template) -> None:
     argv[0] = resolve_command(argv[0], env["PATH"])
     cwd = c.working_dir or (str(run.options.workdir) if run.options.workdir else None)
     if view.namespace:
-        argv = isolation.wrap(argv, private, isolation.host_paths(cwd, env))
+        argv = isolation.wrap(argv, private, isolation.host_paths(cwd, env, isolation.image_paths(argv[0])))
     if cwd and not Path(cwd).is_dir():
         _close(fds)
         run.store.set_phase(node, ERROR, f"workingDir {cwd} does not exist on this machine")

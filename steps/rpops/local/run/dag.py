@@ -172,81 +172,27 @@ class _Dag:
         callee, cscope = resolve(run.plan.catalog, self.scope, task)
         expr = self.exprs[name]
         if expr is not None and not expr.evaluate(self.result):
-            self._finished(
-                name,
-                skip_node(
-                    run,
-                    node_name,
-                    name,
-                    callee,
-                    self.node.id,
-                    self.node.id,
-                    OMITTED,
-                    "omitted: depends condition not met",
-                    self.call,
-                ),
-                link=True,
-            )
+            self._ended(name, node_name, callee, OMITTED, "omitted: depends condition not met")
             return
         try:
             expanded = expand(task, self.values(name))
         except StepProblem as exc:
-            self._finished(
-                name,
-                skip_node(
-                    run, node_name, name, callee, self.node.id, self.node.id, ERROR, str(exc), self.call
-                ),
-                link=True,
-            )
+            self._ended(name, node_name, callee, ERROR, str(exc))
             return
         if expanded is None:
             s = subst(task, self.values(name))
             try:
                 go = when_holds(s)
             except StepProblem as exc:
-                self._finished(
-                    name,
-                    skip_node(
-                        run, node_name, name, callee, self.node.id, self.node.id, ERROR, str(exc), self.call
-                    ),
-                    link=True,
-                )
+                self._ended(name, node_name, callee, ERROR, str(exc))
                 return
             if not go:
-                self._finished(
-                    name,
-                    skip_node(
-                        run,
-                        node_name,
-                        name,
-                        callee,
-                        self.node.id,
-                        self.node.id,
-                        SKIPPED,
-                        f"when '{s.when}' evaluated false",
-                        self.call,
-                    ),
-                    link=True,
-                )
+                self._ended(name, node_name, callee, SKIPPED, f"when '{s.when}' evaluated false")
                 return
             self._start(name, node_name, name, s, callee, cscope, parent=self.node.id, group=None)
             return
         if not expanded:
-            self._finished(
-                name,
-                skip_node(
-                    run,
-                    node_name,
-                    name,
-                    callee,
-                    self.node.id,
-                    self.node.id,
-                    SKIPPED,
-                    "Skipped, empty params",
-                    self.call,
-                ),
-                link=True,
-            )
+            self._ended(name, node_name, callee, SKIPPED, "Skipped, empty params")
             return
         group = store.create(
             node_name,
@@ -292,6 +238,12 @@ class _Dag:
             self._start(name, child_name, name + suffix, s, callee, cscope, parent=group.id, group=group)
         if self.remaining[name] == 0:
             self._close_group(name)
+
+    def _ended(self, name: str, node_name: str, callee: Template | None, phase: str, message: str) -> None:
+        """A task that ends before it runs (omitted, skipped, or an error in its own fields)."""
+        boundary = self.node.id
+        node = skip_node(self.run, node_name, name, callee, boundary, boundary, phase, message, self.call)
+        self._finished(name, node, link=True)
 
     def _finished(self, name: str, node: Node, link: bool) -> None:
         if link:

@@ -110,7 +110,7 @@ def remediate_once(tmp: Path) -> float:
     import os
     import shutil
 
-    from rpops.platform.local import LocalDriver
+    from rpops.platform.local.driver import LocalDriver
 
     root = platform_dir("bench-alerts")  # the scale step must find it: not under /tmp
     tmp.mkdir(parents=True, exist_ok=True)

@@ -37,7 +37,7 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from rpops.platform.local import LocalDriver  # noqa: E402
+from rpops.platform.local.driver import LocalDriver  # noqa: E402
 
 from benchmarks.bluegreen_baseline import Baseline  # noqa: E402
 from benchmarks.common import LoadMonitor, report  # noqa: E402
@@ -88,7 +88,7 @@ class Load:
 def cli(root: Path, out: Path, *args: str, **env: str) -> subprocess.Popen[str]:
     environ = {**os.environ, "RPOPS_PLATFORM": "local", "RPOPS_PLATFORM_DIR": str(root),
                "RPOPS_OUTPUTS": str(out), **env}  # fmt: skip
-    return subprocess.Popen([sys.executable, "-m", "rpops.cli", "bluegreen", *args], env=environ,
+    return subprocess.Popen([sys.executable, "-m", "rpops", "bluegreen", *args], env=environ,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 

@@ -106,7 +106,7 @@ def startup(root: Path, repeat: int) -> tuple[float, float]:
     runs, bases = [], []
     for i in range(repeat):
         bases.append(timed(base))
-        argv = [sys.executable, "-m", "rpops.cli", "local", "run", str(path), "--manifests", str(path)]
+        argv = [sys.executable, "-m", "rpops", "local", "run", str(path), "--manifests", str(path)]
         argv += [
             "--runs-dir",
             str(root / f"one-{i}"),

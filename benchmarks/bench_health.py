@@ -29,8 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from rpops.health import HealthSettings, observe, plan
-from rpops.probe import run_async
+from rpops.clients.probe import run_async
+from rpops.steps.health.cli import HealthSettings, observe, plan
 from rpops.workload.testing import RunningWorkload, start_workload
 
 HERE = Path(__file__).resolve().parent

@@ -192,7 +192,7 @@ def main() -> int:
         print(json.dumps(result))
         return 0
 
-    from rpops.platform.local import LocalDriver
+    from rpops.platform.local.driver import LocalDriver
 
     root = tempfile.mkdtemp(prefix="rpops-bench-platform-")
     driver = LocalDriver(root=root)

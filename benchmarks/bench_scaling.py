@@ -33,12 +33,12 @@ import time
 from pathlib import Path
 
 from rpops.platform.base import AutoscalingBounds
-from rpops.scaling.forecast import fit, mape
-from rpops.scaling.policy import load_policy
-from rpops.scaling.predictive import Capacity, decide_predictive, summarise_forecast
-from rpops.scaling.reactive import Bounds, Reading, decide_reactive
-from rpops.scaling.state import ScaleState, iso, read_state, scaled_annotations
-from rpops.scaling.synthetic import Trace, sample
+from rpops.steps.scale.forecast import fit, mape
+from rpops.steps.scale.policy import load_policy
+from rpops.steps.scale.predictive import Capacity, decide_predictive, summarise_forecast
+from rpops.steps.scale.reactive import Bounds, Reading, decide_reactive
+from rpops.steps.scale.state import ScaleState, iso, read_state, scaled_annotations
+from rpops.steps.scale.synthetic import Trace, sample
 
 MAPE_TARGET = 0.10
 LEAD_TARGET_MIN = 5.0
@@ -169,8 +169,8 @@ def bench_lead(days: float, trace: Trace, day_start: float) -> None:
 
 
 def bench_decision(rounds: int) -> None:
-    from rpops.cli import main
-    from rpops.platform.local import LocalDriver
+    from rpops.core.cli import main
+    from rpops.platform.local.driver import LocalDriver
 
     policy = load_policy()
     with tempfile.TemporaryDirectory(prefix="rpops-bench-scaling-") as tmp:

@@ -124,7 +124,7 @@ def run_rpops_scan(target: Path, extra: list[str]) -> tuple[float, dict]:
         cmd = [
             sys.executable,
             "-m",
-            "rpops.cli",
+            "rpops",
             "security-scan",
             "--target",
             str(target),
@@ -261,9 +261,9 @@ MATCH_CHILD = r"""
 import sys, time
 from pathlib import Path
 started = time.perf_counter()
-from rpops.security.deps import read_file
-from rpops.security.depscan import scan_dependencies
-from rpops.security.osv import AdvisoryDB
+from rpops.steps.security.deps import read_file
+from rpops.steps.security.depscan import scan_dependencies
+from rpops.steps.security.osv import AdvisoryDB
 imported = time.perf_counter()
 cpu_start = time.process_time()
 db = AdvisoryDB.open(Path(sys.argv[1]), Path(sys.argv[2]))
@@ -278,7 +278,7 @@ print(done - imported, imported - started, len(deps), len(result.findings), len(
 
 
 def bench_match() -> bool:
-    from rpops.security.osv import AdvisoryDB, parse_version
+    from rpops.steps.security.osv import AdvisoryDB, parse_version
 
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "cache"
@@ -353,7 +353,7 @@ def bench_cold_index() -> bool:
             env.pop("RPOPS_ADVISORY_DB", None)
             started = time.perf_counter()
             done = subprocess.run(
-                [sys.executable, "-m", "rpops.cli", "security-scan", "--target", str(Path(tmp) / "empty"),
+                [sys.executable, "-m", "rpops", "security-scan", "--target", str(Path(tmp) / "empty"),
                  "--requirements", str(REPO / "requirements.lock"), "--db", str(db),
                  "--cache-dir", str(Path(tmp) / f"cache{i}"), "--max-db-age", "100000d", "--no-config"],
                 capture_output=True, text=True, env=env,

@@ -24,10 +24,10 @@ HEAVY = ("kubernetes", "hera")
 BIN = Path(sys.executable).parent
 RPOPS = str(BIN / "rpops")
 
-# Runs a command through rpops.cli.main, then lists every top-level package imported.
+# Runs a command through rpops.core.cli.main, then lists every top-level package imported.
 WRAPPER = """
 import sys
-from rpops.cli import main
+from rpops.core.cli import main
 try:
     main(sys.argv[1:])
 except SystemExit:

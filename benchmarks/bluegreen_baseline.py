@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import httpx
 from rpops.platform.base import DeadlineExceeded
-from rpops.platform.local import LocalDriver
+from rpops.platform.local.driver import LocalDriver
 
 STEPS = ("apply", "rollout-status", "curl", "patch", "sleep", "check", "cleanup")
 

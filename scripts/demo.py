@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "e2e"), str(ROOT / "tests" / "integration")]
 import fixtures  # noqa: E402
 import prometheus_fixture  # noqa: E402
-from rpops.platform.local import LocalDriver  # noqa: E402
+from rpops.platform.local.driver import LocalDriver  # noqa: E402
 
 WORK = ROOT / ".rpops" / "demo"
 MANIFESTS = ROOT / "manifests" / "argo"

@@ -24,7 +24,7 @@ from rpops.alerting import catalog
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RULES = REPO_ROOT / "manifests" / "monitoring" / "prometheus-rules.yaml"
-HEALTH_RULES = REPO_ROOT / "steps" / "rpops" / "data" / "health-rules.yaml"
+HEALTH_RULES = REPO_ROOT / "steps" / "rpops" / "steps" / "health" / "health-rules.yaml"
 SOURCE = "steps/rpops/alerting/catalog.py"
 
 RULES_HEADER = f"""\
@@ -38,7 +38,7 @@ RULES_HEADER = f"""\
 # Series come from the scrape jobs in prometheus-scrape.yaml: every per-pod series carries
 # `region`. Rules aggregate `by (service, region)`; alerts name the service with a template
 # (the label when a scrape sets one, else the platform's service name). The thresholds are the
-# health check's (steps/rpops/data/health-rules.yaml, generated from the same catalog).
+# health check's (steps/rpops/steps/health/health-rules.yaml, generated from the same catalog).
 #
 # Alerts that a workflow can remediate carry `remediation: {catalog.REMEDIATION}`, `service`
 # and `region`; alertmanager.yaml routes them to Argo's events API, where the

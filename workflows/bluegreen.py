@@ -22,14 +22,14 @@ from workflows.common import (
     DESCRIPTION_ANNOTATION,
     NAME_PREFIX,
     Input,
-    Output,
+    OldOutput,
+    OldStepSpec,
     RenderConfig,
     StepResources,
-    StepSpec,
     flags,
     observe_retry,
+    old_step_container,
     service_mutex,
-    step_container,
     workflow_template,
 )
 
@@ -115,14 +115,16 @@ STEP_INPUTS = tuple(a for a in ARGUMENTS if a is not AUTO_PROMOTE)
 REASON = Input("reason", "Why the rollback runs, recorded on the service.")
 
 OUTPUTS = (
-    Output(
+    OldOutput(
         "phase", "none", "Promotion state on the service: complete, aborted, rolled-back, ...; none if unrun."
     ),
-    Output("active_version", "", "Version the service's active route selects after the step."),
-    Output("previous_version", "", "Version the active route left at the switch (the fast-rollback target)."),
-    Output("rolled_back", "false", "true when the promotion was aborted or rolled back."),
-    Output("reason", "the step did not run", "Why the promotion ended as it did, in one line."),
-    Output(
+    OldOutput("active_version", "", "Version the service's active route selects after the step."),
+    OldOutput(
+        "previous_version", "", "Version the active route left at the switch (the fast-rollback target)."
+    ),
+    OldOutput("rolled_back", "false", "true when the promotion was aborted or rolled back."),
+    OldOutput("reason", "the step did not run", "Why the promotion ended as it did, in one line."),
+    OldOutput(
         "result",
         "not-run",
         "promoted, no-op, in-progress, aborted, rolled-back, skipped or failed; not-run when the step did "
@@ -167,9 +169,9 @@ def _step_args(phases: str) -> list[str]:
 
 
 def _step(config: RenderConfig, name: str, phases: str, description: str, metrics: bool) -> Container:
-    return step_container(
+    return old_step_container(
         config,
-        StepSpec(
+        OldStepSpec(
             name=name,
             step="bluegreen",
             description=description,
@@ -221,9 +223,9 @@ def build(config: RenderConfig) -> WorkflowTemplate:
             "to 0 after the delay; counts the promotion in research_platform_promotions_total.",
             metrics=True,
         )
-        rollback = step_container(
+        rollback = old_step_container(
             config,
-            StepSpec(
+            OldStepSpec(
                 name=ROLLBACK,
                 step="bluegreen",
                 description="Roll back this workflow's unfinished promotion (nothing when another run owns "

@@ -38,7 +38,9 @@ from hera.workflows.models import (
     WorkflowMetadata,
 )
 from rpops import __version__
-from rpops.errors import UsageError
+from rpops.core.errors import UsageError
+from rpops.core.step import Output, Step
+from rpops.core.step import Parameter as StepParameter
 
 NAME_PREFIX = "research-platform-"
 IMAGE_REPOSITORY = "ghcr.io/research-platform/rpops-steps"
@@ -96,31 +98,25 @@ class StepResources:
         )
 
 
-@dataclass(frozen=True)
-class Output:
-    """An output parameter read from `/tmp/outputs/<name>`; `default` is what a skipped or
-    failed step yields (Argo v4 fails a read of a skipped step's output without one)."""
+def output_parameter(output: Output) -> Parameter:
+    """A step's output read from `/tmp/outputs/<name>`, with the value a skipped or failed step yields
+    (Argo v4 fails a read of a skipped step's output without one)."""
+    return Parameter(
+        name=output.name,
+        description=output.description,
+        value_from=ValueFrom(path=f"{OUTPUTS_DIR}/{output.name}", default=output.default),
+    )
 
-    name: str
-    default: str
-    description: str
 
-    def build(self) -> Parameter:
-        return Parameter(
-            name=self.name,
-            description=self.description,
-            value_from=ValueFrom(path=f"{OUTPUTS_DIR}/{self.name}", default=self.default),
-        )
-
-    def forwarded(self, task: str) -> Parameter:
-        """The same output, re-exported by a DAG from its task `task`."""
-        return Parameter(
-            name=self.name,
-            description=self.description,
-            value_from=ValueFrom(
-                parameter=f"{{{{tasks.{task}.outputs.parameters.{self.name}}}}}", default=self.default
-            ),
-        )
+def forwarded(output: Output, task: str) -> Parameter:
+    """The same output, re-exported by a DAG from its task `task`."""
+    return Parameter(
+        name=output.name,
+        description=output.description,
+        value_from=ValueFrom(
+            parameter=f"{{{{tasks.{task}.outputs.parameters.{output.name}}}}}", default=output.default
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -142,6 +138,11 @@ class Input:
         if self.enum:
             extra["enum"] = list(self.enum)
         return Parameter(name=self.name, description=self.description, **extra)  # type: ignore[arg-type]
+
+    @classmethod
+    def of(cls, parameter: StepParameter) -> Input:
+        """The input a step declares for one of its settings."""
+        return cls(parameter.name, parameter.description, parameter.default, parameter.enum)
 
     @property
     def ref(self) -> str:
@@ -207,26 +208,42 @@ def _security_context() -> SecurityContext:
     )
 
 
+def step_inputs(step: Step) -> tuple[Input, ...]:
+    """The template inputs a step declares (its settings marked `parameter=`)."""
+    return tuple(Input.of(p) for p in step.parameters())
+
+
 @dataclass(frozen=True)
 class StepSpec:
-    """One `rpops <step> ...` container template."""
+    """One `rpops <step> ...` container template. Its inputs, arguments and outputs come from the
+    step's declaration; what is listed here is Argo's: retries, deadline, resources, mutex, metrics."""
 
     name: str
-    step: str  # the rpops subcommand
+    step: Step
     description: str
-    args: Sequence[str]
-    inputs: Sequence[Input]
-    outputs: Sequence[Output]
     retry: RetryStrategy
     deadline_seconds: int
     resources: StepResources = field(default_factory=StepResources)
     mutex: Synchronization | None = None
     metrics: Sequence[Gauge | Counter | Histogram] = ()
+    # Template inputs that feed no flag (a metric's label), and fixed flags (e.g. an output format).
+    extra_inputs: Sequence[Input] = ()
+    extra_args: Sequence[tuple[str, str]] = ()
+
+    @property
+    def inputs(self) -> tuple[Input, ...]:
+        return (*step_inputs(self.step), *self.extra_inputs)
+
+    @property
+    def args(self) -> list[str]:
+        # One argv item per flag and value, never a shell. An empty value means "not given": a
+        # container cannot drop an argument depending on an input.
+        return flags(*((p.flag, p.ref) for p in self.step.parameters()), *self.extra_args)
 
 
 def step_container(config: RenderConfig, spec: StepSpec) -> Container:
     """Build (and, inside a `with WorkflowTemplate`, register) the container template."""
-    outputs: list[Parameter | Artifact] = [o.build() for o in spec.outputs]
+    outputs: list[Parameter | Artifact] = [output_parameter(o) for o in spec.step.outputs]
     if config.report_artifact:
         outputs.append(
             Artifact(
@@ -240,7 +257,7 @@ def step_container(config: RenderConfig, spec: StepSpec) -> Container:
         name=spec.name,
         image=config.image,
         command=["rpops"],
-        args=[spec.step, *spec.args],
+        args=[spec.step.name, *spec.args],
         env=[Env(name=k, value=v) for k, v in STEP_ENV.items()],
         inputs=[i.build() for i in spec.inputs],
         outputs=outputs,
@@ -251,7 +268,7 @@ def step_container(config: RenderConfig, spec: StepSpec) -> Container:
         synchronization=spec.mutex,
         metrics=list(spec.metrics) or None,
         annotations={DESCRIPTION_ANNOTATION: spec.description},
-        labels=labels(spec.step),
+        labels=labels(spec.step.name),
     )
 
 
@@ -289,8 +306,60 @@ def entry_dag(
     its outputs. Other workflows `templateRef` the container template itself."""
     with DAG(
         name=name,
-        outputs=[o.forwarded(task) for o in outputs],
+        outputs=[forwarded(o, task) for o in outputs],
         annotations={DESCRIPTION_ANNOTATION: description},
     ) as dag:
         Task(name=task, template=template, arguments={i.name: i.workflow_ref for i in inputs})
     return dag
+
+
+# --- TODO(17): the templates of steps not yet declared with rpops.core.step.Step; removed with the last.
+@dataclass(frozen=True)
+class OldOutput(Output):
+    def build(self) -> Parameter:
+        return output_parameter(Output(self.name, self.default, self.description))
+
+    def forwarded(self, task: str) -> Parameter:
+        return forwarded(Output(self.name, self.default, self.description), task)
+
+
+@dataclass(frozen=True)
+class OldStepSpec:
+    name: str
+    step: str
+    description: str
+    args: Sequence[str]
+    inputs: Sequence[Input]
+    outputs: Sequence[OldOutput]
+    retry: RetryStrategy
+    deadline_seconds: int
+    resources: StepResources = field(default_factory=StepResources)
+    mutex: Synchronization | None = None
+    metrics: Sequence[Gauge | Counter | Histogram] = ()
+
+
+def old_step_container(config: RenderConfig, spec: OldStepSpec) -> Container:
+    outputs: list[Parameter | Artifact] = [o.build() for o in spec.outputs]
+    if config.report_artifact:
+        outputs.append(
+            Artifact(
+                name="report", path=f"{OUTPUTS_DIR}/report.json", optional=True, archive=NoneArchiveStrategy()
+            )
+        )
+    return Container(
+        name=spec.name,
+        image=config.image,
+        command=["rpops"],
+        args=[spec.step, *spec.args],
+        env=[Env(name=k, value=v) for k, v in STEP_ENV.items()],
+        inputs=[i.build() for i in spec.inputs],
+        outputs=outputs,
+        resources=spec.resources.build(),
+        security_context=_security_context(),
+        retry_strategy=spec.retry,
+        active_deadline_seconds=str(spec.deadline_seconds),
+        synchronization=spec.mutex,
+        metrics=list(spec.metrics) or None,
+        annotations={DESCRIPTION_ANNOTATION: spec.description},
+        labels=labels(spec.step),
+    )

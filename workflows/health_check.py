@@ -11,14 +11,14 @@ from hera.workflows.metrics import Gauge, Label
 
 from workflows.common import (
     Input,
-    Output,
+    OldOutput,
+    OldStepSpec,
     RenderConfig,
     StepResources,
-    StepSpec,
     entry_dag,
     flags,
     observe_retry,
-    step_container,
+    old_step_container,
     workflow_template,
 )
 
@@ -73,14 +73,14 @@ ALERT_SETTLE = Input(
 INPUTS = (TARGETS, SAMPLES, TIMEOUT, PROMETHEUS, REGION, ALERT, ALERT_LABELS, ALERT_READING, ALERT_SETTLE)
 
 OUTPUTS = (
-    Output(
+    OldOutput(
         "status", "unknown", "healthy, degraded, overloaded or unhealthy; unknown when the check did not run."
     ),
-    Output("reason", "the health check did not run", "Why the status was chosen, in one line."),
-    Output(
+    OldOutput("reason", "the health check did not run", "Why the status was chosen, in one line."),
+    OldOutput(
         "p95_ms", "-1", "95th percentile response time over all samples, in milliseconds; -1 when unknown."
     ),
-    Output(
+    OldOutput(
         "outcome",
         "not-run",
         "classified (the rules decided); with an alert: remediate, resolved, not-remediable, cleared or "
@@ -117,9 +117,9 @@ def build(config: RenderConfig) -> WorkflowTemplate:
         "degraded, overloaded or unhealthy (outputs status, reason, p95_ms).",
         arguments=INPUTS,
     ) as wt:
-        check = step_container(
+        check = old_step_container(
             config,
-            StepSpec(
+            OldStepSpec(
                 name=TEMPLATE,
                 step="health-check",
                 description="Run `rpops health-check` against the targets and emit the health gauge.",

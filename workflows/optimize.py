@@ -13,15 +13,15 @@ from hera.workflows.metrics import Counter, Label
 
 from workflows.common import (
     Input,
-    Output,
+    OldOutput,
+    OldStepSpec,
     RenderConfig,
     StepResources,
-    StepSpec,
     entry_dag,
     flags,
     observe_retry,
+    old_step_container,
     service_mutex,
-    step_container,
     workflow_template,
 )
 from workflows.health_check import REGIONS
@@ -88,15 +88,15 @@ INPUTS = (
 )
 
 OUTPUTS = (
-    Output(
+    OldOutput(
         "recommendation",
         "{}",
         "JSON: cpu_request, cpu_limit, memory_request, memory_limit recommended (null where there is not "
         "enough data); {} when the step did not run.",
     ),
-    Output("applied", "false", "true when this run changed the Deployment's resources."),
-    Output("leak", "false", "true when a pod's memory only grew over the window (a suspected leak)."),
-    Output("reason", "the optimize step did not run", "What was recommended or applied, and why."),
+    OldOutput("applied", "false", "true when this run changed the Deployment's resources."),
+    OldOutput("leak", "false", "true when a pod's memory only grew over the window (a suspected leak)."),
+    OldOutput("reason", "the optimize step did not run", "What was recommended or applied, and why."),
 )
 
 APPLIED_METRIC = "research_platform_rightsizing_applied_total"
@@ -133,9 +133,9 @@ def build(config: RenderConfig) -> WorkflowTemplate:
         "recommendation, applied, leak, reason).",
         arguments=INPUTS,
     ) as wt:
-        step = step_container(
+        step = old_step_container(
             config,
-            StepSpec(
+            OldStepSpec(
                 name=TEMPLATE,
                 step="optimize",
                 description="Run `rpops optimize` for the service; holds the service's mutex.",

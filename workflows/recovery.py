@@ -37,7 +37,7 @@ from workflows.common import (
     DESCRIPTION_ANNOTATION,
     NAME_PREFIX,
     Input,
-    Output,
+    OldOutput,
     RenderConfig,
     workflow_template,
 )
@@ -98,21 +98,21 @@ CHECK, VERIFY = "check-health", "verify-health"
 STATUS = f"{{{{tasks.{CHECK}.outputs.parameters.status}}}}"
 
 OUTPUTS = (
-    Output(
+    OldOutput(
         "status",
         "unknown",
         "Health after the remediation: healthy, degraded, overloaded or unhealthy; unknown when the "
         "second check did not run.",
     ),
-    Output("reason", "the second health check did not run", "Why that status was chosen, in one line."),
-    Output("p95_ms", "-1", "95th percentile response time of the second check, in ms; -1 when unknown."),
-    Output(
+    OldOutput("reason", "the second health check did not run", "Why that status was chosen, in one line."),
+    OldOutput("p95_ms", "-1", "95th percentile response time of the second check, in ms; -1 when unknown."),
+    OldOutput(
         "outcome",
         "not-run",
         "What the second check found: cleared (the alert's condition no longer holds) or classified "
         "(started by hand); not-run when it did not run (a step before it failed: see its reason).",
     ),
-    Output(
+    OldOutput(
         "initial-status",
         "unknown",
         "Health found by the first check, which chose the remediation; unknown when it did not run.",

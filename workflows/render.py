@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from rpops.errors import UsageError
+from rpops.core.errors import UsageError
 
 from workflows import TEMPLATE_MODULES
 from workflows.common import RenderConfig

@@ -13,15 +13,15 @@ from hera.workflows.metrics import Counter, Label
 
 from workflows.common import (
     Input,
-    Output,
+    OldOutput,
+    OldStepSpec,
     RenderConfig,
     StepResources,
-    StepSpec,
     entry_dag,
     flags,
     observe_retry,
+    old_step_container,
     service_mutex,
-    step_container,
     workflow_template,
 )
 from workflows.health_check import REGIONS
@@ -85,15 +85,15 @@ INPUTS = (
 )
 
 OUTPUTS = (
-    Output("scaled", "false", "true when this run changed replicas or the HPA's minReplicas, else false."),
-    Output("replicas", "-1", "Replica count after the run; -1 when the step did not run."),
-    Output(
+    OldOutput("scaled", "false", "true when this run changed replicas or the HPA's minReplicas, else false."),
+    OldOutput("replicas", "-1", "Replica count after the run; -1 when the step did not run."),
+    OldOutput(
         "decision",
         "not-run",
         "scale-up, scale-down, hold or no-decision; not-run when the step did not run.",
     ),
-    Output("direction", "none", "up or down when the run scaled; none otherwise."),
-    Output("reason", "the scale step did not run", "Why, in one line, with the formula's figures."),
+    OldOutput("direction", "none", "up or down when the run scaled; none otherwise."),
+    OldOutput("reason", "the scale step did not run", "Why, in one line, with the formula's figures."),
 )
 
 METRIC = "research_platform_scaling_events_total"
@@ -122,9 +122,9 @@ def build(config: RenderConfig) -> WorkflowTemplate:
         "moves only its minReplicas (outputs scaled, replicas, decision, direction, reason).",
         arguments=INPUTS,
     ) as wt:
-        step = step_container(
+        step = old_step_container(
             config,
-            StepSpec(
+            OldStepSpec(
                 name=TEMPLATE,
                 step="scale",
                 description="Run `rpops scale` for the service; holds the service's mutex and counts "

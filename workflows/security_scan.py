@@ -31,14 +31,14 @@ from hera.workflows.metrics import Gauge, Label
 from workflows.common import (
     OUTPUTS_DIR,
     Input,
-    Output,
+    OldOutput,
+    OldStepSpec,
     RenderConfig,
     StepResources,
-    StepSpec,
     entry_dag,
     flags,
     observe_retry,
-    step_container,
+    old_step_container,
     workflow_template,
 )
 from workflows.health_check import REGIONS
@@ -47,7 +47,7 @@ PURPOSE = "security-scan"
 NAME = f"research-platform-{PURPOSE}"
 TEMPLATE = "security-scan"
 BOOLEANS = ("false", "true")
-SEVERITIES = ("info", "low", "medium", "high", "critical")  # rpops.security.model.SEVERITIES
+SEVERITIES = ("info", "low", "medium", "high", "critical")  # rpops.steps.security.model.SEVERITIES
 
 # What the step image carries (images/steps/Dockerfile).
 IMAGE_SOURCE = "/opt/rpops/src"
@@ -130,11 +130,11 @@ FRESH_ADVISORIES = {"db": "/tmp/rpops-advisories", "sync-db": "true"}  # noqa: S
 INPUTS = (TARGET, INSTALLED, MANIFESTS, DB, SYNC_DB, MAX_DB_AGE, FAIL_ON, THRESHOLD, LIVE, SERVICE, REGION)
 
 OUTPUTS = (
-    Output("critical", "0", "Unsuppressed critical findings; 0 when the scan did not run."),
-    Output("high", "0", "Unsuppressed high findings; 0 when the scan did not run."),
-    Output("total", "0", "Unsuppressed findings of every severity; 0 when the scan did not run."),
-    Output("fixes", "0", "Package upgrades carried by the proposed patch (fix.patch); 0 when none."),
-    Output(
+    OldOutput("critical", "0", "Unsuppressed critical findings; 0 when the scan did not run."),
+    OldOutput("high", "0", "Unsuppressed high findings; 0 when the scan did not run."),
+    OldOutput("total", "0", "Unsuppressed findings of every severity; 0 when the scan did not run."),
+    OldOutput("fixes", "0", "Package upgrades carried by the proposed patch (fix.patch); 0 when none."),
+    OldOutput(
         "status",
         "error",
         "pass or fail (the gate's verdict); error when the advisory data was missing or stale, an API "
@@ -168,9 +168,9 @@ def build(config: RenderConfig) -> WorkflowTemplate:
         "is reached (outputs critical, high, total, fixes, status).",
         arguments=INPUTS,
     ) as wt:
-        scan = step_container(
+        scan = old_step_container(
             config,
-            StepSpec(
+            OldStepSpec(
                 name=TEMPLATE,
                 step="security-scan",
                 description="Run `rpops security-scan`; exit 1 (the alert) when threshold findings are at "

@@ -41,7 +41,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 def _run(example: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "rpops.cli", "local", "run", str(example), "--manifests", str(example)]
+    argv = [sys.executable, "-m", "rpops", "local", "run", str(example), "--manifests", str(example)]
     argv += ["--runs-dir", str(tmp_path / "runs"), "--secrets", str(tmp_path / "secrets.yaml")]
     argv += ["--output", "json", "--kill-grace", "1", *extra]
     return subprocess.run(  # noqa: S603 - our own CLI

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from rpops.platform import AutoscalingBounds, get_driver
-from rpops.platform.kubernetes import KubernetesDriver
+from rpops.platform.kubernetes.driver import KubernetesDriver
 
 from .helpers import OVERLAYS, ROOT, build
 

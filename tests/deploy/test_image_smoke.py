@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 from packaging.version import Version
-from rpops.cli import COMMANDS
+from rpops.core.cli import commands
 
 from .helpers import ROOT
 from .wheels import repack, runtime_closure
@@ -159,14 +159,11 @@ def test_rpops_and_every_step_answer_help_as_uid_1000(image: Image) -> None:
     who = _run([*_as_user(), "id", "-u"], env=image.env)
     assert who.stdout.strip() == str(UID) or os.geteuid() != 0
     top = image.rpops("--help")
-    for command in COMMANDS:
+    for command in commands():
         assert command in top.stdout
     assert image.rpops("--version").stdout.strip() == metadata.version("rpops")
-    present = [name for name, (module, _) in COMMANDS.items()
-               if (ROOT / "steps" / (module.replace(".", "/") + ".py")).exists()
-               or (ROOT / "steps" / module.replace(".", "/") / "__init__.py").exists()]
-    assert "health-check" in present and "workload" in present
-    for command in present:
+    assert "health-check" in commands() and "workload" in commands()
+    for command in commands():
         out = image.rpops(command, "--help").stdout
         assert out.startswith(f"usage: rpops {command}"), f"{command}: {out[:200]}"
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from rpops.cli import build_parser
+from rpops.core.cli import build_parser
 from rpops.workload.testing import start_workload
 
 from .helpers import (
@@ -245,8 +245,8 @@ def test_argo_kustomization_lists_rbac_and_every_rendered_template() -> None:
 def test_our_workload_configuration_scan_finds_nothing_high(tmp_path: Path) -> None:
     """rpops's own configuration checks (the security-scan step) over what we ship: the files,
     and what kubectl kustomize builds from them for each region and for argo."""
-    from rpops.security.config import check_objects, read_manifests
-    from rpops.security.model import at_least
+    from rpops.steps.security.config import check_objects, read_manifests
+    from rpops.steps.security.model import at_least
 
     built = []
     for folder in [*(OVERLAYS / region for region in REGIONS), ARGO]:

@@ -47,7 +47,7 @@ def _driver_test_files() -> list[Path]:
         if path.parent == Path(__file__).parent:
             continue
         text = path.read_text()
-        if "rpops.platform.kubernetes" in text or "KubernetesDriver" in text:
+        if "rpops.platform.kubernetes.driver" in text or "KubernetesDriver" in text:
             files.append(path)
     return files
 
@@ -76,7 +76,7 @@ def driver_calls(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any
     log below it is read.
     """
     files = _driver_test_files()
-    assert files, ("no tests exercise rpops.platform.kubernetes: the RBAC check needs the driver's "
+    assert files, ("no tests exercise rpops.platform.kubernetes.driver: the RBAC check needs the driver's "
                    "tests to record its API calls")
     work = tmp_path_factory.mktemp("driver-calls")
     log = work / "calls.jsonl"

@@ -119,7 +119,7 @@ def platform_dir(name: str) -> Path:
 def platform_targets(root: Path) -> list[dict[str, Any]]:
     """The local platform's workload instances as file_sd target groups with a pod's meta labels.
     Read from the state file without its lock: discovery must not wait for a scaling to finish."""
-    from rpops.platform.state import StateStore
+    from rpops.platform.local.state import StateStore
 
     groups = []
     for svc in StateStore(root).load().services.values():

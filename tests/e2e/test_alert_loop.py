@@ -43,7 +43,7 @@ from fixtures import (
     wait_until,
 )
 from prometheus_fixture import RunningPrometheus
-from rpops.platform.local import LocalDriver
+from rpops.platform.local.driver import LocalDriver
 
 from workflows import recovery
 
@@ -171,7 +171,7 @@ def test_a_promotion_under_the_alert_loop_starts_no_recovery(loop: Loop, tmp_pat
     before = {wf["metadata"]["name"] for wf in loop.serve.workflows()}
     env = {**os.environ, "RPOPS_PLATFORM": "local", "RPOPS_OUTPUTS": str(tmp_path)}
     done = subprocess.run(
-        [sys.executable, "-m", "rpops.cli", "bluegreen", "promote", "--service", SERVICE, "--version", "v2",
+        [sys.executable, "-m", "rpops", "bluegreen", "promote", "--service", SERVICE, "--version", "v2",
          "--analysis-interval", "0.2", "--analysis-count", "2", "--verify-seconds", "1",
          "--verify-interval", "0.2", "--scale-down-delay-seconds", "0", "--progress-deadline-seconds", "60"],
         env=env, capture_output=True, text=True, timeout=180,

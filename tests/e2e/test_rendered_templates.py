@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from rpops.local import RunResult, load_documents, submit
-from rpops.platform.local import LocalDriver
+from rpops.platform.local.driver import LocalDriver
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 import prometheus_fixture  # noqa: E402
@@ -130,7 +130,7 @@ def _bluegreen(out: dict[str, str], env: Env) -> None:
         [
             sys.executable,
             "-m",
-            "rpops.cli",
+            "rpops",
             "bluegreen",
             "rollback",
             "--service",

@@ -34,7 +34,7 @@ from kmock_fixture import (
     replicaset_obj,
     template_hash,
 )
-from rpops.platform import processes as proc
+from rpops.platform.local import processes as proc
 from rpops.workload.testing import RunningWorkload, start_workload
 
 NAME_LABEL = "app.kubernetes.io/name"
@@ -66,7 +66,7 @@ class FakeCluster:
         workdir.mkdir(parents=True, exist_ok=True)
         info = workdir / "proxy.json"
         token = secrets.token_urlsafe(16)
-        argv = [sys.executable, "-m", "rpops.platform.proxy", "--host", "127.0.0.1", "--port", "0",
+        argv = [sys.executable, "-m", "rpops.platform.local.proxy", "--host", "127.0.0.1", "--port", "0",
                 "--preview-port", "0", "--control-port", "0", "--info-file", str(info),
                 "--ready-interval", "0.2"]  # fmt: skip
         log = workdir / "proxy.log"

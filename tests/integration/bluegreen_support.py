@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import psutil
-from rpops.platform.local import LocalDriver
+from rpops.platform.local.driver import LocalDriver
 
 SERVICE = "rp"
 # Short waits so that a whole promotion takes a few seconds.
@@ -151,7 +151,7 @@ def cli_env(root: Path, outputs: Path, **extra: str) -> dict[str, str]:
 
 
 def rpops_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "rpops.cli", "bluegreen", *args]
+    return [sys.executable, "-m", "rpops", "bluegreen", *args]
 
 
 def run_cli(

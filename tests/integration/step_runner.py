@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rpops.cli import main
+from rpops.core.cli import main
 
 
 @dataclass
@@ -64,7 +64,7 @@ def run_subprocess(step: str, outputs: Path, *args: str, timeout: float = 60) ->
     """`rpops STEP ARGS` as a separate process, as a workflow step runs it."""
     env = {**os.environ, "RPOPS_OUTPUTS": str(outputs)}
     done = subprocess.run(
-        [sys.executable, "-m", "rpops.cli", step, *args],
+        [sys.executable, "-m", "rpops", step, *args],
         capture_output=True,
         text=True,
         env=env,

@@ -21,7 +21,7 @@ from bluegreen_support import (
     set_faults,
 )
 from rpops.platform import AutoscalingBounds, NotFound
-from rpops.platform.local import LocalDriver
+from rpops.platform.local.driver import LocalDriver
 
 from benchmarks.bluegreen_baseline import Baseline, BaselineRun
 

@@ -19,9 +19,9 @@ from bluegreen_cluster import FakeCluster
 from bluegreen_support import FAST as SUPPORT_FAST
 from bluegreen_support import Load, outputs_of, rpops_argv, wait_until
 from kmock_fixture import DEPLOYMENTS, HPAS, SERVICES, ApiServer, deployment_obj, hpa_obj, service_obj
-from rpops.bluegreen.phases import PROMOTION_CRASH_POINTS, Promoter, PromotionFailed
-from rpops.bluegreen.settings import BlueGreenSettings, build_plan
-from rpops.platform.kubernetes import KubernetesDriver
+from rpops.platform.kubernetes.driver import KubernetesDriver
+from rpops.steps.bluegreen.phases import PROMOTION_CRASH_POINTS, Promoter, PromotionFailed
+from rpops.steps.bluegreen.settings import BlueGreenSettings, build_plan
 
 NS = "research-platform"
 SERVICE = "rp"

@@ -28,9 +28,9 @@ from bluegreen_support import (
     wait_until,
 )
 from prometheus_fixture import RunningPrometheus, start
-from rpops.bluegreen.phases import PROMOTION_CRASH_POINTS
 from rpops.platform import AutoscalingBounds
-from rpops.platform.local import LocalDriver
+from rpops.platform.local.driver import LocalDriver
+from rpops.steps.bluegreen.phases import PROMOTION_CRASH_POINTS
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = "rpops.research-platform.io/bluegreen."
@@ -431,7 +431,7 @@ def test_prometheus_analysis_no_data_is_a_failure_unless_allowed(
 
 
 def _local_run(tmp_path: Path, root: Path, name: str, *params: str) -> subprocess.Popen[str]:
-    argv = [sys.executable, "-m", "rpops.cli", "local", "run", "research-platform-blue-green",
+    argv = [sys.executable, "-m", "rpops", "local", "run", "research-platform-blue-green",
             "--runs-dir", str(tmp_path / "runs"), "--name", name, "--output", "json",
             "-p", f"service={SERVICE}", "-p", "verify-seconds=1", "-p", "scale-down-delay-seconds=0",
             *params]  # fmt: skip
@@ -489,7 +489,7 @@ def test_the_template_runs_under_rpops_local(platform: LocalDriver, root: Path, 
         time.sleep(0.5)
         assert platform.routes(SERVICE).active == "v2"  # still waiting
         resumed = subprocess.run(
-            [sys.executable, "-m", "rpops.cli", "local", "resume", "bg-manual",
+            [sys.executable, "-m", "rpops", "local", "resume", "bg-manual",
              "--runs-dir", str(tmp_path / "runs")],
             capture_output=True, text=True, timeout=30, cwd=REPO,
         )  # fmt: skip

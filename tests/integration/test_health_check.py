@@ -3,7 +3,7 @@
 Each status is reached for the right reason through injected faults; failures of one target
 (unreachable, slower than the timeout, malformed /health, HTTP 500) are classified, not crashes.
 Some tests run the CLI as a subprocess (exit codes, stdout, output files), others call
-`rpops.cli.main` in-process (faster, same code).
+`rpops.core.cli.main` in-process (faster, same code).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 from pytest_httpserver import HTTPServer
-from rpops.classify import load_rules
+from rpops.steps.health.decide import load_rules
 from rpops.workload.testing import RunningWorkload, start_workload
 from step_runner import Runner, StepResult, run_subprocess, step_runner
 from werkzeug import Request, Response

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
-from rpops.platform import k8s_model as m
 from rpops.platform.base import PlatformUnavailable
-from rpops.platform.kubernetes import KubernetesDriver
+from rpops.platform.kubernetes import model as m
+from rpops.platform.kubernetes.driver import KubernetesDriver
 from werkzeug import Request, Response
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,7 +96,7 @@ def test_bluegreen_status_exits_3_without_a_traceback(httpserver: HTTPServer, tm
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env.update(RPOPS_PLATFORM="kubernetes", RPOPS_OUTPUTS=str(tmp_path / "out"),
                KUBECONFIG=str(kubeconfig(tmp_path, httpserver.url_for("/").rstrip("/"))))
-    done = subprocess.run([sys.executable, "-m", "rpops.cli", "bluegreen", "status", "--service", "rp"],
+    done = subprocess.run([sys.executable, "-m", "rpops", "bluegreen", "status", "--service", "rp"],
                           env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 3, done.stderr
     assert "Traceback" not in done.stderr

@@ -54,7 +54,7 @@ def rpops(
         "RPOPS_OUTPUTS": str(tmp_path / "out"),
     }
     return subprocess.run(
-        [sys.executable, "-m", "rpops.cli", *args],
+        [sys.executable, "-m", "rpops", *args],
         env=environ | (env or {}),
         capture_output=True,
         text=True,

@@ -26,8 +26,8 @@ from kmock_fixture import (
 )
 from prometheus_fixture import RunningPrometheus, free_port, start
 from rpops.platform import Resources
-from rpops.platform.local import LocalDriver
-from rpops.scaling.state import iso
+from rpops.platform.local.driver import LocalDriver
+from rpops.steps.scale.state import iso
 from step_runner import Runner, step_runner
 
 SERVICE = "rp"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from rpops.platform.local import LocalDriver
+from rpops.platform.local.driver import LocalDriver
 
 SERVICE = "research-platform"
 
@@ -27,7 +27,7 @@ def platform(tmp_path: Path) -> Iterator[LocalDriver]:
 
 def fault_cmd(driver: LocalDriver, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "rpops.cli", "local", "platform", "fault", "--root", str(driver.root), *args],
+        [sys.executable, "-m", "rpops", "local", "platform", "fault", "--root", str(driver.root), *args],
         capture_output=True,
         text=True,
         timeout=60,

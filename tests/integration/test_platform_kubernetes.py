@@ -28,7 +28,7 @@ from kmock_fixture import (
     play_controller,
     replicaset_obj,
 )
-from rpops.errors import UsageError
+from rpops.core.errors import UsageError
 from rpops.platform import (
     AutoscalingBounds,
     Conflict,
@@ -39,7 +39,7 @@ from rpops.platform import (
     Resources,
     get_driver,
 )
-from rpops.platform.kubernetes import KubernetesDriver
+from rpops.platform.kubernetes.driver import KubernetesDriver
 
 NS = "rp-ns"
 PREFIX = "rpops.research-platform.io/"
@@ -199,7 +199,7 @@ def test_in_a_pod_the_service_account_configures_the_client_and_names_the_namesp
     """In a pod (KUBERNETES_SERVICE_HOST set, no kubeconfig) the client's own in-cluster loader
     reads the mounted token and CA; the namespace comes from the mounted namespace file."""
     import kubernetes.config.incluster_config as incluster
-    import rpops.platform.kubernetes as driver_module
+    import rpops.platform.kubernetes.driver as driver_module
 
     account = tmp_path / "serviceaccount"
     account.mkdir()

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from rpops.errors import UsageError
+from rpops.core.errors import UsageError
 from rpops.platform import (
     AutoscalingBounds,
     Conflict,
@@ -28,8 +28,8 @@ from rpops.platform import (
     Resources,
     get_driver,
 )
-from rpops.platform import local_cli as platform_cmd
-from rpops.platform.local import LocalDriver
+from rpops.platform.local import cli as platform_cmd
+from rpops.platform.local.driver import LocalDriver
 
 SERVICE = "rp"
 
@@ -246,7 +246,7 @@ def test_dead_proxy_is_restarted_on_its_port(running: LocalDriver) -> None:
 
 
 def test_a_proxy_with_stale_sets_is_healed_on_the_next_read(running: LocalDriver, root: Path) -> None:
-    from rpops.platform.processes import ProxyControl
+    from rpops.platform.local.processes import ProxyControl
 
     proxy = json.loads((root / "state.json").read_text())["services"][SERVICE]["proxy"]
     wanted = running.proxy_status(SERVICE)["sets"]

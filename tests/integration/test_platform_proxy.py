@@ -2,7 +2,7 @@
 
 The backends are stdlib HTTP/1.1 servers in this process, each answering with its own name,
 so every test can see which backend served a request. The proxy runs as its own process
-(`python -m rpops.platform.proxy`) and is stopped by PID at the end of each test.
+(`python -m rpops.platform.local.proxy`) and is stopped by PID at the end of each test.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ class Proxy:
             [
                 sys.executable,
                 "-m",
-                "rpops.platform.proxy",
+                "rpops.platform.local.proxy",
                 "--info-file",
                 str(info),
                 "--ready-interval",
@@ -357,6 +357,7 @@ def test_sigterm_lets_open_requests_finish(proxy: Proxy, backends) -> None:  # n
 def test_proxy_needs_a_token() -> None:
     env = {k: v for k, v in os.environ.items() if k != "RPOPS_PROXY_TOKEN"}
     done = subprocess.run(
-        [sys.executable, "-m", "rpops.platform.proxy"], env=env, capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "rpops.platform.local.proxy"], env=env, capture_output=True, text=True,
+        timeout=30,
     )
     assert done.returncode == 2 and "RPOPS_PROXY_TOKEN" in done.stderr

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rpops.platform.local import LocalDriver
+from rpops.platform.local.driver import LocalDriver
 
 SERVICE = "research-platform"
 
@@ -20,7 +20,7 @@ def rpops(root: Path, outputs: Path, cwd: Path, *args: str) -> subprocess.Comple
         "RPOPS_OUTPUTS": str(outputs),
     }
     return subprocess.run(
-        [sys.executable, "-m", "rpops.cli", *args],
+        [sys.executable, "-m", "rpops", *args],
         env=env,
         cwd=cwd,
         capture_output=True,

@@ -32,9 +32,9 @@ from kmock_fixture import (
 )
 from prometheus_fixture import RunningPrometheus, free_port, start
 from rpops.platform import AutoscalingBounds
-from rpops.platform.local import LocalDriver
-from rpops.scaling.state import iso
-from rpops.scaling.synthetic import Trace, sample
+from rpops.platform.local.driver import LocalDriver
+from rpops.steps.scale.state import iso
+from rpops.steps.scale.synthetic import Trace, sample
 from step_runner import Runner, step_runner
 
 SERVICE = "rp"
@@ -268,7 +268,7 @@ def test_subprocess_exit_code_and_outputs(platform: LocalDriver, tmp_path: Path)
         "RPOPS_PLATFORM": "local",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "rpops.cli", "scale", "--service", SERVICE, "--dry-run", "false"],
+        [sys.executable, "-m", "rpops", "scale", "--service", SERVICE, "--dry-run", "false"],
         capture_output=True,
         text=True,
         env=env,
@@ -278,7 +278,7 @@ def test_subprocess_exit_code_and_outputs(platform: LocalDriver, tmp_path: Path)
     assert done.stdout.startswith("hold rp/v1: 1 -> 1:")
     assert (tmp_path / "cli" / "scaled").read_text() == "false"
     bad = subprocess.run(
-        [sys.executable, "-m", "rpops.cli", "scale", "--service", SERVICE, "--max-replicas", "0"],
+        [sys.executable, "-m", "rpops", "scale", "--service", SERVICE, "--max-replicas", "0"],
         capture_output=True,
         text=True,
         env=env,

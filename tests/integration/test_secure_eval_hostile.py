@@ -197,7 +197,7 @@ def test_the_evaluators_run_under_hard_limits(workload: RunningWorkload) -> None
 def test_half_a_request_is_dropped_by_the_workload(workload: RunningWorkload) -> None:
     import socket
 
-    from rpops.read_deadlines import HEADER_S
+    from rpops.core.read_deadlines import HEADER_S
 
     socks = [socket.create_connection(("127.0.0.1", workload.port), timeout=30) for _ in range(5)]
     for sock in socks[:3]:

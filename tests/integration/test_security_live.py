@@ -19,10 +19,10 @@ from typing import Any
 import jsonschema
 import pytest
 from kmock_fixture import DEPLOYMENTS, SERVICES, ApiServer, deployment_obj, service_obj
-from rpops.errors import UsageError
+from rpops.core.errors import UsageError
 from rpops.platform.base import LISTABLE_KINDS
-from rpops.platform.kubernetes import KubernetesDriver
-from rpops.platform.local import LocalDriver
+from rpops.platform.kubernetes.driver import KubernetesDriver
+from rpops.platform.local.driver import LocalDriver
 
 NS = "rp-security"
 SERVICE = "research-platform"
@@ -191,7 +191,7 @@ def scan(
     if kubeconfig is not None:
         env["KUBECONFIG"] = str(kubeconfig)
     result = subprocess.run(
-        [sys.executable, "-m", "rpops.cli", "security-scan", "--target", str(project), "--no-deps",
+        [sys.executable, "-m", "rpops", "security-scan", "--target", str(project), "--no-deps",
          "--no-code", "--no-cache", "--live", *args],
         capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path, check=False,
     )  # fmt: skip

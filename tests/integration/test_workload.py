@@ -418,7 +418,7 @@ def test_sigterm_stops_gracefully() -> None:
 
 
 def _serve(*flags: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rpops.cli", "workload", "serve", *flags],
+    return subprocess.run([sys.executable, "-m", "rpops", "workload", "serve", *flags],
                           capture_output=True, text=True, timeout=30)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from rpops.security.osv import AdvisoryDB
+from rpops.steps.security.osv import AdvisoryDB
 from security_helpers import ADVISORIES
 
 

@@ -24,7 +24,7 @@ def run_rpops(
     if env is None or "RPOPS_ADVISORY_DB" not in env:
         full_env.pop("RPOPS_ADVISORY_DB", None)
     return subprocess.run(
-        [sys.executable, "-m", "rpops.cli", *args],
+        [sys.executable, "-m", "rpops", *args],
         capture_output=True,
         text=True,
         env=full_env,

@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from rpops.security.code import CodeScanSettings, scan_code
-from rpops.security.code_rules import RULES, scan_source
+from rpops.steps.security.code import CodeScanSettings, scan_code
+from rpops.steps.security.code_rules import RULES, scan_source
 from security_helpers import CORPUS
 
 

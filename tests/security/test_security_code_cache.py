@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rpops.security.code import CodeScanResult, CodeScanSettings, scan_code
+from rpops.steps.security.code import CodeScanResult, CodeScanSettings, scan_code
 
 CORPUS = Path(__file__).parent / "data" / "corpus"
 

@@ -7,8 +7,8 @@ import ast
 from pathlib import Path
 
 import pytest
-from rpops.security import code_rules
-from rpops.security.code_rules import _CHILD_FIELDS, _WALKED
+from rpops.steps.security import code_rules
+from rpops.steps.security.code_rules import _CHILD_FIELDS, _WALKED
 
 SECURITY = Path(code_rules.__file__).parent
 CORPUS = Path(__file__).parent / "data" / "corpus"

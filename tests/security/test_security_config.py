@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from rpops.security.config import CHECKS, K8sObject, check_objects, read_manifests, selector_matches
+from rpops.steps.security.config import CHECKS, K8sObject, check_objects, read_manifests, selector_matches
 from security_helpers import DATA
 
 MANIFESTS = DATA / "manifests"

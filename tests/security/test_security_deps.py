@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from rpops.errors import UsageError
-from rpops.security import deps
+from rpops.core.errors import UsageError
+from rpops.steps.security import deps
 
 
 def pins(result: deps.ReadResult) -> dict[str, str | None]:

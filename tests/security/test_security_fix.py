@@ -7,10 +7,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from rpops.security.deps import read_file
-from rpops.security.depscan import scan_dependencies
-from rpops.security.fix import build_patch, resolve_fix
-from rpops.security.osv import Advisory, AdvisoryDB, match_package
+from rpops.steps.security.deps import read_file
+from rpops.steps.security.depscan import scan_dependencies
+from rpops.steps.security.fix import build_patch, resolve_fix
+from rpops.steps.security.osv import Advisory, AdvisoryDB, match_package
 
 
 def _fix(db: AdvisoryDB, name: str, version: str) -> tuple[str | None, str]:
@@ -97,7 +97,7 @@ def test_patch_applies_and_nothing_changes_in_place(advisory_db: AdvisoryDB, tmp
 
 def test_a_pip_compile_lock_is_found_and_patched(advisory_db: AdvisoryDB, tmp_path: Path) -> None:
     """The step image scans its own source, whose pins live in requirements.lock (pip-compile)."""
-    from rpops.security.deps import discover
+    from rpops.steps.security.deps import discover
 
     project = tmp_path / "project"
     project.mkdir()

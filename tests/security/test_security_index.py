@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from rpops.security.osv import AdvisoryDB, IndexProgress, build_index, match_package
+from rpops.steps.security.osv import AdvisoryDB, IndexProgress, build_index, match_package
 from security_helpers import ADVISORIES
 
 RECORD = """\
@@ -64,7 +64,7 @@ def _safe_loaded_record(path: Path) -> object:
 def test_the_snapshot_reads_as_safe_loader_reads_it() -> None:
     files = sorted((ADVISORIES / "vulns").rglob("*.yaml"))[::7]
     assert len(files) > 300
-    from rpops.security.osv import _load_record
+    from rpops.steps.security.osv import _load_record
 
     for path in files:
         ours = _load_record(path)

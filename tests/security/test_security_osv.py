@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from rpops.errors import Unreachable
-from rpops.security.osv import AdvisoryDB, build_range, match_package, merge_aliases, parse_version
+from rpops.core.errors import Unreachable
+from rpops.steps.security.osv import AdvisoryDB, build_range, match_package, merge_aliases, parse_version
 from security_helpers import ADVISORIES, run_rpops
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from rpops.security.osv import AdvisoryDB
+from rpops.steps.security.osv import AdvisoryDB
 from security_helpers import ADVISORIES, SAMPLE, SARIF_SCHEMA, run_rpops
 
 

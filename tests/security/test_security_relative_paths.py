@@ -18,7 +18,7 @@ def scan(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "RPOPS_OUTPUTS": str(cwd / "out")}
     env.pop("RPOPS_ADVISORY_DB", None)
     return subprocess.run(
-        [sys.executable, "-m", "rpops.cli", "security-scan", "--db", str(ADVISORIES),
+        [sys.executable, "-m", "rpops", "security-scan", "--db", str(ADVISORIES),
          "--max-db-age", "100000d", "--no-cache", *args],
         capture_output=True, text=True, env=env, cwd=cwd, timeout=300,
     )

@@ -14,10 +14,10 @@ from typing import Any
 
 import jsonschema
 import pytest
-from rpops.security.model import Finding, Location
-from rpops.security.osv import AdvisoryDB
-from rpops.security.report import ScanOutcome, decide_gate
-from rpops.security.sarif import INFORMATION_URI, build_sarif
+from rpops.steps.security.model import Finding, Location
+from rpops.steps.security.osv import AdvisoryDB
+from rpops.steps.security.report import ScanOutcome, decide_gate
+from rpops.steps.security.sarif import INFORMATION_URI, build_sarif
 from security_helpers import ADVISORIES, DATA, SAMPLE, SARIF_SCHEMA, run_rpops
 
 from tests.field_tools import sarif_multitool

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rpops.security.osv import AdvisoryDB
+from rpops.steps.security.osv import AdvisoryDB
 from security_helpers import ADVISORIES, REPO, run_rpops
 
 

@@ -7,9 +7,9 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from rpops.errors import UsageError
-from rpops.security.model import Finding, Location
-from rpops.security.suppress import apply, load_file
+from rpops.core.errors import UsageError
+from rpops.steps.security.model import Finding, Location
+from rpops.steps.security.suppress import apply, load_file
 
 
 def finding(rule: str, path: str = "app.py", **props: object) -> Finding:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from pytest_httpserver import HTTPServer
-from rpops.security.osv import AdvisoryDB
+from rpops.steps.security.osv import AdvisoryDB
 from security_helpers import ADVISORIES, run_rpops
 from werkzeug import Request, Response
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from rpops.bluegreen.analysis import (
+from rpops.clients.prometheus import parse_response
+from rpops.core.errors import UsageError
+from rpops.steps.bluegreen.analysis import (
     Measurement,
     MetricResult,
     MetricSpec,
@@ -21,8 +23,6 @@ from rpops.bluegreen.analysis import (
     render_query,
     worst,
 )
-from rpops.errors import UsageError
-from rpops.prometheus import parse_response
 
 BOTH = MetricSpec("m", "q", success="result[0] < 0.5", failure="result[0] > 0.9")
 

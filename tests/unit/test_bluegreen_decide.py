@@ -1,11 +1,11 @@
-"""The pure decisions of a blue-green promotion (rpops.bluegreen.decide)."""
+"""The pure decisions of a blue-green promotion (rpops.steps.bluegreen.decide)."""
 
 from __future__ import annotations
 
 import pytest
-from rpops.bluegreen import decide as d
-from rpops.bluegreen.model import Record, State, World
 from rpops.platform.base import AutoscalingBounds, Routes, Workload
+from rpops.steps.bluegreen import decide as d
+from rpops.steps.bluegreen.model import Record, State, World
 
 
 def wl(

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from rpops.bluegreen import lock
-from rpops.bluegreen.model import (
+from rpops.core.errors import UsageError
+from rpops.platform.base import AutoscalingBounds, check_annotations
+from rpops.steps.bluegreen import lock
+from rpops.steps.bluegreen.model import (
     KEY,
     MAX_TIMELINE,
     LockInfo,
@@ -20,10 +22,8 @@ from rpops.bluegreen.model import (
     timeline_end,
     timeline_start,
 )
-from rpops.bluegreen.probes import Round, builtin_values, parse_counters, served_delta
-from rpops.bluegreen.settings import BlueGreenSettings, build_plan
-from rpops.errors import UsageError
-from rpops.platform.base import AutoscalingBounds, check_annotations
+from rpops.steps.bluegreen.probes import Round, builtin_values, parse_counters, served_delta
+from rpops.steps.bluegreen.settings import BlueGreenSettings, build_plan
 
 FULL = Record(
     phase=State.SWITCHED,

@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 from rpops import __version__
-from rpops.cli import COMMANDS, build_parser
+from rpops.core.cli import build_parser, commands
 
-RPOPS = [sys.executable, "-m", "rpops.cli"]
+RPOPS = [sys.executable, "-m", "rpops"]
 
 
 def _rpops(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*RPOPS, *args], capture_output=True, text=True, timeout=60, cwd=cwd)
 
 
-@pytest.mark.parametrize("command", [c for c in COMMANDS if c != "completion"])
+@pytest.mark.parametrize("command", [c for c in commands() if c != "completion"])
 def test_every_command_prints_the_version(command: str) -> None:
     # -V everywhere; --version too where the command does not use it for a workload version
     assert _rpops(command, "-V").stdout.strip() == f"rpops {__version__}"

@@ -1,4 +1,4 @@
-"""Bad command line input through the real CLI (`python -m rpops.cli`, a new process each):
+"""Bad command line input through the real CLI (`python -m rpops.core.cli`, a new process each):
 broken URLs, devices, FIFOs, nesting bombs and non-finite numbers exit 2 with a message naming
 the input, without a traceback and without writing anything."""
 
@@ -63,7 +63,7 @@ def test_bad_input_exits_2_naming_it(tmp_path: Path, files: dict[str, str], argv
     outputs.mkdir()
     argv = [files.get(a, a) for a in argv]
     done = subprocess.run(
-        [sys.executable, "-m", "rpops.cli", *argv],
+        [sys.executable, "-m", "rpops", *argv],
         capture_output=True, text=True, timeout=60, cwd=tmp_path,
         env={**os.environ, "RPOPS_OUTPUTS": str(outputs), "PYTHONPATH": str(ROOT / "steps")},
     )

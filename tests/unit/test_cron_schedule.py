@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from rpops.errors import UsageError
+from rpops.core.errors import UsageError
 from rpops.local.load.catalog import Catalog, Document, load_documents
 from rpops.local.run.executor import Options
 from rpops.local.server.cron import (

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from rpops.errors import UsageError
+from rpops.core.errors import UsageError
 from rpops.local.expr.eventexpr import ExprError
 from rpops.local.load.catalog import Catalog, Document, load_documents
 from rpops.local.run.executor import Options

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import yaml
-from rpops.errors import UsageError
+from rpops.core.errors import UsageError
 from rpops.local.expr.eventexpr import ExprError, argo_string, compile_expression
 
 from workflows import alerts_binding

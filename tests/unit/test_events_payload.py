@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rpops.errors import UsageError
+from rpops.core.errors import UsageError
 from rpops.local.server.events import (
     Deduplicator,
     PayloadError,

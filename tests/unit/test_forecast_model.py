@@ -6,8 +6,8 @@ import math
 import statistics
 
 import pytest
-from rpops.scaling.forecast import DAY, NotEnoughHistory, fit, mape, regularise
-from rpops.scaling.synthetic import Spike, Trace, sample, truth_at
+from rpops.steps.scale.forecast import DAY, NotEnoughHistory, fit, mape, regularise
+from rpops.steps.scale.synthetic import Spike, Trace, sample, truth_at
 
 STEP = 300.0
 MONDAY = 1_799_020_800.0  # 2027-01-04 00:00 UTC, a Monday

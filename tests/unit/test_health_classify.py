@@ -7,7 +7,8 @@ import math
 from typing import Any
 
 import pytest
-from rpops.classify import (
+from rpops.clients.probe import ProbeResult
+from rpops.steps.health.decide import (
     NAME_DOCS,
     Target,
     TargetProbe,
@@ -19,7 +20,6 @@ from rpops.classify import (
     render_reason,
     signal_names,
 )
-from rpops.probe import ProbeResult
 
 RULES = load_rules(None)
 

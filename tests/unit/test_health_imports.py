@@ -11,7 +11,7 @@ import pytest
 
 WRAPPER = """
 import sys
-from rpops.cli import main
+from rpops.core.cli import main
 try:
     main(sys.argv[1:])
 except SystemExit:
@@ -37,6 +37,6 @@ def test_help_imports_neither_kubernetes_nor_hera_nor_the_probe_stack(command: s
 def test_a_real_run_imports_no_kubernetes_or_hera(tmp_path: Path) -> None:
     modules = imported(["health-check", "--target", "a=http://127.0.0.1:9", "--samples", "1",
                         "--retries", "0", "--timeout", "0.5"], tmp_path)
-    assert {"asyncio", "yaml"} <= modules  # it did run (plain http needs no httpx: see rpops.probe)
+    assert {"asyncio", "yaml"} <= modules  # it did run (plain http needs no httpx: see rpops.clients.probe)
     assert (tmp_path / "status").read_text() == "unhealthy"
     assert not modules & {"kubernetes", "hera"}

@@ -1,4 +1,4 @@
-"""rpops.probe against real sockets on 127.0.0.1: keep-alive, retries, timeouts, percentiles."""
+"""rpops.clients.probe against real sockets on 127.0.0.1: keep-alive, retries, timeouts, percentiles."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import statistics
 
 import pytest
 from pytest_httpserver import HTTPServer
-from rpops.probe import Prober, ProbeResult, backoff_delay, percentile
+from rpops.clients.probe import Prober, ProbeResult, backoff_delay, percentile
 
 
 class KeepAliveServer:

@@ -6,7 +6,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from rpops.classify import (
+from rpops.clients.probe import ProbeResult
+from rpops.core.errors import UsageError
+from rpops.steps.health.decide import (
     DEFAULT_RULES_PATH,
     QUERY_NAMES,
     Target,
@@ -16,8 +18,6 @@ from rpops.classify import (
     load_rules,
     signal_names,
 )
-from rpops.errors import UsageError
-from rpops.probe import ProbeResult
 
 
 def write(tmp_path: Path, text: str) -> str:

@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
-from rpops.classify import Target
-from rpops.errors import UsageError
-from rpops.health import HealthSettings, check_url, parse_targets, plan
+from rpops.core.errors import UsageError
+from rpops.steps.health.cli import HealthSettings, check_url, parse_targets, plan
+from rpops.steps.health.decide import Target
 
 
 def test_repeated_flags_and_comma_separated_pairs() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from rpops.platform import k8s_model as m
+from rpops.platform.kubernetes import model as m
 
 
 def deployment(replicas: int = 2, revision: str | None = "3", uid: str | None = None) -> dict[str, Any]:

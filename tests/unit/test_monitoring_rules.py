@@ -116,7 +116,8 @@ def test_remediable_alerts_carry_the_labels_the_binding_reads() -> None:
 
 def test_thresholds_match_the_health_check_and_the_deployment() -> None:
     """An alert and the recovery's health check must agree on what is degraded or overloaded."""
-    health = yaml.safe_load((ROOT / "steps" / "rpops" / "data" / "health-rules.yaml").read_text())[
+    rules_file = ROOT / "steps" / "rpops" / "steps" / "health" / "health-rules.yaml"
+    health = yaml.safe_load(rules_file.read_text())[
         "thresholds"
     ]
     doc = load_rules()

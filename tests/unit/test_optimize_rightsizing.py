@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import pytest
 from rpops.platform.base import Resources
-from rpops.rightsizing import (
+from rpops.steps.optimize.decide import (
     MI,
     PodSeries,
     RightsizingSettings,
@@ -54,7 +54,7 @@ def test_quantities_round_up() -> None:
 # memory_min_value=100 (MiB). A resource with fewer than points_required=100 points (summed
 # over pods) gets no recommendation; history_range_enough wants >= 3 h of overall range.
 # The quantile is Prometheus's (linear interpolation between closest ranks), computed here with
-# the standard library, independently of rpops.rightsizing.percentile.
+# the standard library, independently of rpops.steps.optimize.decide.percentile.
 
 
 def krr_quantile(values: Sequence[float], q: float) -> float:

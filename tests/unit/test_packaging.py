@@ -12,7 +12,7 @@ from email.parser import Parser
 from pathlib import Path
 
 from packaging.requirements import Requirement
-from rpops.security.sarif import INFORMATION_URI
+from rpops.steps.security.sarif import INFORMATION_URI
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())

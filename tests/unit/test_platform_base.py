@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from rpops.errors import RpopsError, UsageError
+from rpops.core.errors import RpopsError, UsageError
 from rpops.platform import (
     AutoscalingBounds,
     Conflict,
@@ -134,7 +134,7 @@ def test_annotations_are_prefixed_once() -> None:
 
 
 def test_get_driver_by_name_and_env(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
-    from rpops.platform.local import LocalDriver
+    from rpops.platform.local.driver import LocalDriver
 
     monkeypatch.setenv("RPOPS_PLATFORM", "local")
     assert isinstance(get_driver(root=tmp_path), LocalDriver)
@@ -147,7 +147,7 @@ def test_get_driver_by_name_and_env(tmp_path, monkeypatch: pytest.MonkeyPatch) -
 
 def test_importing_the_package_does_not_load_the_kubernetes_client() -> None:
     code = (
-        "import sys, rpops.platform, rpops.platform.local; "
+        "import sys, rpops.platform, rpops.platform.local.driver; "
         "print(sorted(m for m in sys.modules if m == 'kubernetes' or m.startswith('kubernetes.')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

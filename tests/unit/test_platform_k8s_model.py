@@ -7,9 +7,9 @@ from typing import Any
 
 import jsonpatch
 import pytest
-from rpops.errors import UsageError
+from rpops.core.errors import UsageError
 from rpops.platform import AutoscalingBounds, Resources
-from rpops.platform import k8s_model as m
+from rpops.platform.kubernetes import model as m
 
 
 def dep(replicas: int = 2, rv: str | None = "5", **status: Any) -> dict[str, Any]:

@@ -4,7 +4,7 @@ tests/integration/test_platform_proxy.py)."""
 from __future__ import annotations
 
 import pytest
-from rpops.platform.proxy import Backend, BadMessage, chunked_end, head_fields
+from rpops.platform.local.proxy import Backend, BadMessage, chunked_end, head_fields
 
 
 def test_proxy_head_parsing() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from rpops.platform import PlatformError
-from rpops.platform.state import (
+from rpops.platform.local.state import (
     InstanceState,
     PlatformState,
     ProxyState,
@@ -66,7 +66,7 @@ def test_lock_excludes_other_processes(tmp_path: Path) -> None:
             textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from rpops.platform.state import StateStore
+        from rpops.platform.local.state import StateStore
         with StateStore(Path({str(tmp_path)!r})).locked():
             print("locked", flush=True)
             time.sleep(30)

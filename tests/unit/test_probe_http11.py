@@ -7,7 +7,7 @@ import asyncio
 import socket
 from collections.abc import Awaitable, Callable
 
-from rpops.probe import Prober, ProbeResult
+from rpops.clients.probe import Prober, ProbeResult
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 

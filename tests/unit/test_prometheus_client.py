@@ -1,4 +1,4 @@
-"""rpops.prometheus against pytest-httpserver serving Prometheus HTTP API answers."""
+"""rpops.clients.prometheus against pytest-httpserver serving Prometheus HTTP API answers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from urllib.parse import parse_qs
 
 import pytest
 from pytest_httpserver import HTTPServer
-from rpops.prometheus import AsyncPrometheus, Outcome, Prometheus, QueryResult, parse_response
+from rpops.clients.prometheus import AsyncPrometheus, Outcome, Prometheus, QueryResult, parse_response
 from werkzeug import Request, Response
 
 VECTOR = {

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from rpops.errors import UsageError
+from rpops.core.errors import UsageError
+from rpops.core.parsers import NestingError, depth_exceeds, finite_float, http_url, loads_json
+from rpops.core.settings import add_arguments, from_args, setting
 from rpops.local.expr.eventexpr import ExprError
 from rpops.local.expr.substitute import Unresolved, render, tags
 from rpops.local.server.bindings import event_env, load_bindings, match
 from rpops.local.server.events import PayloadError, check_alertmanager
-from rpops.parsers import NestingError, depth_exceeds, finite_float, http_url, loads_json
-from rpops.settings import add_arguments, from_args, setting
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from rpops.errors import UsageError
+from rpops.core.errors import UsageError
 from rpops.rules import (
     BUILTIN_NAMES,
     DEFAULT_LIMITS,

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 
 import pytest
-from rpops.cli import build_parser, main
-from rpops.errors import UsageError
-from rpops.optimize import OptimizeSettings
-from rpops.optimize import Plan as OptimizePlan
-from rpops.optimize import plan as optimize_plan
-from rpops.scale import ScaleSettings
-from rpops.scale import plan as scale_plan
-from rpops.settings import from_args
+from rpops.core.cli import build_parser, main
+from rpops.core.errors import UsageError
+from rpops.core.settings import from_args
+from rpops.steps.optimize.cli import OptimizeSettings
+from rpops.steps.optimize.cli import Plan as OptimizePlan
+from rpops.steps.optimize.cli import plan as optimize_plan
+from rpops.steps.scale.cli import ScaleSettings
+from rpops.steps.scale.cli import plan as scale_plan
 
 
 @pytest.mark.parametrize("command", ["scale", "optimize"])

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 from rpops.platform.base import AutoscalingBounds
-from rpops.scaling.policy import load_policy
-from rpops.scaling.reactive import (
+from rpops.steps.scale.policy import load_policy
+from rpops.steps.scale.reactive import (
     Bounds,
     Reading,
     decide_reactive,
@@ -18,7 +18,7 @@ from rpops.scaling.reactive import (
     prune,
     stabilised,
 )
-from rpops.scaling.state import ScaleState
+from rpops.steps.scale.state import ScaleState
 
 NOW = 1_800_000_000.0
 POLICY = load_policy()

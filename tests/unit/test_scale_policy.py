@@ -6,13 +6,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from rpops.errors import UsageError
+from rpops.core.errors import UsageError
 from rpops.platform.base import AutoscalingBounds
-from rpops.scaling.policy import load_policy
-from rpops.scaling.predictive import Capacity, ForecastSummary, decide_predictive, measure_capacity
-from rpops.scaling.queries import instances_regex, render
-from rpops.scaling.reactive import Bounds, Decision, Reading, evaluate
-from rpops.scaling.state import (
+from rpops.steps.scale.policy import load_policy
+from rpops.steps.scale.predictive import Capacity, ForecastSummary, decide_predictive, measure_capacity
+from rpops.steps.scale.queries import instances_regex, render
+from rpops.steps.scale.reactive import Bounds, Decision, Reading, evaluate
+from rpops.steps.scale.state import (
     HPA_BASE_MIN,
     LAST_TIME,
     RECOMMENDATIONS,
@@ -228,7 +228,7 @@ def test_predictive_without_forecast_or_capacity_decides_nothing() -> None:
 
 
 def test_capacity_is_measured_at_the_most_loaded_resource() -> None:
-    from rpops.scaling.policy import load_policy
+    from rpops.steps.scale.policy import load_policy
 
     p = load_policy()
     results = [

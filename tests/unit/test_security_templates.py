@@ -13,7 +13,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:  # `workflows/` is not an installed package
     sys.path.insert(0, str(REPO_ROOT))
 
-from rpops.security.model import SEVERITIES  # noqa: E402
+from rpops.steps.security.model import SEVERITIES  # noqa: E402
 
 from workflows import daily_security_scan, security_scan  # noqa: E402
 from workflows.common import RenderConfig  # noqa: E402

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from rpops.probe import ProbeResult
-from rpops.validate import CheckResult, Observation, decide, render_json, render_table
+from rpops.clients.probe import ProbeResult
+from rpops.steps.validate.act import render_json, render_table
+from rpops.steps.validate.decide import CheckResult, Observation, decide
 
 BASE = "http://127.0.0.1:8000"
 

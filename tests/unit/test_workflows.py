@@ -16,7 +16,7 @@ if str(REPO_ROOT) not in sys.path:  # `workflows/` is not an installed package
     sys.path.insert(0, str(REPO_ROOT))
 
 from hera.workflows import Container  # noqa: E402
-from rpops.errors import UsageError  # noqa: E402
+from rpops.core.errors import UsageError  # noqa: E402
 
 from workflows import (  # noqa: E402
     TEMPLATE_MODULES,

@@ -3,7 +3,7 @@
 Generated from this module (`python -m rpops.alerting.render`; a test fails on drift):
 - manifests/monitoring/prometheus-rules.yaml: the recording rules and the alerts, each alert's
   expression `<value> <op> <threshold>` with the threshold's number written in;
-- the `thresholds:` block of rpops/data/health-rules.yaml, which the health check's rules read.
+- the `thresholds:` block of rpops/steps/health/health-rules.yaml, which the health check's rules read.
 
 An alert-driven recovery reads the alert's rule back from Prometheus and looks it up here
 only for what Prometheus does not know: the health status the alert stands for (which picks

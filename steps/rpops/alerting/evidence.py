@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rpops.errors import Unreachable, UsageError
+from rpops.core.errors import Unreachable, UsageError
 
 ONSET, LATEST = "onset", "latest"
 _OPS = ("==", "!=", ">=", "<=", ">", "<")
@@ -295,7 +295,7 @@ def measure(
 async def measure_async(
     prober: Any, prometheus: str, alertname: str, labels: Mapping[str, str], reading: str = ONSET
 ) -> Evidence:
-    """`measure` through an `rpops.probe.Prober` (its timeout and retries)."""
+    """`measure` through an `rpops.clients.probe.Prober` (its timeout and retries)."""
     rule = rule_from(await _get_async(prober, prometheus, *rules_request(prometheus)), alertname, prometheus)
     comparison = comparison_of(rule)
     url, params = query_request(prometheus, rule, comparison, reading, None)

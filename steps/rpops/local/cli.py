@@ -3,7 +3,7 @@
 rpops local run <template-name | file.yaml | KIND/NAME> [-p key=value ...] [--output json]
 rpops local list | get NAME | watch NAME | logs NAME [--node X] [-f] | resume NAME | stop NAME
 rpops local retry NAME | delete NAME... | lint
-rpops local platform up|down|status   (rpops.platform.local_cli)
+rpops local platform up|down|status   (rpops.platform.local.cli)
 rpops local serve [--port P]           (rpops.local.server.serve)
 """
 
@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rpops.errors import UsageError
-from rpops.parsers import argparse_float
+from rpops.core.errors import UsageError
+from rpops.core.parsers import argparse_float
 
 DEFAULT_MANIFESTS = "manifests/argo"
 DEFAULT_RUNS = ".rpops/runs"
@@ -153,7 +153,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("target", nargs="?", help="one template name or file (default: everything in --manifests)")
     p.add_argument("--manifests", default=None, metavar="DIR", help=f"default: {DEFAULT_MANIFESTS}")
 
-    # Flags are parsed by rpops.platform.local_cli itself, imported only when used.
+    # Flags are parsed by rpops.platform.local.cli itself, imported only when used.
     p = sub.add_parser("platform", help=SUBCOMMANDS["platform"], add_help=False, prefix_chars="\x00")
     p.add_argument("platform_args", nargs=argparse.REMAINDER)
 
@@ -183,9 +183,9 @@ def run(args: argparse.Namespace) -> int | None:
 
 
 def _platform(args: argparse.Namespace) -> int | None:
-    from rpops.cli import _Parser
+    from rpops.core.cli import _Parser
 
-    module = importlib.import_module("rpops.platform.local_cli")
+    module = importlib.import_module("rpops.platform.local.cli")
     parser = _Parser(prog="rpops local platform", description=SUBCOMMANDS["platform"])
     module.configure(parser)
     result: int | None = module.run(parser.parse_args(args.platform_args))

@@ -11,7 +11,7 @@ import argparse
 import os
 from typing import Any
 
-from rpops.errors import UsageError
+from rpops.core.errors import UsageError
 from rpops.platform.base import (
     ANNOTATION_PREFIX,
     AutoscalingBounds,
@@ -57,11 +57,11 @@ def get_driver(name: str | None = None, namespace: str | None = None, **opts: An
     """
     chosen = (name or os.environ.get("RPOPS_PLATFORM") or "local").strip().lower()
     if chosen == "local":
-        from rpops.platform.local import LocalDriver
+        from rpops.platform.local.driver import LocalDriver
 
         return LocalDriver(**opts)
     if chosen == "kubernetes":
-        from rpops.platform.kubernetes import KubernetesDriver
+        from rpops.platform.kubernetes.driver import KubernetesDriver
 
         return KubernetesDriver(namespace=namespace, **opts)
     raise UsageError(f"platform {chosen!r} is unknown: set RPOPS_PLATFORM to one of {', '.join(DRIVERS)}")

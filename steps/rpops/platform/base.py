@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from rpops.errors import RpopsError, Unreachable, UsageError
+from rpops.core.errors import RpopsError, Unreachable, UsageError
 
 ANNOTATION_PREFIX = "rpops.research-platform.io/"
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import Any
 
-from rpops.errors import UsageError
+from rpops.core.errors import UsageError
 
 RULE_FILENAME = "<rule>"  # code objects of rules carry it; builtins use it to spot rule generators
 

@@ -26,7 +26,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rpops import rules
-from rpops.parsers import NestingError, loads_json
+from rpops.core.parsers import NestingError, loads_json
 from rpops.workload.faults import FaultEffects, FaultError, Faults, merge_faults
 from rpops.workload.metrics import Monitor, RequestMetrics
 from rpops.workload.openapi import build_openapi

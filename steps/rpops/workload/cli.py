@@ -18,9 +18,9 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from rpops.errors import UsageError
-from rpops.listen import bind
-from rpops.settings import add_arguments, from_args, setting
+from rpops.core.errors import UsageError
+from rpops.core.listen import bind
+from rpops.core.settings import add_arguments, from_args, setting
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def serve(settings: ServeSettings) -> int:
     sock = _bind(settings.host, settings.port)
     port = int(sock.getsockname()[1])
     app = create_app(settings.version, admin_token=admin_token, faults=faults)
-    from rpops.read_deadlines import deadline_protocol
+    from rpops.core.read_deadlines import deadline_protocol
 
     config = uvicorn.Config(app, ws="none", lifespan="on", access_log=settings.access_log,
                             log_config=None, timeout_graceful_shutdown=int(settings.graceful_timeout),

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rpops.errors import UsageError
+from rpops.core.errors import UsageError
 
 log = logging.getLogger(__name__)
 

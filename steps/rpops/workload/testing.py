@@ -5,7 +5,7 @@
         workload.set_faults(error_rate=0.5)
         workload.clear_faults()
 
-The process is `python -m rpops.cli workload serve` on 127.0.0.1 with a free port; it is stopped
+The process is `python -m rpops.core.cli workload serve` on 127.0.0.1 with a free port; it is stopped
 by PID (SIGTERM, then SIGKILL) when the block exits, on `stop()`, or at interpreter exit.
 """
 
@@ -164,7 +164,7 @@ def start_workload(version: str = "v1", admin_token: str | None = "t",  # noqa: 
     """
     initial = merge_faults(Faults(), faults)  # refuses bad faults before a process starts
     workdir = Path(tempfile.mkdtemp(prefix="rpops-workload-"))
-    argv = [sys.executable, "-m", "rpops.cli", "workload", "serve", "--host", host, "--port", "0",
+    argv = [sys.executable, "-m", "rpops", "workload", "serve", "--host", host, "--port", "0",
             "--port-file", str(workdir / "port"), "--version", version]
     for name, value in faults.items():
         argv += ["--fault", f"{name}={_flag_value(value)}"]

@@ -10,7 +10,7 @@ from rpops.local.load.catalog import Catalog, load_documents
 from rpops.local.run.executor import Options
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / "local_workflows"
-RPOPS = [sys.executable, "-m", "rpops.cli"]
+RPOPS = [sys.executable, "-m", "rpops"]
 
 
 def catalog() -> Catalog:

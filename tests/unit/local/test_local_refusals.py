@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 from local_helpers import RPOPS, WORKFLOWS, catalog
-from rpops.errors import UsageError
+from rpops.core.errors import UsageError
 from rpops.local.api import start
 from rpops.local.load.catalog import load_documents
 

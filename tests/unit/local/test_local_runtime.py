@@ -255,7 +255,7 @@ def test_rpops_steps_work_without_an_activated_venv(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "rpops.cli",
+            "rpops",
             "local",
             "run",
             "conf-script",

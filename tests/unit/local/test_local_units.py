@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
+from rpops.core.durations import parse_duration
 from rpops.local.expr.substitute import Unresolved, render, tags
 from rpops.local.load import schema
-from rpops.local.load.durations import parse_duration
 from rpops.local.load.model import Sequence, scalar_str
 from rpops.local.records.nodes import Node, node_id
 from rpops.local.run import locks

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rpops.errors import UsageError
+from rpops.core.errors import UsageError
 from rpops.local.expr.expressions import ExpressionError, _regex
 
 MAX_SOURCE = 2000

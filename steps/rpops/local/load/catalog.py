@@ -17,9 +17,9 @@ from typing import Any
 
 import yaml
 
-from rpops.errors import UsageError
+from rpops.core.durations import parse_duration
+from rpops.core.errors import UsageError
 from rpops.local.load import model, paths, schema
-from rpops.local.load.durations import parse_duration
 from rpops.local.load.model import Template, WorkflowSpec
 
 API_VERSION = "argoproj.io/v1alpha1"

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rpops.errors import UsageError
+from rpops.core.errors import UsageError
 from rpops.local.load.catalog import Catalog, Document, Scope
 from rpops.local.load.model import Parameter, Step, Template, WorkflowSpec
 

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from rpops.errors import UsageError
+from rpops.core.errors import UsageError
 from rpops.local.expr import exprlang
 from rpops.local.expr.expressions import ExpressionError, dependencies_expr, parse_depends, parse_when
 from rpops.local.expr.substitute import blank_tags, strings, tags

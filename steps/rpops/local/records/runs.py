@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rpops.errors import UsageError
+from rpops.core.errors import UsageError
 from rpops.local.records.nodes import FULFILLED, timestamp
 
 if TYPE_CHECKING:

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rpops.errors import UsageError
+from rpops.core.durations import parse_duration, parse_int
+from rpops.core.errors import UsageError
 from rpops.local.expr import exprlang
 from rpops.local.expr.expressions import ExpressionError
 from rpops.local.expr.substitute import deep_map, first_unresolved, render
 from rpops.local.load.catalog import Scope
-from rpops.local.load.durations import parse_duration, parse_int
 from rpops.local.load.model import Parameter, Template
 from rpops.local.load.plan import Plan
 from rpops.local.records.nodes import (

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rpops.core.durations import parse_duration, parse_int
 from rpops.local.load import paths
-from rpops.local.load.durations import parse_duration, parse_int
 from rpops.local.load.model import Template
 from rpops.local.records.nodes import ERROR, FAILED, RUNNING, SUCCEEDED, Node
 from rpops.local.run import isolation

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rpops.errors import UsageError
+from rpops.core.errors import UsageError
 from rpops.local.expr.eventexpr import ExprError, Expression, argo_string, compile_expression
 from rpops.local.load.catalog import API_VERSION, Catalog, Document
 

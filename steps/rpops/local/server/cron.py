@@ -32,9 +32,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from rpops.errors import UsageError
+from rpops.core.durations import parse_duration
+from rpops.core.errors import UsageError
 from rpops.local.load.catalog import API_VERSION, Catalog, Document
-from rpops.local.load.durations import parse_duration
 
 log = logging.getLogger("rpops.local.server.serve")
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rpops.errors import UsageError
+from rpops.core.errors import UsageError
 
 ALERTMANAGER_VERSION = "4"
 MAX_ALERTS = 1000

@@ -41,10 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rpops.errors import UsageError
-from rpops.listen import bind
-from rpops.parsers import NestingError, finite_float, is_json_media_type, loads_json, read_text_file
-from rpops.settings import add_arguments, from_args, setting
+from rpops.core.errors import UsageError
+from rpops.core.listen import bind
+from rpops.core.parsers import NestingError, finite_float, is_json_media_type, loads_json, read_text_file
+from rpops.core.settings import add_arguments, from_args, setting
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -411,7 +411,7 @@ def run(args: argparse.Namespace) -> int:
     server = build_server(settings, limits)
     sock = bind(settings.host, settings.port)
     port = int(sock.getsockname()[1])
-    from rpops.read_deadlines import deadline_protocol
+    from rpops.core.read_deadlines import deadline_protocol
 
     config = uvicorn.Config(
         create_app(server),
@@ -457,8 +457,8 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m rpops.local.server.serve`: the same command without going through `rpops local`."""
-    from rpops.cli import _Parser
-    from rpops.io import run_step, setup_logging
+    from rpops.core.cli import _Parser
+    from rpops.core.io import run_step, setup_logging
 
     parser = _Parser(prog="rpops local serve")
     configure(parser)

@@ -1,0 +1,2 @@
+"""What every step shares: the CLI, settings and switches, the step contract's I/O and exit codes,
+errors, and the small parsers (durations, times, URLs, size-capped files)."""

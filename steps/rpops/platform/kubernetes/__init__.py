@@ -1,0 +1,1 @@
+"""The kubernetes driver: Deployments, Services and HPAs through the official client."""

@@ -1,2 +1,0 @@
-"""Scaling: the policy, reactive and predictive decisions (pure), the forecast model, and the
-state `rpops scale` keeps in annotations. `rpops.scale` observes and acts around them."""

@@ -214,11 +214,26 @@ class Instance:
     pid: int | None = None  # local only
 
 
+@dataclass(frozen=True)
+class SeriesQueries:
+    """Where a platform's series are in Prometheus, in PromQL with placeholders ($service, $version,
+    $namespace, $instances, $window, $step; rpops.clients.promql renders them).
+
+    selector: the label matchers of one version's series;
+    cpu_usage, memory_usage: CPU cores and memory bytes per replica (a `by` label per pod/instance).
+    """
+
+    selector: str
+    cpu_usage: str
+    memory_usage: str
+
+
 @runtime_checkable
 class PlatformDriver(Protocol):
     """What steps need from a platform. Workloads are named by (service, version)."""
 
     name: str
+    series: SeriesQueries  # a class attribute: readable before a driver is made
 
     def workload(self, service: str, version: str) -> Workload:
         """One version's replicas, readiness, image, resources, autoscaling and annotations."""

@@ -46,6 +46,7 @@ from rpops.platform.base import (
     PlatformUnavailable,
     Resources,
     Routes,
+    SeriesQueries,
     Workload,
     check_annotations,
     check_kinds,
@@ -123,6 +124,15 @@ class KubernetesDriver:
     scan)."""
 
     name = "kubernetes"
+    # The pod and namespace labels manifests/monitoring/prometheus-scrape.yaml (and cAdvisor) attach;
+    # cAdvisor's series of the pod's containers, not of its pause container.
+    series = SeriesQueries(
+        selector='namespace="$namespace",pod=~"$service-$version-.*"',
+        cpu_usage='sum by (pod) (rate(container_cpu_usage_seconds_total{$selector,container!="",'
+        'container!="POD"}[$window]))',
+        memory_usage='max by (pod) (max_over_time(container_memory_working_set_bytes{$selector,'
+        'container!="",container!="POD"}[$step]))',
+    )
 
     def __init__(
         self,

@@ -41,6 +41,7 @@ from rpops.platform.base import (
     PlatformError,
     Resources,
     Routes,
+    SeriesQueries,
     Workload,
     check_annotations,
     check_kinds,
@@ -110,6 +111,12 @@ class LocalDriver:
     """PlatformDriver over local processes; see the module docstring."""
 
     name = "local"
+    # A process's own host:port is the `instance` label of whatever Prometheus scrapes from it.
+    series = SeriesQueries(
+        selector='instance=~"$instances"',
+        cpu_usage="sum by (instance) (rate(process_cpu_seconds_total{$selector}[$window]))",
+        memory_usage="max by (instance) (max_over_time(process_resident_memory_bytes{$selector}[$step]))",
+    )
 
     def __init__(
         self,

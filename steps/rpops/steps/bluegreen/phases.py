@@ -140,7 +140,7 @@ class Promoter:
         return f"http://{name}.{namespace}.svc:{K8S_SERVICE_PORT}"
 
     def placeholders(self, version: str, stable: str | None, urls: list[str]) -> dict[str, str]:
-        from rpops.steps.scale.queries import default_selector, instances_regex
+        from rpops.clients.promql import instances_regex
 
         values = {
             "$service": self.service,
@@ -149,7 +149,7 @@ class Promoter:
             "$namespace": str(getattr(self.driver, "namespace", "")),
             "$instances": instances_regex(urls),
         }
-        selector = default_selector(self.driver.name)
+        selector = self.driver.series.selector
         for name in ("$service", "$version", "$namespace", "$instances"):
             selector = selector.replace(name, values[name])
         values["$green"] = selector

@@ -264,12 +264,13 @@ def _series(result: Any) -> tuple[PodSeries, ...]:
 
 def observe(p: Plan, driver: PlatformDriver) -> Observation:
     from rpops.clients.prometheus import Prometheus
+    from rpops.clients.promql import check_result, instances_regex, render
+    from rpops.platform import driver_class
     from rpops.steps.scale.cli import resolve_workload
-    from rpops.steps.scale.queries import check_result, default_selector, instances_regex, render
 
     version, workload = resolve_workload(driver, p.service, p.version)
     instances = tuple(driver.instances(p.service, version))
-    selector = p.settings.selector.strip() or default_selector(p.platform)
+    selector = p.settings.selector.strip() or driver_class(p.platform).series.selector
     start = p.now - p.settings.history_hours * 3600
     found: dict[str, tuple[PodSeries, ...]] = {}
     summaries: dict[str, Any] = {}

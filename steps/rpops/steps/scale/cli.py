@@ -378,9 +378,10 @@ def render_query(
     version: str,
     instances: tuple[Instance, ...],
 ) -> str:
-    from rpops.steps.scale.queries import default_selector, instances_regex, render
+    from rpops.clients.promql import instances_regex, render
+    from rpops.platform import driver_class
 
-    selector = plan.settings.selector.strip() or default_selector(plan.platform)
+    selector = plan.settings.selector.strip() or driver_class(plan.platform).series.selector
     return render(
         template,
         label=label,
@@ -398,7 +399,7 @@ def prometheus_readings(
 ) -> tuple[dict[str, Reading], dict[str, Any], list[str]]:
     """Instant queries per resource; resources without a query are left to the instances."""
     from rpops.clients.prometheus import Prometheus
-    from rpops.steps.scale.queries import check_result
+    from rpops.clients.promql import check_result
     from rpops.steps.scale.reactive import Reading
 
     assert plan.prometheus is not None
@@ -433,7 +434,7 @@ def rate_history(
 ) -> tuple[tuple[tuple[float, float], ...], dict[str, Any]]:
     """The request-rate history (summed over series per timestamp)."""
     from rpops.clients.prometheus import Prometheus
-    from rpops.steps.scale.queries import check_result
+    from rpops.clients.promql import check_result
 
     assert plan.prometheus is not None
     pp = plan.policy.predictive

@@ -1,15 +1,11 @@
-"""PromQL templates: the label selector of a workload's series, and placeholder substitution.
+"""PromQL templates: placeholder substitution, and a failed query mapped onto the step contract.
 
 Placeholders: $selector (label matchers of the version's series), $window (rate window),
 $service, $version, $namespace, $instances (a regex of the version's instances' host:port),
 $step (the resolution of a range query, for `max_over_time(...[$step])` so that no peak falls
 between two points).
 
-The default selector depends on the platform (`RPOPS_PLATFORM`):
-- kubernetes: `namespace="$namespace",pod=~"$service-$version-.*"`: the pod and namespace labels
-  that manifests/monitoring/prometheus-scrape.yaml (and cAdvisor) attach;
-- local: `instance=~"$instances"`: the processes' own host:port, which Prometheus puts in the
-  `instance` label of whatever it scrapes from them.
+The selector of a version's series is the platform driver's (`PlatformDriver.series`).
 """
 
 from __future__ import annotations
@@ -21,15 +17,7 @@ from urllib.parse import urlsplit
 from rpops.core.errors import UsageError
 
 PLACEHOLDERS = ("$selector", "$window", "$service", "$version", "$namespace", "$instances", "$step")
-DEFAULT_SELECTORS = {
-    "kubernetes": 'namespace="$namespace",pod=~"$service-$version-.*"',
-    "local": 'instance=~"$instances"',
-}
 _UNKNOWN = re.compile(r"\$[A-Za-z_][A-Za-z0-9_]*")
-
-
-def default_selector(platform: str) -> str:
-    return DEFAULT_SELECTORS.get(platform, DEFAULT_SELECTORS["local"])
 
 
 def instances_regex(urls: Sequence[str]) -> str:

@@ -121,3 +121,6 @@ def from_args(cls: type[T], args: argparse.Namespace) -> T:
             continue
         values[field.name] = tuple(value) if field.metadata.get("repeat") else value
     return cls(**values)
+
+# The regions of manifests/overlays/.
+REGIONS = ("us-east", "eu-west", "asia-pacific")

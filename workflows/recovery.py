@@ -31,14 +31,16 @@ from collections.abc import Mapping, Sequence
 
 from hera.workflows import DAG, Parameter, Task, WorkflowTemplate
 from hera.workflows.models import Mutex, Synchronization, TemplateRef, ValueFrom
+from rpops.core.settings import REGIONS
 
 from workflows import health_check, optimize, scale, security_scan
 from workflows.common import (
     DESCRIPTION_ANNOTATION,
     NAME_PREFIX,
     Input,
-    OldOutput,
+    Output,
     RenderConfig,
+    forwarded,
     workflow_template,
 )
 
@@ -63,7 +65,7 @@ REGION = Input(
     "Region of the service (us-east, eu-west, asia-pacific), passed to every step's metrics; empty when "
     "not region-specific.",
     "",
-    enum=health_check.REGION.enum,
+    enum=("", *REGIONS),
 )
 PROMETHEUS = Input(
     "prometheus",
@@ -98,21 +100,21 @@ CHECK, VERIFY = "check-health", "verify-health"
 STATUS = f"{{{{tasks.{CHECK}.outputs.parameters.status}}}}"
 
 OUTPUTS = (
-    OldOutput(
+    Output(
         "status",
         "unknown",
         "Health after the remediation: healthy, degraded, overloaded or unhealthy; unknown when the "
         "second check did not run.",
     ),
-    OldOutput("reason", "the second health check did not run", "Why that status was chosen, in one line."),
-    OldOutput("p95_ms", "-1", "95th percentile response time of the second check, in ms; -1 when unknown."),
-    OldOutput(
+    Output("reason", "the second health check did not run", "Why that status was chosen, in one line."),
+    Output("p95_ms", "-1", "95th percentile response time of the second check, in ms; -1 when unknown."),
+    Output(
         "outcome",
         "not-run",
         "What the second check found: cleared (the alert's condition no longer holds) or classified "
         "(started by hand); not-run when it did not run (a step before it failed: see its reason).",
     ),
-    OldOutput(
+    Output(
         "initial-status",
         "unknown",
         "Health found by the first check, which chose the remediation; unknown when it did not run.",
@@ -164,10 +166,10 @@ def _dag_outputs() -> list[Parameter]:
         ),
     )
     return [
-        status.forwarded(VERIFY),
-        reason.forwarded(VERIFY),
-        p95.forwarded(VERIFY),
-        outcome.forwarded(VERIFY),
+        forwarded(status, VERIFY),
+        forwarded(reason, VERIFY),
+        forwarded(p95, VERIFY),
+        forwarded(outcome, VERIFY),
         first,
     ]
 

@@ -1,4 +1,5 @@
-"""Render every WorkflowTemplate to `manifests/argo/<name>.yaml` (`make render`).
+"""Render every WorkflowTemplate to `manifests/argo/<name>.yaml`, and the kustomization listing them
+(`make render`).
 
     python -m workflows.render            write the files
     python -m workflows.render --check    exit 1 with a diff when a committed file differs
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import importlib
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from rpops.core.errors import UsageError
 
-from workflows import TEMPLATE_MODULES
+from workflows import template_modules
 from workflows.common import RenderConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -90,13 +90,12 @@ def dump(document: dict[str, Any]) -> str:
 def build_documents(config: RenderConfig) -> list[tuple[str, dict[str, Any]]]:
     """(module, document) for every registered template, in registry order."""
     documents = []
-    for module_name in TEMPLATE_MODULES:
-        module = importlib.import_module(module_name)
+    for module in template_modules():
         document = module.build(config).to_dict()
         name = document.get("metadata", {}).get("name")
         if name != module.NAME:
-            raise RuntimeError(f"{module_name}: metadata.name {name!r} differs from NAME {module.NAME!r}")
-        documents.append((module_name, document))
+            raise RuntimeError(f"{module.__name__}: metadata.name {name!r} differs from NAME {module.NAME!r}")
+        documents.append((module.__name__, document))
     return documents
 
 
@@ -112,7 +111,34 @@ def render_all(config: RenderConfig | None = None) -> list[Rendered]:
         source = module_name.replace(".", "/") + ".py"
         header = f"{MARKER} from {source}. Do not edit: change the module and re-render.\n"
         rendered.append(Rendered(filename, header + _with_checkov_skips(dump(document), document), document))
+    rendered.append(_kustomization([r.filename for r in rendered]))
     return rendered
+
+
+KUSTOMIZATION_HEADER = """\
+# Argo objects for rpops: RBAC (rbac.yaml, hand-written) and every document `make render` writes.
+# Objects that name no namespace (the rendered templates) default to argo; the others keep
+# their own (some RBAC lives in research-platform).
+# Build: kubectl kustomize manifests/argo
+"""
+NAMESPACE_TRANSFORMER = """\
+apiVersion: builtin
+kind: NamespaceTransformer
+metadata:
+  name: default-namespace
+  namespace: argo
+unsetOnly: true"""
+
+
+def _kustomization(filenames: Sequence[str]) -> Rendered:
+    document = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": ["rbac.yaml", *sorted(filenames)],
+        "transformers": [NAMESPACE_TRANSFORMER],
+    }
+    header = f"{MARKER} from workflows/render.py. Do not edit: add a template module and re-render.\n"
+    return Rendered("kustomization.yaml", header + KUSTOMIZATION_HEADER + dump(document), document)
 
 
 def _with_checkov_skips(text: str, document: dict[str, Any]) -> str:

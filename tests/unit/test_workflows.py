@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,11 @@ if str(REPO_ROOT) not in sys.path:  # `workflows/` is not an installed package
 
 from hera.workflows import Container  # noqa: E402
 from rpops.core.errors import UsageError  # noqa: E402
+from rpops.core.settings import setting  # noqa: E402
+from rpops.core.step import Output as StepOutput  # noqa: E402
+from rpops.core.step import Step  # noqa: E402
 
 from workflows import (  # noqa: E402
-    TEMPLATE_MODULES,
     alerts_binding,
     bluegreen,
     daily_security_scan,
@@ -28,16 +31,14 @@ from workflows import (  # noqa: E402
     recovery,
     scale,
     security_scan,
+    template_modules,
     validate,
 )
 from workflows.common import (  # noqa: E402
     DEFAULT_IMAGE,
-    Input,
-    Output,
     RenderConfig,
     StepSpec,
     entry_dag,
-    flags,
     gate_retry,
     service_mutex,
     step_container,
@@ -88,7 +89,7 @@ def test_committed_manifests_equal_a_fresh_render() -> None:
 
 
 def test_every_registered_module_is_committed_and_in_the_kustomization(docs: list[Doc]) -> None:
-    assert len(docs) == len(TEMPLATE_MODULES)
+    assert len(docs) == len(template_modules())
     names = {
         health_check.NAME,
         validate.NAME,
@@ -605,36 +606,43 @@ def test_entrypoints_forward_outputs_with_defaults(docs: list[Doc]) -> None:
 
 def test_platform_changing_template_built_from_common_holds_a_valid_mutex(schemas: ArgoSchemas) -> None:
     """What a later module (e.g. scale) gets from common.py validates, and the mutex is required."""
-    service = Input("service", "Service to scale.")
-    replicas = Input("replicas", "Replica count.", "2")
+    @dataclass(frozen=True)
+    class ExampleSettings:
+        service: str = setting(help="Service to scale.", parameter=True)
+        replicas: int = setting(2, help="Replica count.", parameter=True)
+        dry_run: bool = setting(False, help="Change nothing.")
+
+    example = Step(
+        name="scale",
+        summary="Scale.",
+        settings=ExampleSettings,
+        outputs=(StepOutput("replicas", "-1", "Replicas after scaling."),),
+        run=lambda s: 0,
+    )
 
     def build(with_mutex: bool) -> Doc:
-        with workflow_template(
-            purpose="scale-example", description="Example.", arguments=(service, replicas)
-        ) as wt:
-            step: Container = step_container(
-                RenderConfig(),
-                StepSpec(
-                    name="scale",
-                    step="scale",
-                    description="Scale.",
-                    args=flags(("--service", service.ref), ("--replicas", replicas.ref)),
-                    inputs=(service, replicas),
-                    outputs=(Output("replicas", "-1", "Replicas after scaling."),),
-                    retry=gate_retry(),
-                    deadline_seconds=60,
-                    mutex=service_mutex() if with_mutex else None,
-                ),
-            )
+        spec = StepSpec(
+            name="scale",
+            step=example,
+            description="Scale.",
+            retry=gate_retry(),
+            deadline_seconds=60,
+            mutex=service_mutex() if with_mutex else None,
+        )
+        with workflow_template(purpose="scale-example", description="Example.", arguments=spec.inputs) as wt:
+            step: Container = step_container(RenderConfig(), spec)
             entry_dag(
-                description="Scale once.",
-                task="scale",
-                template=step,
-                inputs=(service, replicas),
-                outputs=(Output("replicas", "-1", "Replicas after scaling."),),
+                description="Scale once.", task="scale", template=step, inputs=spec.inputs,
+                outputs=example.outputs,
             )
         return wt.to_dict()
 
+    # The template's inputs and arguments are the settings marked as parameters, nothing else.
+    container = template(build(with_mutex=False), "scale")
+    assert container["container"]["args"] == [
+        "scale", "--service", "{{inputs.parameters.service}}", "--replicas", "{{inputs.parameters.replicas}}"
+    ]
+    assert [p["name"] for p in container["inputs"]["parameters"]] == ["service", "replicas"]
     doc = build(with_mutex=True)
     assert template(doc, "scale")["synchronization"] == {
         "mutexes": [{"name": "research-platform-{{workflow.parameters.service}}"}]

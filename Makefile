@@ -17,11 +17,11 @@ $(STAMP): requirements.lock pyproject.toml
 
 # Prometheus and Alertmanager from Debian's packages, for the tests that run them for real.
 system-deps:
-	@if command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null; then :; \
+	@if command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null && command -v haproxy >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "installing Debian's prometheus and prometheus-alertmanager"; \
+	  echo "installing Debian's prometheus, prometheus-alertmanager and haproxy (the proxy benchmark's reference)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    prometheus prometheus-alertmanager >/dev/null; \
+	    prometheus prometheus-alertmanager haproxy >/dev/null; \
 	else echo "note: prometheus/prometheus-alertmanager missing and cannot be installed here (needs root and apt-get)"; fi
 	@# rpops local gives each node a private /tmp and PID namespace with util-linux's unshare and mount
 	@command -v unshare >/dev/null && command -v mount >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
@@ -64,7 +64,7 @@ lint: install
 
 # Figures, with their baseline, target, load and date, go to benchmarks/results.json; the README's
 # table is rebuilt from it even when a target is missed (the run's exit status is kept).
-bench: install
+bench: install system-deps
 	$(BIN)/python -m benchmarks; status=$$?; $(BIN)/python -m benchmarks.readme; exit $$status
 
 bench-readme:

@@ -11,6 +11,11 @@ re-run with --load) over keep-alive connections:
 - proxy_throughput: GET /health requests/s through the proxy vs the same connections spread
   directly over the instances; ratio target >= 0.80.
 
+- haproxy reference (when Debian's `haproxy` is installed; `make system-deps` installs it): the
+  same load through HAProxy in front of the same instances (HTTP mode, keep-alive on both sides,
+  round robin), the field's reference L7 proxy. Reported beside ours, not judged: how much of the
+  gap to direct any proxy over loopback TCP pays on this machine.
+
 Each is measured in --rounds back-to-back pairs (alternating which side goes first, so both
 sides of a pair see the same background load); the median pair is reported.
 
@@ -25,6 +30,7 @@ import asyncio
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -136,6 +142,51 @@ def _run_load(
 
 # --- the benchmark --------------------------------------------------------------------------
 
+HAPROXY_CONFIG = """global
+    maxconn 4096
+    nbthread 1
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    option http-keep-alive
+    http-reuse always
+frontend service
+    bind 127.0.0.1:{port}
+    default_backend instances
+backend instances
+    balance roundrobin
+{servers}
+"""
+
+
+def _start_haproxy(root: str, instance_urls: list[str]) -> tuple[subprocess.Popen[bytes], str] | None:
+    """HAProxy in front of the instances, or None when it is not installed."""
+    binary = shutil.which("haproxy") or ("/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else None)
+    if binary is None:
+        return None
+    import socket
+
+    with socket.socket() as s:  # a free port; HAProxy binds it a moment later
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    servers = "\n".join(f"    server i{n} {urlsplit(u).netloc}" for n, u in enumerate(instance_urls))
+    config = Path(root) / "haproxy.cfg"
+    config.write_text(HAPROXY_CONFIG.format(port=port, servers=servers))
+    proc = subprocess.Popen(
+        [binary, "-f", str(config), "-db"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, url
+        time.sleep(0.05)
+    proc.kill()
+    return None
+
 
 def _cpu_s(pid: int) -> float:
     """User + system CPU seconds of a live process (0 when it is gone)."""
@@ -205,6 +256,10 @@ def main() -> int:
         [status] = driver.status(service)
         instances = [i.pid for i in driver.instances(service, "v1") if i.pid]
         pids: dict[str, list[int]] = {"proxy": [status.proxy_pid or 0], "instances": instances}
+        haproxy = _start_haproxy(root, [i.url for i in driver.instances(service, "v1")])
+        if haproxy is not None:
+            pids["haproxy"] = [haproxy[0].pid]
+        reference: list[tuple[float, float, float, float]] = []  # ours rps, haproxy rps, ours us, haproxy us
         cpu_pairs: list[tuple[dict, dict]] = []
 
         # Measured in back-to-back pairs, alternating which side goes first, so that both sides of
@@ -229,7 +284,14 @@ def main() -> int:
             ratios.append(res["proxy"]["rps"] / res["direct"]["rps"])
             cpu_pairs.append((res["proxy"]["cpu_us"], res["direct"]["cpu_us"]))
             pairs_rps.append((res["proxy"]["rps"], res["direct"]["rps"]))
+            if haproxy is not None:
+                ref = _measured([haproxy[1] + args.path], args.connections, args.duration, pids)
+                reference.append((res["proxy"]["rps"], ref["rps"], res["proxy"]["cpu_us"]["proxy"],
+                                  ref["cpu_us"]["haproxy"]))
     finally:
+        if haproxy is not None:
+            haproxy[0].terminate()
+            haproxy[0].wait(10)
         driver.down(service)
         monitor.__exit__(None, None, None)
 
@@ -260,8 +322,23 @@ def main() -> int:
     report("bench_platform", "cpu_per_request_proxied", figure=via_total, unit="us", baseline="direct",
            baseline_value=plain_total, target="reference: the ratio's ceiling when the CPUs are saturated",
            ok=None, ratio=plain_total / via_total if via_total else None, load=monitor.load(),
-           note="proxied " + ", ".join(f"{k} {v:.0f}" for k, v in via.items())
-           + "; direct " + ", ".join(f"{k} {v:.0f}" for k, v in plain.items() if k != "proxy") + " us")
+           note="proxied " + ", ".join(f"{k} {v:.0f}" for k, v in via.items() if k != "haproxy")
+           + "; direct "
+           + ", ".join(f"{k} {v:.0f}" for k, v in plain.items() if k not in ("proxy", "haproxy"))
+           + " us")
+    if reference:
+        ours_rps, ref_rps, ours_us, ref_us = sorted(reference, key=lambda r: r[0] / r[1])[len(reference) // 2]
+        report("bench_platform", "haproxy_reference_throughput", figure=ours_rps, unit="req/s",
+               baseline="HAProxy in front of the same instances", baseline_value=ref_rps,
+               target="reference: the field's L7 proxy, same load", ok=None, ratio=ours_rps / ref_rps,
+               load=monitor.load(), note=f"HAProxy {ref_rps / best_direct:.2f} of direct in the same run")
+        report("bench_platform", "haproxy_reference_cpu_per_request", figure=ours_us, unit="us",
+               baseline="HAProxy's CPU per request", baseline_value=ref_us,
+               target="reference: the field's L7 proxy, same load", ok=None, ratio=ours_us / ref_us,
+               load=monitor.load())
+    else:
+        print("  haproxy not installed: no reference proxy measured (make system-deps installs it)",
+              file=sys.stderr)
     # Every pair, so the noise of a shared machine is visible next to the verdict.
     print(
         "  pairs: added ms "

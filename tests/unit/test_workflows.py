@@ -651,3 +651,23 @@ def test_platform_changing_template_built_from_common_holds_a_valid_mutex(schema
     assert "`rpops scale` changes the platform but holds no mutex" in messages(
         convention_problems([build(with_mutex=False)])
     )
+
+
+def test_every_step_found_by_the_cli_has_a_template_that_runs_it(docs: list[Doc]) -> None:
+    """One list of steps: the packages under rpops/steps/. Each is a command and has a template;
+    every container of the rendered templates runs one of them."""
+    from rpops.core.cli import commands
+    from rpops.core.step import discover
+
+    steps = discover()
+    assert {"health-check", "validate", "scale", "optimize", "bluegreen", "security-scan"} <= set(steps)
+    assert set(steps) <= set(commands())
+    run = {
+        t["container"]["args"][0]
+        for doc in docs
+        for t in doc.get("spec", {}).get("templates", []) + doc.get("spec", {}).get("workflowSpec", {}).get(
+            "templates", []
+        )
+        if "container" in t and t["container"].get("command") == ["rpops"]
+    }
+    assert run == set(steps), "a step without a template, or a template running something that is not a step"

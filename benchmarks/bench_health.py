@@ -30,7 +30,8 @@ from pathlib import Path
 
 import httpx
 from rpops.clients.probe import run_async
-from rpops.steps.health.cli import HealthSettings, observe, plan
+from rpops.steps.health.observe import observe
+from rpops.steps.health.settings import HealthSettings, plan
 from rpops.workload.testing import RunningWorkload, start_workload
 
 HERE = Path(__file__).resolve().parent

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 from pytest_httpserver import HTTPServer
-from rpops.steps.health.decide import load_rules
+from rpops.steps.health.rulefile import load_rules
 from rpops.workload.testing import RunningWorkload, start_workload
 from step_runner import Runner, StepResult, run_subprocess, step_runner
 from werkzeug import Request, Response

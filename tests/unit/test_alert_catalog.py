@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 from rpops.alerting import catalog
-from rpops.steps.health.decide import STATUSES, load_rules
+from rpops.steps.health.decide import STATUSES
+from rpops.steps.health.rulefile import load_rules
 
 from workflows import alertrules, recovery
 

@@ -16,10 +16,10 @@ from rpops.steps.health.decide import (
     assess_target,
     classify,
     format_value,
-    load_rules,
     render_reason,
     signal_names,
 )
+from rpops.steps.health.rulefile import load_rules
 
 RULES = load_rules(None)
 

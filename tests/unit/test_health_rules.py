@@ -9,15 +9,14 @@ import pytest
 from rpops.clients.probe import ProbeResult
 from rpops.core.errors import UsageError
 from rpops.steps.health.decide import (
-    DEFAULT_RULES_PATH,
     QUERY_NAMES,
     Target,
     TargetProbe,
     assess_target,
     classify,
-    load_rules,
     signal_names,
 )
+from rpops.steps.health.rulefile import DEFAULT_RULES_PATH, load_rules
 
 
 def write(tmp_path: Path, text: str) -> str:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 from rpops.core.errors import UsageError
-from rpops.steps.health.cli import HealthSettings, check_url, parse_targets, plan
+from rpops.core.parsers import http_url as check_url
 from rpops.steps.health.decide import Target
+from rpops.steps.health.settings import HealthSettings, parse_targets, plan
 
 
 def test_repeated_flags_and_comma_separated_pairs() -> None:

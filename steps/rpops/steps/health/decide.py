@@ -1,33 +1,30 @@
-"""health-check, decide: from observations to healthy / degraded / overloaded / unhealthy.
+"""health-check, decide (pure): from observations to healthy / degraded / overloaded / unhealthy.
 
-Everything here is pure (no I/O but `load_rules`, which reads the rules file):
 - `assess_target` turns one target's raw probes into a `TargetState`;
 - `signal_names` turns every observation into the flat names the rules see;
-- `classify` evaluates the ordered rules (first match wins, then the default).
+- `classify` evaluates the ordered rules (first match wins, then the default);
+- `alert_decision`: with an alert, its own evidence decides instead (rpops.alerting.verdict).
 
-Rules are expressions run by `rpops.rules` (never Python's eval). A rules file is checked in
-full when loaded: structure, statuses, every expression compiled and dry-run against the known
-names, so a typo fails the step before anything is probed.
+The rules come from `rpops.steps.health.rulefile` (the rules file, checked in full when loaded).
+Rules are expressions run by `rpops.rules` (never Python's eval).
 """
 
 from __future__ import annotations
 
-import ast
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
+from rpops.alerting import evidence as ev
+from rpops.alerting import verdict as vd
+from rpops.clients.probe import ProbeResult, percentile
 from rpops.core.errors import UsageError
+from rpops.rules import CompiledRule, RuleError
 
-if TYPE_CHECKING:
-    from rpops.clients.probe import ProbeResult
-    from rpops.rules import CompiledRule
-
+# The statuses, mildest first: their index is the value of the health gauge (0..3).
 STATUSES = ("healthy", "degraded", "overloaded", "unhealthy")
-DEFAULT_RULES_PATH = Path(__file__).parent / "health-rules.yaml"
 
 # Signals Prometheus can provide: the keys of `queries:` and of the --query-* flags.
 QUERY_NAMES = ("p95_ms", "error_rate", "cpu_percent", "memory_mb", "memory_limit_mb")
@@ -69,14 +66,11 @@ NAME_DOCS: dict[str, str] = {
     "prometheus_missing": "Prometheus queries that returned no value (empty, NaN or error)",
     "region": "the --region value (str)",
 }
-_TUPLE_NAMES = ("unhealthy_names", "unreachable_names", "failing_names", "not_ready_names")
-_INT_NAMES = ("total_targets", "healthy_targets", "unhealthy_targets", "unreachable_targets",
-              "timeout_targets", "failing_targets", "not_ready_targets", "samples", "prometheus_missing")
+TUPLE_NAMES = ("unhealthy_names", "unreachable_names", "failing_names", "not_ready_names")
+INT_NAMES = ("total_targets", "healthy_targets", "unhealthy_targets", "unreachable_targets",
+             "timeout_targets", "failing_targets", "not_ready_targets", "samples", "prometheus_missing")
 
-_RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_WINDOW = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")  # {name} in a reason
 
 
 # --- observations ----------------------------------------------------------------------------
@@ -144,8 +138,6 @@ def _number(value: Any) -> float:
 
 def assess_target(probe: TargetProbe) -> TargetState:
     """Classify one target's raw probes: healthy, unhealthy (answered, not healthy) or unreachable."""
-    from rpops.clients.probe import percentile
-
     target, health = probe.target, probe.health
     answered = [s for s in probe.samples if s.answered]
     latencies = tuple(s.elapsed_ms for s in answered)
@@ -211,8 +203,6 @@ def signal_names(states: Sequence[TargetState], prom: Mapping[str, float | None]
     `prom` maps QUERY_NAMES to a value (None: queried, no value); None when Prometheus was not
     asked. Unknown numbers are NaN, so any comparison with them is false.
     """
-    from rpops.clients.probe import percentile
-
     def names(condition: str) -> tuple[str, ...]:
         return tuple(s.name for s in states if s.condition == condition)
 
@@ -266,7 +256,7 @@ def signal_names(states: Sequence[TargetState], prom: Mapping[str, float | None]
     return out
 
 
-# --- the rules file --------------------------------------------------------------------------
+# --- the rules and the decision --------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Rule:
@@ -299,218 +289,8 @@ class Decision:
     evaluated: tuple[tuple[str, bool], ...]  # every rule evaluated, in order, and its result
 
 
-def load_rules(path: str | None) -> RuleSet:
-    """The built-in rules, or a rules file merged with them (see the file's header). Raises UsageError."""
-    default_doc = _read_yaml(DEFAULT_RULES_PATH, "the built-in rules")
-    if path is None:
-        return parse_rules(default_doc, "built-in")
-    doc = _read_yaml(Path(path), f"--rules {path}")
-    return parse_rules(doc, f"--rules {path}", base=default_doc)
-
-
-def _read_yaml(path: Path, label: str) -> Any:
-    from rpops.core.parsers import load_yaml_file
-
-    return load_yaml_file(path, label, "the rules file")  # capped size, regular files only, bounded nesting
-
-
-_TOP_KEYS = {"version", "thresholds", "queries", "window", "rules", "default"}
-_RULE_KEYS = {"name", "when", "status", "reason"}
-
-
-def parse_rules(doc: Any, source: str, base: Mapping[str, Any] | None = None) -> RuleSet:
-    """Validate a rules document (merged over `base`), compile and dry-run every rule."""
-    def fail(what: str) -> UsageError:
-        return UsageError(f"{source}: {what}")
-
-    if doc is None:
-        doc = {}
-    if not isinstance(doc, dict):
-        raise fail("the rules file must be a YAML mapping with 'rules:' and 'default:' (or 'thresholds:')")
-    unknown = set(doc) - _TOP_KEYS
-    if unknown:
-        raise fail(f"unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
-                   f"allowed: {', '.join(sorted(_TOP_KEYS))}")
-    if doc.get("version", 1) != 1:
-        raise fail(f"version {doc.get('version')!r} is not supported; use 'version: 1'")
-    base = base or {}
-
-    thresholds = dict(_thresholds(base.get("thresholds") or {}, fail))
-    thresholds.update(_thresholds(doc.get("thresholds") or {}, fail))
-    queries = dict(_queries(base.get("queries") or {}, fail))
-    queries.update(_queries(doc.get("queries") or {}, fail))
-    window = doc.get("window", base.get("window", "5m"))
-    check_window(window, f"{source}: window")
-
-    if "rules" in doc:
-        if "default" not in doc:
-            raise fail("a file with 'rules:' needs a final 'default:' with 'status' and 'reason', "
-                       "e.g. default: {status: healthy, reason: all good}")
-        raw_rules, raw_default = doc["rules"], doc["default"]
-    elif "default" in doc:
-        raise fail("'default:' without 'rules:'; add the rules, or drop 'default:' to keep the built-in ones")
-    else:
-        raw_rules, raw_default = base.get("rules"), base.get("default")
-
-    known = set(NAME_DOCS) | set(thresholds)
-    if not isinstance(raw_rules, list) or not raw_rules:
-        raise fail("'rules' must be a non-empty list of {name, when, status, reason}")
-    rules = tuple(_rule(i, raw, known, fail) for i, raw in enumerate(raw_rules))
-    seen: set[str] = set()
-    for rule in rules:
-        if rule.name in seen:
-            raise fail(f"rule name {rule.name!r} is used twice; names must be unique")
-        seen.add(rule.name)
-    default_status, default_reason = _default(raw_default, known, fail)
-    ruleset = RuleSet(source=source, rules=rules, default_status=default_status,
-                      default_reason=default_reason, thresholds=thresholds, queries=queries, window=window)
-    dry_run(ruleset)
-    return ruleset
-
-
-def check_window(window: Any, label: str) -> None:
-    if not isinstance(window, str) or not _WINDOW.match(window):
-        raise UsageError(f"{label}: {window!r} is not a Prometheus duration; use e.g. 30s, 5m or 1h")
-
-
-def _thresholds(raw: Any, fail: Any) -> dict[str, float]:
-    if not isinstance(raw, dict):
-        raise fail("'thresholds' must be a mapping of name: number")
-    out: dict[str, float] = {}
-    for name, value in raw.items():
-        if not isinstance(name, str) or not _IDENT.match(name):
-            raise fail(f"threshold name {name!r} must be an identifier (letters, digits, _)")
-        if name in NAME_DOCS:
-            raise fail(f"threshold {name!r} would hide the signal of that name; rename it")
-        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-            raise fail(f"threshold {name!r} must be a number, got {value!r}")
-        out[name] = value
-    return out
-
-
-def _queries(raw: Any, fail: Any) -> dict[str, str]:
-    if not isinstance(raw, dict):
-        raise fail("'queries' must be a mapping of signal: PromQL")
-    out: dict[str, str] = {}
-    for name, value in raw.items():
-        if name not in QUERY_NAMES:
-            raise fail(f"unknown query {name!r}; queries exist for: {', '.join(QUERY_NAMES)}")
-        if value is None:
-            value = ""
-        if not isinstance(value, str):
-            raise fail(f"query {name!r} must be a PromQL string ('' to skip it), got {value!r}")
-        out[name] = value.strip()
-    return out
-
-
-def _rule(index: int, raw: Any, known: set[str], fail: Any) -> Rule:
-    label = f"rule #{index + 1}"
-    if not isinstance(raw, dict):
-        raise fail(f"{label} must be a mapping with name, when, status and reason")
-    if isinstance(raw.get("name"), str):
-        label = f"rule #{index + 1} ({raw['name']!r})"
-    unknown = set(raw) - _RULE_KEYS
-    if unknown:
-        raise fail(f"{label}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
-                   f"allowed: {', '.join(sorted(_RULE_KEYS))}")
-    missing = [k for k in ("name", "when", "status") if k not in raw]
-    if missing:
-        raise fail(f"{label}: missing {', '.join(missing)}")
-    name, when, status, reason = raw["name"], raw["when"], raw["status"], raw.get("reason", "")
-    if not isinstance(name, str) or not _RULE_NAME.match(name):
-        raise fail(f"{label}: name must be 1-64 letters, digits, '.', '_' or '-', got {name!r}")
-    if not isinstance(when, str) or not when.strip():
-        raise fail(f"{label}: 'when' must be a non-empty expression string, got {when!r}")
-    if status not in STATUSES:
-        raise fail(f"{label}: status {status!r} is not one of {', '.join(STATUSES)}")
-    reason = _reason(reason, known, lambda msg: fail(f"{label}: {msg}"))
-    compiled = _compile(when, lambda msg: fail(f"{label}: {msg}"))
-    return Rule(name=name, when=when, status=status, reason=reason or f"rule {name}: {when}",
-                uses=_names_in(when, known), compiled=compiled)
-
-
-def _default(raw: Any, known: set[str], fail: Any) -> tuple[str, str]:
-    if not isinstance(raw, dict) or set(raw) - {"status", "reason"} or "status" not in raw:
-        raise fail("'default' must be a mapping with 'status' (and optionally 'reason')")
-    if raw["status"] not in STATUSES:
-        raise fail(f"default: status {raw['status']!r} is not one of {', '.join(STATUSES)}")
-    reason = _reason(raw.get("reason", ""), known, lambda msg: fail(f"default: {msg}"))
-    return raw["status"], reason or "no rule matched"
-
-
-def _reason(reason: Any, known: set[str], fail: Any) -> str:
-    if not isinstance(reason, str):
-        raise fail(f"'reason' must be a string, got {reason!r}")
-    unknown = sorted({m for m in _PLACEHOLDER.findall(reason) if m not in known})
-    if unknown:
-        raise fail(f"reason uses unknown name(s) {', '.join(unknown)}; see the names in docs/health-check.md")
-    return reason
-
-
-def _compile(when: str, fail: Any) -> CompiledRule:
-    from rpops.rules import RuleError, compile_rule
-
-    try:
-        return compile_rule(when)
-    except RuleError as exc:
-        raise fail(f"'when' was refused: {exc}") from None
-
-
-def _names_in(expression: str, known: set[str]) -> tuple[str, ...]:
-    # Parsing only (no evaluation): which known names does the expression read?
-    try:
-        tree = ast.parse(expression, mode="eval")
-    except SyntaxError:
-        return ()
-    found: list[str] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and node.id in known and node.id not in found:
-            found.append(node.id)
-    return tuple(found)
-
-
-def _placeholder_values(thresholds: Mapping[str, float], numbers: float) -> dict[str, Any]:
-    names: dict[str, Any] = {}
-    for name in NAME_DOCS:
-        if name in _TUPLE_NAMES:
-            names[name] = ("a",)
-        elif name in _INT_NAMES:
-            names[name] = 1
-        elif name == "prometheus":
-            names[name] = True
-        elif name == "region":
-            names[name] = "r"
-        else:
-            names[name] = numbers
-    names.update(thresholds)
-    return names
-
-
-def dry_run(ruleset: RuleSet) -> None:
-    """Evaluate every rule once with signals present and once with them unknown (NaN).
-
-    Catches names that do not exist and expressions that cannot run, before any probe.
-    """
-    from rpops.rules import RuleError
-
-    for numbers in (1.0, math.nan):
-        names = _placeholder_values(ruleset.thresholds, numbers)
-        for rule in ruleset.rules:
-            try:
-                rule.compiled.evaluate(names)
-            except RuleError as exc:
-                raise UsageError(f"{ruleset.source}: rule {rule.name!r}: 'when: {rule.when}' cannot be "
-                                 f"evaluated: {exc}. Known names: the signals in docs/health-check.md and "
-                                 f"the thresholds ({', '.join(sorted(ruleset.thresholds)) or 'none'})"
-                                 ) from None
-
-
-# --- decide ----------------------------------------------------------------------------------
-
 def classify(signals: Mapping[str, Any], ruleset: RuleSet) -> Decision:
     """First rule whose expression is true decides; else the default. Pure."""
-    from rpops.rules import RuleError
-
     names = {**signals, **ruleset.thresholds}
     evaluated: list[tuple[str, bool]] = []
     for rule in ruleset.rules:
@@ -551,7 +331,7 @@ def format_value(value: Any) -> str:
 
 def render_reason(template: str, names: Mapping[str, Any]) -> str:
     """Replace `{name}` with the name's formatted value. Plain names only: no attribute access."""
-    return _PLACEHOLDER.sub(lambda m: format_value(names[m.group(1)]) if m.group(1) in names else m.group(0),
+    return PLACEHOLDER.sub(lambda m: format_value(names[m.group(1)]) if m.group(1) in names else m.group(0),
                             template)
 
 
@@ -568,5 +348,15 @@ def json_names(names: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def known_names(thresholds: Iterable[str] = ()) -> list[str]:
-    return sorted(set(NAME_DOCS) | set(thresholds))
+
+def alert_decision(by_rules: Decision, found: ev.Evidence, alert: str, status: str, reading: str,
+                   settle_s: float) -> tuple[Decision, vd.Verdict]:
+    """With an alert, its own evidence decides: onset (does it need remediating?) or latest (did
+    the remediation clear it?). The rules' decision keeps the observations' evaluation."""
+    if reading == ev.ONSET:
+        verdict = vd.check(found, status)
+    else:
+        verdict = vd.verify(found, status, settle_s)
+    decision = replace(by_rules, status=verdict.status, reason=verdict.reason, rule=f"alert:{alert}",
+                       when=found.query, evidence=found.to_json())
+    return decision, verdict

@@ -22,9 +22,12 @@ from dataclasses import replace
 from typing import Any, NoReturn
 
 from rpops.core.errors import GateFailed, RpopsError, UsageError
-from rpops.platform.base import DeadlineExceeded, NotFound, PlatformDriver, Routes
+from rpops.core.times import iso
+from rpops.platform.base import DeadlineExceeded, PlatformDriver, Routes
 from rpops.steps.bluegreen import decide as d
+from rpops.steps.bluegreen import observe
 from rpops.steps.bluegreen.lock import SETTLE_S, Holder, PromotionLock
+from rpops.steps.bluegreen.measure import AnalysisRun
 from rpops.steps.bluegreen.model import (
     TERMINAL,
     Outcome,
@@ -32,11 +35,10 @@ from rpops.steps.bluegreen.model import (
     State,
     World,
     annotations_for,
-    record_from,
     timeline_end,
     timeline_start,
 )
-from rpops.steps.bluegreen.probes import K8S_SERVICE_PORT, Target
+from rpops.steps.bluegreen.probes import served_delta
 from rpops.steps.bluegreen.settings import Plan
 
 log = logging.getLogger(__name__)
@@ -62,10 +64,6 @@ def crash_point(name: str) -> None:
         logging.shutdown()
         sys.stderr.flush()
         os._exit(137)
-
-
-def iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 class PromotionFailed(GateFailed):
@@ -102,58 +100,13 @@ class Promoter:
         self.verify_report: dict[str, Any] = {}
         self.detail = ""
 
-    # --- observe ------------------------------------------------------------------------------
+    # --- observe (observe.py) -----------------------------------------------------------------
 
     def read_record(self) -> Record:
-        return record_from(self.driver.annotations(self.service))
+        return observe.read_record(self.driver, self.service)
 
     def observe(self) -> World:
-        routes = self.driver.routes(self.service)
-        versions = {w.version: w for w in self.driver.versions(self.service)}
-        return World(self.service, routes, versions, self.read_record())
-
-    def preflight(self) -> World:
-        """Read-only checks before the lock is taken: an unknown service is bad input (exit 2)."""
-        try:
-            world = self.observe()
-        except NotFound as exc:
-            raise UsageError(
-                f"--service {self.service}: {exc}; check the name (`rpops local platform status` or "
-                "`kubectl get services`)"
-            ) from None
-        if world.routes.active is None and not world.versions:
-            raise UsageError(
-                f"--service {self.service}: no such service on the {self.driver.name} platform "
-                "(no active route, no versions); check the name"
-            )
-        return world
-
-    def route_url(self, preview: bool) -> str:
-        given = self.plan.preview_url if preview else self.plan.active_url
-        if given:
-            return given
-        service_url = getattr(self.driver, "service_url", None)
-        if callable(service_url):
-            return str(service_url(self.service, preview=preview))
-        namespace = getattr(self.driver, "namespace", "default")
-        name = f"{self.service}-preview" if preview else self.service
-        return f"http://{name}.{namespace}.svc:{K8S_SERVICE_PORT}"
-
-    def placeholders(self, version: str, stable: str | None, urls: list[str]) -> dict[str, str]:
-        from rpops.clients.promql import instances_regex
-
-        values = {
-            "$service": self.service,
-            "$version": version,
-            "$stable": stable or "",
-            "$namespace": str(getattr(self.driver, "namespace", "")),
-            "$instances": instances_regex(urls),
-        }
-        selector = self.driver.series.selector
-        for name in ("$service", "$version", "$namespace", "$instances"):
-            selector = selector.replace(name, values[name])
-        values["$green"] = selector
-        return values
+        return observe.read_world(self.driver, self.service)
 
     # --- record ---------------------------------------------------------------------------------
 
@@ -215,21 +168,10 @@ class Promoter:
     def promote(self, phases: tuple[str, ...]) -> str:
         """Run `phases` in order (skipping those already done); returns the result word."""
         world = self.observe()
-        record = world.record
-        version = self.plan.version or record.preview
+        version = self.plan.version or world.record.preview
         if version is None:
             raise UsageError("--version is needed: no promotion is recorded to continue")
-        if record.phase is State.ROLLING_BACK:
-            self.rollback(record.reason or "finishing an interrupted rollback")
-            raise PromotionFailed(
-                f"an interrupted rollback was finished: {record.reason or 'no reason recorded'}"
-            )
-        if record.in_progress and record.owner != self.plan.owner and record.preview == version:
-            log.warning("taking over the promotion of %s from %s", version, record.owner)
-            self.update(lambda r: replace(r, owner=self.plan.owner))
-        if not record.in_progress and world.routes.active == version:
-            self.detail = f"{version} is already the active version of {self.service}: nothing to promote"
-            log.info("%s", self.detail)
+        if self.nothing_to_promote(world, version):
             return "no-op"
         if "deploy" in phases:
             decision = d.plan_promotion(world, version, self.plan.preview_replicas)
@@ -243,18 +185,39 @@ class Promoter:
                 raise PromotionFailed(f"an interrupted rollback was finished: {decision.reason}")
             self.deploy(decision)
         for phase in phases:
-            if phase == "deploy":
-                continue
-            world = self.observe()
-            step = d.plan_phase(world, phase, version)
-            if isinstance(step, d.SkipPhase):
-                log.info("%s", step.reason)
-                continue
-            if isinstance(step, d.Refuse):
-                raise RpopsError(step.reason)
-            getattr(self, phase.replace("-", "_"))(world, step.version)
+            if phase != "deploy":
+                self.run_phase(phase, version)
         final = self.read_record()
         return "promoted" if final.phase is State.COMPLETE else "in-progress"
+
+    def nothing_to_promote(self, world: World, version: str) -> bool:
+        """Settle what the record says first: finish an interrupted rollback (and fail), take over
+        our own promotion from another owner; True when `version` is already active."""
+        record = world.record
+        if record.phase is State.ROLLING_BACK:
+            self.rollback(record.reason or "finishing an interrupted rollback")
+            raise PromotionFailed(
+                f"an interrupted rollback was finished: {record.reason or 'no reason recorded'}"
+            )
+        if record.in_progress and record.owner != self.plan.owner and record.preview == version:
+            log.warning("taking over the promotion of %s from %s", version, record.owner)
+            self.update(lambda r: replace(r, owner=self.plan.owner))
+        if not record.in_progress and world.routes.active == version:
+            self.detail = f"{version} is already the active version of {self.service}: nothing to promote"
+            log.info("%s", self.detail)
+            return True
+        return False
+
+    def run_phase(self, phase: str, version: str) -> None:
+        """One phase after deploy, unless it is done already (or may not run yet: refused)."""
+        world = self.observe()
+        step = d.plan_phase(world, phase, version)
+        if isinstance(step, d.SkipPhase):
+            log.info("%s", step.reason)
+            return
+        if isinstance(step, d.Refuse):
+            raise RpopsError(step.reason)
+        getattr(self, phase.replace("-", "_"))(world, step.version)
 
     def abort(self, phase: str, reason: str) -> NoReturn:
         """A gate before or at the switch failed: close the phase, roll back, fail."""
@@ -274,32 +237,7 @@ class Promoter:
             self.begin("deploy")
         else:
             version, replicas, image = decision.version, decision.replicas, self.plan.image
-            now = self.clock()
-
-            def fresh(r: Record) -> Record:
-                # A new promotion: keep only the previous version (the fast-rollback target) and the lock.
-                return Record(
-                    phase=State.DEPLOYING,
-                    stable=decision.stable,
-                    previous=r.previous,
-                    preview=version,
-                    owner=self.plan.owner,
-                    started_at=iso(now),
-                    replicas=replicas,
-                    autoscaling=decision.autoscaling,
-                    image=image,
-                    timeline=timeline_start((), "deploy", now),
-                    lock=r.lock,
-                )
-
-            self.update(fresh)
-            log.info(
-                "%s: deploying %s with %d replicas (blue %s)",
-                self.service,
-                version,
-                replicas,
-                decision.stable,
-            )
+            self.start(decision)
         try:
             self.driver.deploy(self.service, version, replicas=replicas, image=image)
         except DeadlineExceeded as exc:
@@ -310,6 +248,35 @@ class Promoter:
             "deploy", "succeeded", f"{version}: {what}; preview route -> {version}", phase=State.DEPLOYED
         )
         crash_point("deploy")
+
+    def start(self, decision: d.Start) -> None:
+        """Record a new promotion (its intent: deploying), before anything is deployed."""
+        now = self.clock()
+
+        def fresh(r: Record) -> Record:
+            # A new promotion: keep only the previous version (the fast-rollback target) and the lock.
+            return Record(
+                phase=State.DEPLOYING,
+                stable=decision.stable,
+                previous=r.previous,
+                preview=decision.version,
+                owner=self.plan.owner,
+                started_at=iso(now),
+                replicas=decision.replicas,
+                autoscaling=decision.autoscaling,
+                image=self.plan.image,
+                timeline=timeline_start((), "deploy", now),
+                lock=r.lock,
+            )
+
+        self.update(fresh)
+        log.info(
+            "%s: deploying %s with %d replicas (blue %s)",
+            self.service,
+            decision.version,
+            decision.replicas,
+            decision.stable,
+        )
 
     # --- wait-ready --------------------------------------------------------------------------------
 
@@ -327,39 +294,11 @@ class Promoter:
 
     # --- analyze ---------------------------------------------------------------------------------
 
-    def run_analysis(self, stage: str, version: str, stable: str | None, window: float | None) -> Any:
-        from rpops.clients.probe import run_async
-        from rpops.steps.bluegreen import measure
-
-        instances = self.driver.instances(self.service, version)
-        route = Target(
-            f"{'preview' if stage == 'pre' else 'active'} route", self.route_url(preview=stage == "pre")
-        )
-        targets = [route, *(Target(i.name, i.url, instance=True) for i in instances)]
-        urls = [i.url for i in instances]
-        specs = [*self.plan.builtins(stage), *(m for m in self.plan.metrics if m.applies(stage))]
-        config = measure.AnalysisConfig(
-            stage=stage,
-            specs=specs,
-            targets=targets,
-            instance_urls=urls,
-            expect_version=version,
-            per_target=self.plan.analysis_requests,
-            window=window,
-            prometheus=self.plan.prometheus,
-            placeholders=self.placeholders(version, stable, urls),
-            timeout=self.plan.timeout,
-            max_response_ms=self.plan.max_p95_ms,
-        )
-
-        async def heartbeat() -> None:
-            if self.lock.renew_due():
-                import asyncio
-
-                await asyncio.to_thread(self.lock.renew)
-
-        result = run_async(measure.run(config, heartbeat))
-        self.analysis.append({"stage": stage, "targets": [t.name for t in targets], **result.to_json()})
+    def run_analysis(self, stage: str, version: str, stable: str | None, window: float | None) -> AnalysisRun:
+        config = observe.analysis_config(self.driver, self.plan, stage, version, stable, window)
+        result = observe.run_analysis(config, self.lock.renew_due, self.lock.renew)
+        targets = [t.name for t in config.targets]
+        self.analysis.append({"stage": stage, "targets": targets, **result.to_json()})
         return result
 
     def analyze(self, world: World, version: str) -> None:
@@ -413,9 +352,6 @@ class Promoter:
     # --- verify ----------------------------------------------------------------------------------
 
     def verify(self, world: World, version: str) -> None:
-        from rpops.clients.probe import Prober, run_async
-        from rpops.steps.bluegreen.probes import read_counters, served_delta
-
         self.begin("verify")
         routes = self.driver.routes(self.service)
         if routes.active != version:
@@ -424,35 +360,34 @@ class Promoter:
                 "see `rpops bluegreen status`"
             )
         result = self.run_analysis("post", version, world.record.stable, self.plan.verify_seconds)
-        window = {
+        window: dict[str, Any] = {
             "seconds": round(result.ended - result.started, 3),
             "probes": sum(r.requests for r in result.rounds),
             "probe_failures": sum(r.errors for r in result.rounds),
         }
-        if result.passed:
-            served, errors = result.served()
-            window.update(served_requests=int(served), failed_requests=int(errors))
-            self.verify_report = window
-            self.end(
-                "verify",
-                "succeeded",
-                f"{int(served)} requests served by {version} in {window['seconds']:g}s, {int(errors)} failed",
-                phase=State.VERIFIED,
-            )
-            crash_point("verify")
-            return
+        if not result.passed:
+            self.verify_failed(version, result, window)
+        served, errors = result.served()
+        window.update(served_requests=int(served), failed_requests=int(errors))
+        self.verify_report = window
+        self.end(
+            "verify",
+            "succeeded",
+            f"{int(served)} requests served by {version} in {window['seconds']:g}s, {int(errors)} failed",
+            phase=State.VERIFIED,
+        )
+        crash_point("verify")
+
+    def verify_failed(self, version: str, result: AnalysisRun, window: dict[str, Any]) -> NoReturn:
+        """Green failed on live traffic: traffic back to blue at once, then count what green served
+        in the whole window (its counters, read before it is scaled down), and fail."""
         reason = "post-promotion analysis failed: " + "; ".join(result.failures)
         detected = result.detected_at or time.monotonic()
         self.end("verify", "failed", reason)
         counted: dict[str, tuple[float, float]] = {}
 
         def count() -> None:
-            # Green's counters once traffic is back on blue and before green goes: the whole window.
-            async def read() -> dict[str, tuple[float, float]]:
-                async with Prober(timeout=self.plan.timeout, retries=0) as prober:
-                    return await read_counters(prober, list(result.counters_start))
-
-            counted.update(run_async(read()))
+            counted.update(observe.green_counters(list(result.counters_start), self.plan.timeout))
 
         routed = self.rollback(reason, on_routed=count)
         back_s = (routed - detected) if routed is not None else None
@@ -542,42 +477,19 @@ class Promoter:
                 timeline=timeline_start(r.timeline, "rollback", self.clock()),
             )
         )
-        routed: float | None = None
-        notes = []
-        if reroute:
-            target = world.versions[plan.target]
-            if d.switch_blocker(target, plan.target):
-                if target.replicas == 0:
-                    self.driver.scale(self.service, plan.target, plan.restore_replicas)
-                    notes.append(f"{plan.target} scaled back to {plan.restore_replicas}")
-                ok, detail = self.await_ready(plan.target, self.plan.progress_deadline)
-                if not ok:
-                    self.end("rollback", "failed", detail)
-                    raise GateFailed(
-                        f"cannot roll {self.service} back to {plan.target}: it has no fully ready replicas "
-                        f"({detail}); the active route stays on {world.routes.active}"
-                    )
-            # The last look before the one change: never route to a version without ready replicas.
-            blocker = d.switch_blocker(self.driver.workload(self.service, plan.target), plan.target)
-            if blocker:
-                self.end("rollback", "failed", blocker)
-                raise GateFailed(f"cannot roll {self.service} back to {plan.target}: {blocker}")
-            self.driver.route(self.service, plan.target)
-            routed = time.monotonic()
-            notes.append(f"active route {world.routes.active} -> {plan.target}")
-            crash_point("rollback:after-route")
+        notes: list[str] = []
+        routed = self.route_back(world, plan, notes) if reroute else None
         if on_routed is not None:
             on_routed()
         if shrink and plan.source:
             self.driver.scale(self.service, plan.source, 0)
             notes.append(f"{plan.source} scaled to 0")
-        state = d.rollback_state(plan)
         detail = "; ".join(notes) or "nothing left to change"
         self.end(
             "rollback",
             "succeeded",
             f"{reason} ({detail})",
-            phase=state,
+            phase=d.rollback_state(plan),
             rolled_back=True,
             reason=reason,
             stable=plan.target,
@@ -585,6 +497,32 @@ class Promoter:
         )
         self.detail = f"{reason} ({detail})"
         crash_point("rollback")
+        return routed
+
+    def route_back(self, world: World, plan: d.RollbackPlan, notes: list[str]) -> float:
+        """Move the active route to the rollback target once it has every replica ready (scaling it
+        up from 0 first); returns the monotonic time it moved."""
+        target = world.versions[plan.target]
+        if d.switch_blocker(target, plan.target):
+            if target.replicas == 0:
+                self.driver.scale(self.service, plan.target, plan.restore_replicas)
+                notes.append(f"{plan.target} scaled back to {plan.restore_replicas}")
+            ok, detail = self.await_ready(plan.target, self.plan.progress_deadline)
+            if not ok:
+                self.end("rollback", "failed", detail)
+                raise GateFailed(
+                    f"cannot roll {self.service} back to {plan.target}: it has no fully ready replicas "
+                    f"({detail}); the active route stays on {world.routes.active}"
+                )
+        # The last look before the one change: never route to a version without ready replicas.
+        blocker = d.switch_blocker(self.driver.workload(self.service, plan.target), plan.target)
+        if blocker:
+            self.end("rollback", "failed", blocker)
+            raise GateFailed(f"cannot roll {self.service} back to {plan.target}: {blocker}")
+        self.driver.route(self.service, plan.target)
+        routed = time.monotonic()
+        notes.append(f"active route {world.routes.active} -> {plan.target}")
+        crash_point("rollback:after-route")
         return routed
 
     def not_ours(self, record: Record) -> str | None:
@@ -611,10 +549,9 @@ class Promoter:
 
     def run(self) -> Outcome:
         plan = self.plan
+        world = observe.existing_world(self.driver, self.service)
         if plan.command == "status":
-            world = self.preflight()
             return Outcome("status", "status", world.record, world.routes)
-        world = self.preflight()
         if plan.command == "rollback" and plan.if_owner and (why := self.not_ours(world.record)):
             # Another run's promotion: leave it, without even waiting for its lock.
             self.detail = why

@@ -332,7 +332,7 @@ def format_value(value: Any) -> str:
 def render_reason(template: str, names: Mapping[str, Any]) -> str:
     """Replace `{name}` with the name's formatted value. Plain names only: no attribute access."""
     return PLACEHOLDER.sub(lambda m: format_value(names[m.group(1)]) if m.group(1) in names else m.group(0),
-                            template)
+                           template)
 
 
 def json_names(names: Mapping[str, Any]) -> dict[str, Any]:
@@ -348,11 +348,10 @@ def json_names(names: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-
 def alert_decision(by_rules: Decision, found: ev.Evidence, alert: str, status: str, reading: str,
                    settle_s: float) -> tuple[Decision, vd.Verdict]:
     """With an alert, its own evidence decides: onset (does it need remediating?) or latest (did
-    the remediation clear it?). The rules' decision keeps the observations' evaluation."""
+    the remediation clear it?). The decision keeps the rules' evaluation beside the alert's reading."""
     if reading == ev.ONSET:
         verdict = vd.check(found, status)
     else:

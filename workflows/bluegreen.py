@@ -14,22 +14,26 @@ in `research_platform_promotions_total` by result.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
 from hera.workflows import DAG, Container, Suspend, Task, WorkflowTemplate
 from hera.workflows.metrics import Counter, Label
 from hera.workflows.models import Mutex, Synchronization
+from rpops.core.step import Parameter
+from rpops.steps.bluegreen import STEP
 
 from workflows.common import (
     DESCRIPTION_ANNOTATION,
     NAME_PREFIX,
     Input,
-    OldOutput,
-    OldStepSpec,
     RenderConfig,
-    StepResources,
+    StepSpec,
     flags,
+    forwarded,
     observe_retry,
-    old_step_container,
     service_mutex,
+    step_container,
     workflow_template,
 )
 
@@ -43,97 +47,34 @@ PRE, APPROVAL, PROMOTION, EXIT, ROLLBACK = (
     "exit-handler",
     "rollback",
 )
-BOOLEANS = ("true", "false")
+TEMPLATE = PROMOTION  # the template that switches traffic; its outputs are the workflow's
 WORKFLOW_MUTEX = f"{NAME_PREFIX}bluegreen-{{{{workflow.parameters.service}}}}"
+OWNER = ("--owner", "{{workflow.name}}")  # one lock owner across the workflow's steps
 
-SERVICE = Input("service", "Service to promote (Deployments <service>-<version>), e.g. research-platform.")
-VERSION = Input("version", "Version to promote (green), e.g. v2; becomes the Deployment's version label.")
-IMAGE = Input(
-    "image",
-    "Container image of the new version; empty: the active version's image retagged with the version.",
-    "",
-)
-AUTO_PROMOTE = Input(
-    "auto-promote",
-    "true: switch traffic once the pre-promotion analysis passes; false: suspend before the switch "
-    "until resumed (argo resume / rpops local resume).",
-    "true",
-    enum=BOOLEANS,
-)
-PREVIEW_REPLICAS = Input(
-    "preview-replica-count",
-    "Green's replica count; empty: blue's current count, never below the HPA's minReplicas.",
-    "",
-)
-PROGRESS_DEADLINE = Input(
-    "progress-deadline-seconds",
-    "Seconds for every green replica to become ready before the promotion is aborted.",
-    "600",
-)
-VERIFY_SECONDS = Input(
-    "verify-seconds",
-    "Length of the post-promotion analysis on live traffic; a failure switches traffic back to blue.",
-    "30",
-)
-SCALE_DOWN_DELAY = Input(
-    "scale-down-delay-seconds",
-    "Seconds after the switch before blue is scaled to 0 replicas (kept for a fast rollback).",
-    "30",
-)
-PROMETHEUS = Input(
-    "prometheus",
-    "Base URL of the Prometheus the analysis queries read; empty for built-in analysis only.",
-    "",
-)
-ANALYSIS = Input(
-    "analysis",
-    "Analysis metrics as YAML (as in an Argo AnalysisTemplate: name, query, successCondition, "
-    "failureCondition, interval, count, failureLimit, inconclusiveLimit); empty: built-in only.",
-    "",
-)
-MAX_ERROR_RATE = Input("max-error-rate", "Built-in analysis: highest share of failed probes.", "0.01")
-MAX_P95_MS = Input("max-p95-ms", "Built-in analysis: highest p95 probe latency in milliseconds.", "1000")
-LOCK_WAIT = Input(
-    "lock-wait-seconds", "Seconds to wait for another promotion of the service to release its lock.", "300"
-)
-ARGUMENTS = (
-    SERVICE,
-    VERSION,
-    IMAGE,
-    AUTO_PROMOTE,
-    PREVIEW_REPLICAS,
-    PROGRESS_DEADLINE,
-    VERIFY_SECONDS,
-    SCALE_DOWN_DELAY,
-    PROMETHEUS,
-    ANALYSIS,
-    MAX_ERROR_RATE,
-    MAX_P95_MS,
-    LOCK_WAIT,
-)
-STEP_INPUTS = tuple(a for a in ARGUMENTS if a is not AUTO_PROMOTE)
-REASON = Input("reason", "Why the rollback runs, recorded on the service.")
 
-OUTPUTS = (
-    OldOutput(
-        "phase", "none", "Promotion state on the service: complete, aborted, rolled-back, ...; none if unrun."
-    ),
-    OldOutput("active_version", "", "Version the service's active route selects after the step."),
-    OldOutput(
-        "previous_version", "", "Version the active route left at the switch (the fast-rollback target)."
-    ),
-    OldOutput("rolled_back", "false", "true when the promotion was aborted or rolled back."),
-    OldOutput("reason", "the step did not run", "Why the promotion ended as it did, in one line."),
-    OldOutput(
-        "result",
-        "not-run",
-        "promoted, no-op, in-progress, aborted, rolled-back, skipped or failed; not-run when the step did "
-        "not run.",
-    ),
-)
+@dataclass(frozen=True)
+class CommandSpec(StepSpec):
+    """One `rpops bluegreen <command> ...` container: the command (and its fixed flags) first, then the
+    step's parameters named in `passed`, in that order (the rollback passes four of them)."""
+
+    command: Sequence[str] = ()
+    passed: Sequence[str] = ()
+
+    def parameters(self) -> tuple[Parameter, ...]:
+        return tuple(self.step.parameter(name) for name in self.passed)
+
+    @property
+    def inputs(self) -> tuple[Input, ...]:
+        return (*(Input.of(p) for p in self.parameters()), *self.extra_inputs)
+
+    @property
+    def args(self) -> list[str]:
+        return [*self.command, *flags(*((p.flag, p.ref) for p in self.parameters()), *self.extra_args)]
+
 
 METRIC = "research_platform_promotions_total"
 METRIC_HELP = "Blue-green promotions run by the research-platform-blue-green workflow, by result."
+SERVICE = STEP.parameter("service")
 
 
 def _counter(result: str, when: str) -> Counter:
@@ -146,48 +87,81 @@ def _counter(result: str, when: str) -> Counter:
     )
 
 
-def _step_args(phases: str) -> list[str]:
-    return [
-        "promote",
-        *flags(
-            ("--phases", phases),
-            ("--service", SERVICE.ref),
-            ("--version", VERSION.ref),
-            ("--image", IMAGE.ref),
-            ("--preview-replica-count", PREVIEW_REPLICAS.ref),
-            ("--progress-deadline-seconds", PROGRESS_DEADLINE.ref),
-            ("--verify-seconds", VERIFY_SECONDS.ref),
-            ("--scale-down-delay-seconds", SCALE_DOWN_DELAY.ref),
-            ("--prometheus", PROMETHEUS.ref),
-            ("--analysis-yaml", ANALYSIS.ref),
-            ("--max-error-rate", MAX_ERROR_RATE.ref),
-            ("--max-p95-ms", MAX_P95_MS.ref),
-            ("--lock-wait", LOCK_WAIT.ref),
-            ("--owner", "{{workflow.name}}"),
-        ),
-    ]
-
-
-def _step(config: RenderConfig, name: str, phases: str, description: str, metrics: bool) -> Container:
-    return old_step_container(
-        config,
-        OldStepSpec(
-            name=name,
-            step="bluegreen",
-            description=description,
-            args=_step_args(phases),
-            inputs=STEP_INPUTS,
-            outputs=OUTPUTS,
-            # The phases converge: a retry after a pod error, a kill or an unreachable platform (exit 3,
-            # 137) finishes or rolls back what the last attempt recorded. A gate verdict (1) is final.
-            retry=observe_retry(),
-            # Readiness (progress deadline), analysis, verify window and scale-down delay all fit.
-            deadline_seconds=3600,
-            resources=StepResources(),
-            mutex=service_mutex(SERVICE.name),
-            metrics=[_counter("{{outputs.parameters.result}}", "{{status}} == Succeeded")] if metrics else (),
-        ),
+def _promote(name: str, phases: str, description: str, metrics: bool) -> CommandSpec:
+    return CommandSpec(
+        name=name,
+        step=STEP,
+        description=description,
+        command=("promote", "--phases", phases),
+        passed=tuple(p.name for p in STEP.parameters() if p.name != "reason"),
+        extra_args=(OWNER,),
+        # The phases converge: a retry after a pod error, a kill or an unreachable platform (exit 3,
+        # 137) finishes or rolls back what the last attempt recorded. A gate verdict (1) is final.
+        retry=observe_retry(),
+        # Readiness (progress deadline), analysis, verify window and scale-down delay all fit.
+        deadline_seconds=3600,
+        mutex=service_mutex(SERVICE.name),
+        metrics=[_counter("{{outputs.parameters.result}}", "{{status}} == Succeeded")] if metrics else (),
     )
+
+
+SPEC = _promote(
+    TEMPLATE,
+    "switch,verify,finalize",
+    "Switch the active route to green, verify on live traffic (back to blue on failure), scale blue "
+    "to 0 after the delay; counts the promotion in research_platform_promotions_total.",
+    metrics=True,
+)
+PRE_SPEC = _promote(
+    PRE,
+    "deploy,wait-ready,analyze",
+    "Deploy green at blue's capacity, wait until every replica is ready, analyze it (health, "
+    "validation checks, error rate, latency, the analysis metrics); aborts on failure.",
+    metrics=False,
+)
+ROLLBACK_SPEC = CommandSpec(
+    name=ROLLBACK,
+    step=STEP,
+    description="Roll back this workflow's unfinished promotion (nothing when another run owns "
+    "the service); counts the promotion in research_platform_promotions_total.",
+    command=("rollback",),
+    passed=("service", "reason", "progress-deadline-seconds", "lock-wait-seconds"),
+    extra_args=(OWNER, ("--if-owner", "true")),
+    retry=observe_retry(),
+    deadline_seconds=1800,
+    mutex=service_mutex(SERVICE.name),
+    metrics=[
+        _counter("{{outputs.parameters.result}}", "{{status}} == Succeeded"),
+        _counter("rollback-failed", "{{status}} != Succeeded"),
+    ],
+)
+INPUTS = SPEC.inputs
+OUTPUTS = STEP.outputs
+
+AUTO_PROMOTE = Input(
+    "auto-promote",
+    "true: switch traffic once the pre-promotion analysis passes; false: suspend before the switch "
+    "until resumed (argo resume / rpops local resume).",
+    "true",
+    enum=("true", "false"),
+)
+# The workflow's own defaults where they differ from the command line's: a workflow names the
+# version it promotes (the CLI's phases after deploy read it from the record), and waits for another
+# promotion's lock for 5 minutes (a person at the CLI is refused at once unless --lock-wait is given).
+WORKFLOW_DEFAULTS: dict[str, str | None] = {"version": None, "lock-wait-seconds": "300"}
+
+
+def _arguments() -> tuple[Input, ...]:
+    """The workflow's arguments: the promotion's inputs, with auto-promote after the image."""
+    found: list[Input] = []
+    for given in INPUTS:
+        found.append(replace(given, default=WORKFLOW_DEFAULTS.get(given.name, given.default)))
+        if given.name == "image":
+            found.append(AUTO_PROMOTE)
+    return tuple(found)
+
+
+ARGUMENTS = _arguments()
 
 
 def build(config: RenderConfig) -> WorkflowTemplate:
@@ -201,88 +175,47 @@ def build(config: RenderConfig) -> WorkflowTemplate:
         arguments=ARGUMENTS,
         entrypoint=ENTRYPOINT,
     ) as wt:
-        pre = _step(
-            config,
-            PRE,
-            "deploy,wait-ready,analyze",
-            "Deploy green at blue's capacity, wait until every replica is ready, analyze it (health, "
-            "validation checks, error rate, latency, the analysis metrics); aborts on failure.",
-            metrics=False,
-        )
+        pre = step_container(config, PRE_SPEC)
         approval = Suspend(
             name=APPROVAL,
             annotations={
                 DESCRIPTION_ANNOTATION: "Wait for a human to resume before the switch (auto-promote=false)."
             },
         )
-        promotion = _step(
-            config,
-            PROMOTION,
-            "switch,verify,finalize",
-            "Switch the active route to green, verify on live traffic (back to blue on failure), scale blue "
-            "to 0 after the delay; counts the promotion in research_platform_promotions_total.",
-            metrics=True,
-        )
-        rollback = old_step_container(
-            config,
-            OldStepSpec(
-                name=ROLLBACK,
-                step="bluegreen",
-                description="Roll back this workflow's unfinished promotion (nothing when another run owns "
-                "the service); counts the promotion in research_platform_promotions_total.",
-                args=[
-                    "rollback",
-                    *flags(
-                        ("--service", SERVICE.ref),
-                        ("--owner", "{{workflow.name}}"),
-                        ("--reason", REASON.ref),
-                        ("--progress-deadline-seconds", PROGRESS_DEADLINE.ref),
-                        ("--lock-wait", LOCK_WAIT.ref),
-                    ),
-                    "--if-owner",
-                ],
-                inputs=(SERVICE, REASON, PROGRESS_DEADLINE, LOCK_WAIT),
-                outputs=OUTPUTS,
-                retry=observe_retry(),
-                deadline_seconds=1800,
-                resources=StepResources(),
-                mutex=service_mutex(SERVICE.name),
-                metrics=[
-                    _counter("{{outputs.parameters.result}}", "{{status}} == Succeeded"),
-                    _counter("rollback-failed", "{{status}} != Succeeded"),
-                ],
-            ),
-        )
-        step_arguments = {i.name: i.workflow_ref for i in STEP_INPUTS}
-        with DAG(
-            name=ENTRYPOINT,
-            outputs=[o.forwarded(PROMOTION) for o in OUTPUTS],
-            annotations={DESCRIPTION_ANNOTATION: "Pre-promotion, approval when asked for, promotion."},
-        ):
-            Task(name=PRE, template=pre, arguments=step_arguments)
-            Task(
-                name=APPROVAL,
-                template=approval,
-                depends=PRE,
-                when=f"{AUTO_PROMOTE.workflow_ref} == false",
-            )
-            # `depends: approval` holds when the approval succeeded or was skipped (auto-promote=true).
-            Task(name=PROMOTION, template=promotion, arguments=step_arguments, depends=APPROVAL)
-        with DAG(
-            name=EXIT,
-            annotations={DESCRIPTION_ANNOTATION: "On failure, roll back what this workflow left unfinished."},
-        ):
-            Task(
-                name=ROLLBACK,
-                template=rollback,
-                when="{{workflow.status}} != Succeeded",
-                arguments={
-                    SERVICE.name: SERVICE.workflow_ref,
-                    REASON.name: "workflow {{workflow.name}} ended {{workflow.status}}",
-                    PROGRESS_DEADLINE.name: PROGRESS_DEADLINE.workflow_ref,
-                    LOCK_WAIT.name: LOCK_WAIT.workflow_ref,
-                },
-            )
+        promotion = step_container(config, SPEC)
+        rollback = step_container(config, ROLLBACK_SPEC)
+        _main(pre, approval, promotion)
+        _exit_handler(rollback)
     wt.on_exit = EXIT
     wt.synchronization = Synchronization(mutexes=[Mutex(name=WORKFLOW_MUTEX)])
     return wt
+
+
+def _main(pre: Container, approval: Suspend, promotion: Container) -> None:
+    step_arguments = {i.name: i.workflow_ref for i in INPUTS}
+    with DAG(
+        name=ENTRYPOINT,
+        outputs=[forwarded(o, PROMOTION) for o in OUTPUTS],
+        annotations={DESCRIPTION_ANNOTATION: "Pre-promotion, approval when asked for, promotion."},
+    ):
+        Task(name=PRE, template=pre, arguments=step_arguments)
+        Task(name=APPROVAL, template=approval, depends=PRE, when=f"{AUTO_PROMOTE.workflow_ref} == false")
+        # `depends: approval` holds when the approval succeeded or was skipped (auto-promote=true).
+        Task(name=PROMOTION, template=promotion, arguments=step_arguments, depends=APPROVAL)
+
+
+REASON = "workflow {{workflow.name}} ended {{workflow.status}}"  # the exit handler's rollback reason
+
+
+def _exit_handler(rollback: Container) -> None:
+    inputs = {i.name: i for i in ROLLBACK_SPEC.inputs}
+    with DAG(
+        name=EXIT,
+        annotations={DESCRIPTION_ANNOTATION: "On failure, roll back what this workflow left unfinished."},
+    ):
+        Task(
+            name=ROLLBACK,
+            template=rollback,
+            when="{{workflow.status}} != Succeeded",
+            arguments={name: REASON if name == "reason" else i.workflow_ref for name, i in inputs.items()},
+        )

@@ -13,7 +13,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:  # `workflows/` is not an installed package
     sys.path.insert(0, str(REPO_ROOT))
 
-from workflows import TEMPLATE_MODULES, bluegreen  # noqa: E402
+from workflows import bluegreen, template_modules  # noqa: E402
 from workflows.common import RenderConfig  # noqa: E402
 from workflows.validation import ArgoSchemas, all_problems  # noqa: E402
 
@@ -36,7 +36,7 @@ def flag(args: list[str], name: str) -> str:
 
 
 def test_registered_rendered_and_valid(doc: Doc) -> None:
-    assert "workflows.bluegreen" in TEMPLATE_MODULES
+    assert bluegreen in template_modules()
     assert doc == yaml.safe_load(yaml.safe_dump(bluegreen.build(RenderConfig()).to_dict()))
     assert all_problems([doc], ArgoSchemas()) == []
     kustomization = yaml.safe_load((REPO_ROOT / "manifests" / "argo" / "kustomization.yaml").read_text())

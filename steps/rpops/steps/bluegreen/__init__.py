@@ -82,7 +82,9 @@ STEP = Step(
     "atomic change of the active route, only when green is fully available), verify (analysis on live "
     "traffic for --verify-seconds; on failure traffic goes back to blue at once), finalize (after "
     "--scale-down-delay-seconds blue goes to 0 replicas, kept for a fast rollback; older versions are "
-    "removed). promote runs them in order and skips what is done, so a rerun after a crash converges. "
+    "removed). promote runs them in order and skips what is done, so a rerun after a crash converges; the "
+    "phases after deploy default to the recorded version, and a held lock is refused at once unless "
+    "--lock-wait is given. "
     "Outputs: phase, active_version, previous_version, rolled_back, reason, result, report.json (status "
     "writes none). Exit 0 done, 1 gate failed (aborted or rolled back) or service busy, 2 bad input, "
     "3 unreachable.",

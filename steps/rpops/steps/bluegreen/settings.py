@@ -35,8 +35,7 @@ class BlueGreenSettings:
     )
     version: str = setting(
         "",
-        help="Version to promote (green), e.g. v2, the Deployment's version label; the phases after deploy "
-        "default to the recorded one",
+        help="Version to promote (green), e.g. v2; becomes the Deployment's version label",
         parameter=True,
     )
     image: str = setting(
@@ -73,9 +72,8 @@ class BlueGreenSettings:
     )
     analysis_yaml: str = setting(
         "",
-        help="Analysis metrics as YAML text instead of a file, as in an Argo AnalysisTemplate (name, query, "
-        "successCondition, failureCondition, interval, count, failureLimit, inconclusiveLimit); empty: "
-        "built-in analysis only",
+        help="Analysis metrics as YAML (as in an Argo AnalysisTemplate: name, query, successCondition, "
+        "failureCondition, interval, count, failureLimit, inconclusiveLimit); empty: built-in only",
         parameter="analysis",
     )
     max_error_rate: float = setting(
@@ -91,7 +89,7 @@ class BlueGreenSettings:
     owner: str = setting("", help="Who runs the promotion (the lock owner); default user@host")
     lock_wait: float = setting(
         0.0,
-        help="Seconds to wait for another promotion of the service to release its lock; 0 refuses at once",
+        help="Seconds to wait for another promotion of the service to release its lock",
         parameter="lock-wait-seconds",
     )
     lock_ttl: float = setting(

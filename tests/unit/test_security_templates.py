@@ -128,7 +128,9 @@ def test_critical_gauge_is_set_from_completed_scans_only(docs: dict[str, Doc]) -
 
 def test_scan_files_are_artifacts_when_the_cluster_has_a_repository() -> None:
     rendered = {
-        r.document["metadata"]["name"]: r.document for r in render_all(RenderConfig(report_artifact=True))
+        r.document["metadata"]["name"]: r.document
+        for r in render_all(RenderConfig(report_artifact=True))
+        if "metadata" in r.document  # not the kustomization
     }
     scan = template(rendered[security_scan.NAME], "security-scan")
     assert {a["name"]: a["path"] for a in scan["outputs"]["artifacts"]} == {

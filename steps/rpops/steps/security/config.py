@@ -522,8 +522,36 @@ class _Checker:
         pod_sc: dict[str, Any],
         needs_probes: bool,
     ) -> None:
+        """One container: its security context, resources, image, probes (app containers only),
+        environment and ports."""
         name = str(c.get("name") or path[-1])
         sc = c.get("securityContext") or {}
+        self.check_privileges(obj, path, sc, pod_sc, name)
+        self.check_hardening(obj, path, sc, pod_sc, name)
+        self.check_resources(obj, path, c, name)
+        self.check_image(obj, path, c, name)
+        if needs_probes:
+            for probe, check in (
+                ("livenessProbe", "k8s-liveness-probe"),
+                ("readinessProbe", "k8s-readiness-probe"),
+            ):
+                if not c.get(probe):
+                    self.report(check, obj, path, f"no {probe}", name)
+        self.check_env(obj, path, c, name)
+        for i, port in enumerate(c.get("ports") or []):
+            if isinstance(port, dict) and port.get("hostPort"):
+                self.report(
+                    "k8s-host-port",
+                    obj,
+                    (*path, "ports", i, "hostPort"),
+                    f"hostPort {port['hostPort']} binds the node's port",
+                    name,
+                )
+
+    def check_privileges(
+        self, obj: K8sObject, path: tuple[Any, ...], sc: dict[str, Any], pod_sc: dict[str, Any], name: str
+    ) -> None:
+        """Who the container runs as and what it may become: privileged, privilege escalation, root."""
         scp = (*path, "securityContext")
         if sc.get("privileged") is True:
             self.report(
@@ -555,6 +583,12 @@ class _Checker:
                 "neither runAsNonRoot: true nor a non-zero runAsUser is set",
                 name,
             )
+
+    def check_hardening(
+        self, obj: K8sObject, path: tuple[Any, ...], sc: dict[str, Any], pod_sc: dict[str, Any], name: str
+    ) -> None:
+        """What the container can touch: root filesystem, capabilities, seccomp."""
+        scp = (*path, "securityContext")
         if sc.get("readOnlyRootFilesystem") is not True:
             self.report(
                 "k8s-readonly-rootfs",
@@ -598,6 +632,8 @@ class _Checker:
                 f"seccompProfile is {seccomp or 'not set'} (Unconfined by default)",
                 name,
             )
+
+    def check_resources(self, obj: K8sObject, path: tuple[Any, ...], c: dict[str, Any], name: str) -> None:
         resources = c.get("resources") or {}
         for kind, key, check in (
             ("requests", "cpu", "k8s-cpu-requests"),
@@ -607,14 +643,9 @@ class _Checker:
         ):
             if not (resources.get(kind) or {}).get(key):
                 self.report(check, obj, (*path, "resources", kind), f"no {key} {kind[:-1]}", name)
-        self.check_image(obj, path, c, name)
-        if needs_probes:
-            for probe, check in (
-                ("livenessProbe", "k8s-liveness-probe"),
-                ("readinessProbe", "k8s-readiness-probe"),
-            ):
-                if not c.get(probe):
-                    self.report(check, obj, path, f"no {probe}", name)
+
+    def check_env(self, obj: K8sObject, path: tuple[Any, ...], c: dict[str, Any], name: str) -> None:
+        """Literal secret values in the environment (a secret-like name holding a real-looking value)."""
         for i, env in enumerate(c.get("env") or []):
             if not isinstance(env, dict):
                 continue
@@ -634,15 +665,6 @@ class _Checker:
                     f"env {env_name} holds a literal secret value",
                     name,
                     confidence="high" if strong else "medium",
-                )
-        for i, port in enumerate(c.get("ports") or []):
-            if isinstance(port, dict) and port.get("hostPort"):
-                self.report(
-                    "k8s-host-port",
-                    obj,
-                    (*path, "ports", i, "hostPort"),
-                    f"hostPort {port['hostPort']} binds the node's port",
-                    name,
                 )
 
     def check_image(self, obj: K8sObject, path: tuple[Any, ...], c: dict[str, Any], name: str) -> None:

@@ -362,19 +362,8 @@ _KNOWN = {
 }
 
 
-def parse_metric(raw: Any, index: int, source: str) -> MetricSpec:
-    where = f"{source}: metrics[{index}]"
-    if not isinstance(raw, Mapping):
-        raise UsageError(f"{where} must be a mapping with name, query and conditions")
-    unknown = sorted(set(raw) - _KNOWN)
-    if unknown:
-        raise UsageError(
-            f"{where} has unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(_KNOWN))}"
-        )
-    name = raw.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise UsageError(f"{where}.name {name!r} must be letters, digits, '-', '_' or '.'")
-    where = f"{source}: metric {name!r}"
+def _query(raw: Mapping[str, Any], where: str) -> tuple[str, str | None]:
+    """The metric's PromQL and its Prometheus address (None: --prometheus), placeholders checked."""
     query, address = raw.get("query"), None
     provider = raw.get("provider")
     if provider is not None:
@@ -387,37 +376,68 @@ def parse_metric(raw: Any, index: int, source: str) -> MetricSpec:
             raise UsageError(f"{where}.provider.prometheus.address must be a URL string")
     if not isinstance(query, str) or not query.strip():
         raise UsageError(f"{where} has no query: add `query: <PromQL>` (or provider.prometheus.query)")
-    unknown_ph = sorted(set(_PLACEHOLDER.findall(query)) - set(PLACEHOLDERS))
-    if unknown_ph:
+    unknown = sorted(set(_PLACEHOLDER.findall(query)) - set(PLACEHOLDERS))
+    if unknown:
         raise UsageError(
-            f"{where}.query uses unknown placeholder(s) {', '.join(unknown_ph)}; "
+            f"{where}.query uses unknown placeholder(s) {', '.join(unknown)}; "
             f"known: {', '.join(PLACEHOLDERS)}"
         )
-    success = _condition(raw.get("successCondition"), f"{where}.successCondition")
-    failure = _condition(raw.get("failureCondition"), f"{where}.failureCondition")
-    if success is None and failure is None:
-        raise UsageError(f"{where} needs a successCondition or a failureCondition (over `result`)")
-    interval = _duration(raw.get("interval", 0), f"{where}.interval")
+    return query.strip(), address
+
+
+def _count(raw: Mapping[str, Any], interval: float, where: str) -> int | None:
     if "count" in raw and raw["count"] is not None:
         count: int | None = _int(raw["count"], f"{where}.count", 1, MAX_COUNT)
     else:
         count = None if interval > 0 else 1  # Argo: an interval without a count repeats until the end
     if count is not None and count > 1 and interval <= 0:
         raise UsageError(f"{where}: count {count} needs an interval between measurements")
-    no_data_policy = raw.get("noDataPolicy")
+    return count
+
+
+def _no_data_policy(raw: Mapping[str, Any], where: str) -> str:
+    policy = raw.get("noDataPolicy")
     allow_empty = raw.get("allowEmpty")
     if allow_empty is not None and not isinstance(allow_empty, bool):
         raise UsageError(f"{where}.allowEmpty must be true or false")
-    if no_data_policy is None:
-        no_data_policy = "pass" if allow_empty else "fail"
-    elif no_data_policy not in NO_DATA:
-        raise UsageError(f"{where}.noDataPolicy {no_data_policy!r}: use one of {', '.join(NO_DATA)}")
+    if policy is None:
+        return "pass" if allow_empty else "fail"
+    if policy not in NO_DATA:
+        raise UsageError(f"{where}.noDataPolicy {policy!r}: use one of {', '.join(NO_DATA)}")
+    return str(policy)
+
+
+def _metric_name(raw: Any, where: str) -> str:
+    if not isinstance(raw, Mapping):
+        raise UsageError(f"{where} must be a mapping with name, query and conditions")
+    unknown = sorted(set(raw) - _KNOWN)
+    if unknown:
+        raise UsageError(
+            f"{where} has unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(_KNOWN))}"
+        )
+    name = raw.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise UsageError(f"{where}.name {name!r} must be letters, digits, '-', '_' or '.'")
+    return name
+
+
+def parse_metric(raw: Any, index: int, source: str) -> MetricSpec:
+    name = _metric_name(raw, f"{source}: metrics[{index}]")
+    where = f"{source}: metric {name!r}"
+    query, address = _query(raw, where)
+    success = _condition(raw.get("successCondition"), f"{where}.successCondition")
+    failure = _condition(raw.get("failureCondition"), f"{where}.failureCondition")
+    if success is None and failure is None:
+        raise UsageError(f"{where} needs a successCondition or a failureCondition (over `result`)")
+    interval = _duration(raw.get("interval", 0), f"{where}.interval")
+    count = _count(raw, interval, where)
+    no_data_policy = _no_data_policy(raw, where)
     when = raw.get("when", "both")
     if when not in WHEN:
         raise UsageError(f"{where}.when {when!r}: use pre, post or both")
     return MetricSpec(
         name=name,
-        query=query.strip(),
+        query=query,
         address=address,
         success=success,
         failure=failure,

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from rpops.clients.probe import Prober
+from rpops.clients.prometheus import AsyncPrometheus
 from rpops.steps.bluegreen.analysis import (
     MetricSpec,
     Phase,
@@ -93,65 +95,88 @@ def _why(tracker: Tracker) -> list[str]:
     return [f"{r.name} {r.phase.value.lower()}: {r.message()}" for r in tracker.failures()]
 
 
-async def run(config: AnalysisConfig, heartbeat: Callable[[], Awaitable[None]] | None = None) -> AnalysisRun:
-    from rpops.clients.probe import Prober
-    from rpops.clients.prometheus import AsyncPrometheus
+class _Measuring:
+    """One analysis run's measuring: a probe round for the built-in metrics (with green's counters
+    after the switch), a query for each Prometheus metric, each judged into the tracker."""
 
+    def __init__(self, config: AnalysisConfig, prober: Prober, tracker: Tracker) -> None:
+        self.config = config
+        self.prober = prober
+        self.tracker = tracker
+        self.clients: dict[str, AsyncPrometheus] = {}
+        self.counters: dict[str, tuple[float, float]] = {}
+        self.rounds: list[Round] = []
+
+    def client(self, spec: MetricSpec) -> AsyncPrometheus:
+        url = (spec.address or self.config.prometheus or "").rstrip("/")
+        if url not in self.clients:
+            self.clients[url] = AsyncPrometheus(url, prober=self.prober)
+        return self.clients[url]
+
+    async def read_counters(self) -> dict[str, tuple[float, float]]:
+        self.counters = await read_counters(self.prober, self.config.instance_urls)
+        return dict(self.counters)
+
+    async def measure(self, due: list[MetricSpec], now: float) -> None:
+        """Measure the metrics `due` (started at monotonic `now`) and record their measurements."""
+        config = self.config
+        builtins = [s for s in due if s.query is None]
+        queries = [s for s in due if s.query is not None]
+        jobs: list[Awaitable[Any]] = []
+        if builtins:
+            jobs.append(
+                probe_round(
+                    self.prober,
+                    config.targets,
+                    expect_version=config.expect_version,
+                    per_target=config.per_target,
+                    at=time.time(),
+                    checks=config.stage == "pre",
+                    max_response_ms=config.max_response_ms,
+                )
+            )
+            if config.stage == "post":
+                jobs.append(read_counters(self.prober, config.instance_urls))
+        for spec in queries:
+            jobs.append(self.client(spec).query(render_query(spec.query or "", config.placeholders)))
+        results = await asyncio.gather(*jobs) if jobs else []
+        at = time.time()
+        if builtins:
+            self.record_round(builtins, results[0], results[1] if config.stage == "post" else None, now, at)
+        for spec, result in zip(queries, results[len(results) - len(queries) :], strict=True):
+            self.tracker.record(spec, measure_query(spec, result, at), now)
+
+    def record_round(
+        self,
+        builtins: list[MetricSpec],
+        probe: Round,
+        fresh: dict[str, tuple[float, float]] | None,
+        now: float,
+        at: float,
+    ) -> None:
+        if fresh is not None:  # after the switch: what green served since the last round
+            probe = replace(probe, served=served_delta(self.counters, fresh))
+            self.counters = {**self.counters, **fresh}
+        self.rounds.append(probe)
+        values = builtin_values(probe)
+        for spec in builtins:
+            value = values.get(spec.name)
+            measurement = no_data(spec, "no answers", at) if value is None else judge(spec, value, at)
+            self.tracker.record(spec, measurement, now)
+
+
+async def run(config: AnalysisConfig, heartbeat: Callable[[], Awaitable[None]] | None = None) -> AnalysisRun:
     monotonic = time.monotonic
     start = monotonic()
     tracker = Tracker(config.specs, start)
     end = start + config.window if config.window is not None else None
-    rounds: list[Round] = []
     detected: float | None = None
     async with Prober(timeout=config.timeout, retries=0, max_concurrency=64) as prober:
-        clients: dict[str, AsyncPrometheus] = {}
-
-        def client(spec: MetricSpec) -> AsyncPrometheus:
-            url = (spec.address or config.prometheus or "").rstrip("/")
-            if url not in clients:
-                clients[url] = AsyncPrometheus(url, prober=prober)
-            return clients[url]
-
-        counters = await read_counters(prober, config.instance_urls) if config.stage == "post" else {}
-        counters_start = dict(counters)
+        measuring = _Measuring(config, prober, tracker)
+        counters_start = await measuring.read_counters() if config.stage == "post" else {}
         while True:
             now = monotonic()  # measurements start every interval: the next is due at now + interval
-            due = tracker.due(now)
-            builtins = [s for s in due if s.query is None]
-            queries = [s for s in due if s.query is not None]
-            jobs: list[Awaitable[Any]] = []
-            if builtins:
-                jobs.append(
-                    probe_round(
-                        prober,
-                        config.targets,
-                        expect_version=config.expect_version,
-                        per_target=config.per_target,
-                        at=time.time(),
-                        checks=config.stage == "pre",
-                        max_response_ms=config.max_response_ms,
-                    )
-                )
-                if config.stage == "post":
-                    jobs.append(read_counters(prober, config.instance_urls))
-            for spec in queries:
-                jobs.append(client(spec).query(render_query(spec.query or "", config.placeholders)))
-            results = await asyncio.gather(*jobs) if jobs else []
-            at = time.time()
-            if builtins:
-                probe: Round = results[0]
-                if config.stage == "post":
-                    fresh = results[1]
-                    probe = replace(probe, served=served_delta(counters, fresh))
-                    counters = {**counters, **fresh}
-                rounds.append(probe)
-                values = builtin_values(probe)
-                for spec in builtins:
-                    value = values.get(spec.name)
-                    measurement = no_data(spec, "no answers", at) if value is None else judge(spec, value, at)
-                    tracker.record(spec, measurement, now)
-            for spec, result in zip(queries, results[len(results) - len(queries) :], strict=True):
-                tracker.record(spec, measure_query(spec, result, at), now)
+            await measuring.measure(tracker.due(now), now)
             if tracker.failures():
                 detected = monotonic()
                 break
@@ -163,10 +188,7 @@ async def run(config: AnalysisConfig, heartbeat: Callable[[], Awaitable[None]] |
                 break
             if heartbeat is not None:
                 await heartbeat()
-            nxt = tracker.next_time()
-            wake = (
-                min(t for t in (nxt, end) if t is not None) if (nxt is not None or end is not None) else now
-            )
+            wake = min((t for t in (tracker.next_time(), end) if t is not None), default=now)
             await asyncio.sleep(max(0.0, wake - monotonic()))
     failures = tracker.failures()
     phase = worst([r.phase for r in failures]) if failures else tracker.phase()
@@ -174,7 +196,7 @@ async def run(config: AnalysisConfig, heartbeat: Callable[[], Awaitable[None]] |
         phase=phase,
         metrics=tracker.summary(),
         failures=_why(tracker),
-        rounds=rounds,
+        rounds=measuring.rounds,
         detected_at=detected,
         started=start,
         ended=monotonic(),

@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from hera.workflows import DAG, Parameter, Task, WorkflowTemplate
 from hera.workflows.models import Mutex, Synchronization, TemplateRef, ValueFrom
 from rpops.core.settings import REGIONS
+from rpops.steps.health.decide import STATUSES
 
 from workflows import health_check, optimize, scale, security_scan
 from workflows.common import (
@@ -97,6 +98,7 @@ SETTLE = Input(
 ARGUMENTS = (TARGETS, SERVICE, REGION, PROMETHEUS, SAMPLES, TIMEOUT, ALERTNAME, ALERT_LABELS, SETTLE)
 
 CHECK, VERIFY = "check-health", "verify-health"
+_, DEGRADED, OVERLOADED, UNHEALTHY = STATUSES  # what the first check found picks the remediation
 STATUS = f"{{{{tasks.{CHECK}.outputs.parameters.status}}}}"
 
 OUTPUTS = (
@@ -201,7 +203,7 @@ def build(config: RenderConfig) -> WorkflowTemplate:
                 Task(
                     name="security-scan",
                     template_ref=TemplateRef(name=security_scan.NAME, template=security_scan.TEMPLATE),
-                    when=f"{STATUS} == unhealthy",
+                    when=f"{STATUS} == {UNHEALTHY}",
                     depends=CHECK,
                     # Also the live service's configuration, through the platform driver; the scan's
                     # gate (a critical finding fails it) fails the recovery: a person must look.
@@ -220,7 +222,7 @@ def build(config: RenderConfig) -> WorkflowTemplate:
                 Task(
                     name="optimize",
                     template_ref=TemplateRef(name=optimize.NAME, template=optimize.TEMPLATE),
-                    when=f"{STATUS} == degraded",
+                    when=f"{STATUS} == {DEGRADED}",
                     depends=CHECK,
                     # A remediation acts: apply past the change threshold, restart a leaking version;
                     # the other inputs keep optimize's defaults.
@@ -240,7 +242,7 @@ def build(config: RenderConfig) -> WorkflowTemplate:
                 Task(
                     name="scale",
                     template_ref=TemplateRef(name=scale.NAME, template=scale.TEMPLATE),
-                    when=f"{STATUS} == overloaded",
+                    when=f"{STATUS} == {OVERLOADED}",
                     depends=CHECK,
                     arguments=step_arguments(
                         scale.INPUTS,

@@ -111,7 +111,6 @@ def render_all(config: RenderConfig | None = None) -> list[Rendered]:
         source = module_name.replace(".", "/") + ".py"
         header = f"{MARKER} from {source}. Do not edit: change the module and re-render.\n"
         rendered.append(Rendered(filename, header + _with_checkov_skips(dump(document), document), document))
-    rendered.append(_kustomization([r.filename for r in rendered]))
     return rendered
 
 
@@ -130,7 +129,14 @@ metadata:
 unsetOnly: true"""
 
 
-def _kustomization(filenames: Sequence[str]) -> Rendered:
+def render_files(config: RenderConfig | None = None) -> list[Rendered]:
+    """Every file `make render` writes: the documents and the kustomization listing them."""
+    templates = render_all(config)
+    return [*templates, kustomization([r.filename for r in templates])]
+
+
+def kustomization(filenames: Sequence[str]) -> Rendered:
+    """manifests/argo/kustomization.yaml: rbac.yaml and every rendered file."""
     document = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
@@ -209,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"render: {exc}", file=sys.stderr)
         return 2
-    rendered = render_all(config)
+    rendered = render_files(config)
     if args.check:
         diff = differences(args.out_dir, rendered)
         if diff:

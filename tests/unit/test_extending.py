@@ -26,7 +26,7 @@ rpops.steps.__path__.append(steps_dir)
 workflows.__path__.append(workflows_dir)
 
 from rpops.core import cli
-from workflows.render import render_all
+from workflows.render import render_files
 from workflows.validation import all_problems
 
 
@@ -57,7 +57,7 @@ result = {"top": run("--help"), "help": run("http-status", "--help"),
           "pass": run("http-status", "--url", base + "/health"),
           "fail": run("http-status", "--url", base + "/missing"),
           "bad": run("http-status", "--url", base + "/health", "--expect", "42")}
-rendered = {r.filename: r.document for r in render_all()}
+rendered = {r.filename: r.document for r in render_files()}
 doc = rendered.get("research-platform-http-status.yaml")
 result["kustomization"] = rendered["kustomization.yaml"]["resources"]
 result["template"] = doc
@@ -82,7 +82,8 @@ def test_the_worked_example_adds_a_step_with_one_package_and_one_module(tmp_path
     (tmp_path / "workflows" / "http_status.py").write_text(blocks[-1])
 
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, str(tmp_path / "steps"), str(tmp_path / "workflows"), str(tmp_path / "out")],
+        [sys.executable, "-c", PROBE, str(tmp_path / "steps"), str(tmp_path / "workflows"),
+         str(tmp_path / "out")],
         capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT), "RPOPS_OUTPUTS": str(tmp_path / "out")},
     )

@@ -32,7 +32,6 @@ THRESHOLDS: dict[str, float] = {
 CPU_LIMIT_PERCENT = 100  # 1000m: 100 % of one core
 MEMORY_LIMIT_MB = 2048  # 2 GiB
 
-STATUSES = ("healthy", "degraded", "overloaded", "unhealthy")
 REMEDIATION = "research-platform-recovery"  # the WorkflowTemplate remediable alerts submit
 SERVICE_LABEL = '{{ or $labels.service "research-platform" }}'
 

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import time
 
+from rpops.core.errors import RpopsError
 from rpops.core.step import Output, Step
 from rpops.steps.bluegreen.settings import BlueGreenSettings
 
 
 def run(settings: BlueGreenSettings) -> int:
-    from rpops.core.errors import RpopsError  # the step's work is loaded when it runs, not for --help
-    from rpops.platform import get_driver
+    from rpops.platform import get_driver  # the step's work is loaded when it runs, not for --help
     from rpops.steps.bluegreen import act
     from rpops.steps.bluegreen.phases import Promoter
     from rpops.steps.bluegreen.settings import build_plan

@@ -29,6 +29,9 @@ Judging one measurement (Argo's rules): both conditions given: failure wins, the
 inconclusive; only a success condition: false is a failure; only a failure condition: false is
 a success. No data (an empty or all-NaN result) is a failure unless the metric allows it. A query
 that errors is an error measurement. Everything here except `load_file` is pure.
+
+settings.py reads this module, so `rpops --help` does too: the rule engine, YAML and the
+Prometheus client are imported where they are used.
 """
 
 from __future__ import annotations
@@ -41,7 +44,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rpops.core.durations import parse_duration
 from rpops.core.errors import UsageError
+from rpops.core.parsers import check_depth, read_text_file
 
 NO_DATA = ("fail", "inconclusive", "pass", "evaluate")
 WHEN = ("pre", "post", "both")
@@ -297,8 +302,6 @@ class Tracker:
 
 
 def _duration(raw: Any, where: str) -> float:
-    from rpops.core.durations import parse_duration
-
     if isinstance(raw, bool):
         raise UsageError(f"{where}: {raw!r} is not a duration; write e.g. 30s, 1m or 500ms")
     if isinstance(raw, int | float):
@@ -458,9 +461,7 @@ def parse_metric(raw: Any, index: int, source: str) -> MetricSpec:
 
 
 def parse_analysis(text: str, source: str) -> list[MetricSpec]:
-    import yaml
-
-    from rpops.core.parsers import check_depth
+    import yaml  # loaded when an analysis is given, not for --help
 
     try:
         doc = yaml.safe_load(text)
@@ -487,8 +488,6 @@ def parse_analysis(text: str, source: str) -> list[MetricSpec]:
 
 
 def load_file(path: str) -> list[MetricSpec]:
-    from rpops.core.parsers import read_text_file
-
     if not Path(path).exists():
         raise UsageError(f"--analysis {path}: no such file")
     text = read_text_file(path, f"--analysis {path}")  # capped size, regular files only

@@ -1,16 +1,18 @@
 """Pure decisions of a blue-green promotion: from one observation (`World`) to what to do.
 
 No I/O and no clock: `now` is passed in. The phases module observes, asks these functions, and
-acts; most of the promotion's logic is tested here directly.
+acts; most of the promotion's logic is tested here directly. Green's validation checks are those
+of `rpops validate` (rpops.steps.validate.decide, pure), judged on each analysis target.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from rpops.platform.base import AutoscalingBounds, Workload
 from rpops.steps.bluegreen.model import DONE_STATE, PHASES, Record, State, World, reached
+from rpops.steps.validate import decide as validation
 
 # The state a phase needs before it may run (the previous phase's done state).
 NEEDS = {
@@ -217,3 +219,15 @@ def stale_versions(world: World, keep: Iterable[str | None]) -> list[str]:
     """
     kept = {v for v in keep if v} | {v for v in (world.routes.active, world.routes.preview) if v}
     return sorted(v for v, w in world.versions.items() if v not in kept and w.replicas == 0)
+
+
+def failed_checks(
+    names: Sequence[str], observations: Sequence[validation.Observation], max_response_ms: float
+) -> list[str]:
+    """The checks of `rpops validate` that failed on each target (named), as `target: check (detail)`."""
+    return [
+        f"{name}: {check.name} ({check.detail})"
+        for name, obs in zip(names, observations, strict=True)
+        for check in validation.decide(obs, max_response_ms)
+        if not check.passed
+    ]

@@ -28,6 +28,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+import psutil
+
 from rpops.core.errors import RpopsError
 from rpops.platform.base import PlatformDriver
 from rpops.steps.bluegreen.model import LockInfo, Record, annotations_for, record_from
@@ -56,8 +58,6 @@ class Holder:
 
     @classmethod
     def current(cls, owner: str) -> Holder:
-        import psutil
-
         pid = os.getpid()
         return cls(
             owner=owner, host=socket.gethostname(), pid=pid, pid_start=psutil.Process(pid).create_time()
@@ -71,8 +71,6 @@ class Verdict(enum.Enum):
 
 def process_alive(pid: int, pid_start: float) -> bool:
     """Whether the process that wrote a lock on this host still runs (a reused PID does not count)."""
-    import psutil
-
     try:
         proc = psutil.Process(pid)
         return abs(proc.create_time() - pid_start) < 0.05 and proc.status() != psutil.STATUS_ZOMBIE

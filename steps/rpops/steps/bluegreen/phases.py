@@ -1,5 +1,5 @@
 """The phases of a blue-green promotion, each a reconcile step: observe the platform and the
-recorded state, decide (rpops.steps.bluegreen.decide), act through the platform driver, record.
+recorded state (observe.py), decide (decide.py), act through the platform driver, record.
 
 Every phase is idempotent. It records its intent before acting and its result after, so a run
 killed at any point leaves a state that the next run reads and converges from: it finishes the

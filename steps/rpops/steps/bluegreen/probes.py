@@ -11,13 +11,11 @@ import asyncio
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from rpops.clients.probe import percentile
-
-if TYPE_CHECKING:
-    from rpops.clients.probe import Prober, ProbeResult
-    from rpops.steps.validate.decide import Observation
+from rpops.clients.probe import Prober, ProbeResult, percentile
+from rpops.steps.bluegreen.decide import failed_checks
+from rpops.steps.validate.decide import EXPRESSION, Observation
 
 HEALTH_PATH = "/health"
 K8S_SERVICE_PORT = 8000  # manifests/platform/service.yaml
@@ -117,8 +115,6 @@ async def read_counters(prober: Prober, urls: Sequence[str]) -> dict[str, tuple[
 
 async def _observe(prober: Prober, url: str) -> Observation:
     """The requests of `rpops validate` (rpops.steps.validate.observe), through our shared prober."""
-    from rpops.steps.validate.decide import EXPRESSION, Observation
-
     health, secure_eval, monitoring = await asyncio.gather(
         prober.get(f"{url}/health"),
         prober.post_json(f"{url}/api/secure-eval", {"expression": EXPRESSION}),
@@ -164,14 +160,7 @@ async def probe_round(
             errors += 1
             if len(samples) < 5:
                 samples.append(f"{target.name}: {probe.describe()}")
-    failed: list[str] = []
-    if checks:
-        from rpops.steps.validate.decide import decide
-
-        for target, obs in zip(targets, observations, strict=True):
-            for check in decide(obs, max_response_ms):
-                if not check.passed:
-                    failed.append(f"{target.name}: {check.name} ({check.detail})")
+    failed = failed_checks([t.name for t in targets], observations, max_response_ms) if checks else []
     return Round(
         at=at,
         requests=len(probes),

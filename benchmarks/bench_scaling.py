@@ -32,12 +32,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from rpops.core.times import iso
 from rpops.platform.base import AutoscalingBounds
 from rpops.steps.scale.forecast import fit, mape
 from rpops.steps.scale.policy import load_policy
 from rpops.steps.scale.predictive import Capacity, decide_predictive, summarise_forecast
 from rpops.steps.scale.reactive import Bounds, Reading, decide_reactive
-from rpops.steps.scale.state import ScaleState, iso, read_state, scaled_annotations
+from rpops.steps.scale.state import ScaleState, read_state, scaled_annotations
 from rpops.steps.scale.synthetic import Trace, sample
 
 MAPE_TARGET = 0.10

@@ -25,9 +25,9 @@ from kmock_fixture import (
     use_kubeconfig,
 )
 from prometheus_fixture import RunningPrometheus, free_port, start
+from rpops.core.times import iso
 from rpops.platform import Resources
 from rpops.platform.local.driver import LocalDriver
-from rpops.steps.scale.state import iso
 from step_runner import Runner, step_runner
 
 SERVICE = "rp"

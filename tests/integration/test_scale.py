@@ -31,9 +31,9 @@ from kmock_fixture import (
     use_kubeconfig,
 )
 from prometheus_fixture import RunningPrometheus, free_port, start
+from rpops.core.times import iso
 from rpops.platform import AutoscalingBounds
 from rpops.platform.local.driver import LocalDriver
-from rpops.steps.scale.state import iso
 from rpops.steps.scale.synthetic import Trace, sample
 from step_runner import Runner, step_runner
 
@@ -218,7 +218,7 @@ def state_of(driver: LocalDriver) -> str:
         (["--min-replicas", "0"], "--min-replicas 0 is too low"),
         (["--min-replicas", "-2"], "--min-replicas -2 is too low"),
         (["--max-replicas", "5000"], "--max-replicas 5000 is above the maximum of 1000"),
-        (["--max-replicas", "three"], "--max-replicas 'three' is not a whole number"),
+        (["--max-replicas", "three"], "argument --max-replicas: invalid int value: 'three'"),
         (
             ["--min-replicas", "5", "--max-replicas", "2"],
             "min replicas 5 (--min-replicas) is greater than max",

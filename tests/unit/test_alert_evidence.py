@@ -141,7 +141,7 @@ def test_only_remediable_alerts_have_a_status() -> None:
 def test_a_scale_step_that_changes_nothing_while_the_alert_holds_fails() -> None:
     from types import SimpleNamespace
 
-    from rpops.steps.scale.cli import alert_stuck
+    from rpops.steps.scale.decide import alert_stuck
 
     holds, gone = evidence(0.97, True), evidence(0.4, False)
     assert alert_stuck(SimpleNamespace(evidence=holds, promotion=""), scaled=False)  # type: ignore[arg-type]
@@ -154,7 +154,7 @@ def test_a_scale_step_that_changes_nothing_while_the_alert_holds_fails() -> None
 
 def test_a_live_promotion_lock_is_seen_by_the_scale_step() -> None:
     from rpops.steps.bluegreen.model import LockInfo, Record, annotations_for
-    from rpops.steps.scale.cli import promotion_in_progress
+    from rpops.steps.scale.observe import promotion_in_progress
 
     lock = LockInfo(owner="bluegreen-v2", token="t", host="h", pid=1, pid_start=0.0, expires=1000.0)
     annotations = {k: v for k, v in annotations_for(Record(), Record(lock=lock)).items() if v is not None}

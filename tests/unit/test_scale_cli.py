@@ -8,11 +8,11 @@ import pytest
 from rpops.core.cli import build_parser, main
 from rpops.core.errors import UsageError
 from rpops.core.settings import from_args
-from rpops.steps.optimize.cli import OptimizeSettings
-from rpops.steps.optimize.cli import Plan as OptimizePlan
-from rpops.steps.optimize.cli import plan as optimize_plan
-from rpops.steps.scale.cli import ScaleSettings
-from rpops.steps.scale.cli import plan as scale_plan
+from rpops.steps.optimize.settings import OptimizeSettings
+from rpops.steps.optimize.settings import Plan as OptimizePlan
+from rpops.steps.optimize.settings import plan as optimize_plan
+from rpops.steps.scale.settings import ScaleSettings
+from rpops.steps.scale.settings import plan as scale_plan
 
 
 @pytest.mark.parametrize("command", ["scale", "optimize"])

@@ -6,11 +6,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from rpops.clients.promql import instances_regex, render
 from rpops.core.errors import UsageError
 from rpops.platform.base import AutoscalingBounds
 from rpops.steps.scale.policy import load_policy
 from rpops.steps.scale.predictive import Capacity, ForecastSummary, decide_predictive, measure_capacity
-from rpops.steps.scale.queries import instances_regex, render
 from rpops.steps.scale.reactive import Bounds, Decision, Reading, evaluate
 from rpops.steps.scale.state import (
     HPA_BASE_MIN,

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rpops.core.times import iso
 from rpops.platform.base import AutoscalingBounds
 from rpops.steps.scale.reactive import (
     HOLD,
@@ -32,7 +33,7 @@ from rpops.steps.scale.reactive import (
     effective_bounds,
     no_decision,
 )
-from rpops.steps.scale.state import ScaleState, iso
+from rpops.steps.scale.state import ScaleState
 
 MIN_UTILISATION_TO_MEASURE = 0.05  # below this, extrapolating capacity is guesswork
 

@@ -27,9 +27,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rpops.core.times import iso
 from rpops.platform.base import AutoscalingBounds
 from rpops.steps.scale.policy import Policy, ResourcePolicy
-from rpops.steps.scale.state import ScaleState, iso
+from rpops.steps.scale.state import ScaleState
 
 # Decisions (the `decision` output).
 SCALE_UP = "scale-up"

@@ -18,7 +18,8 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+
+from rpops.core.times import iso, parse_time
 
 LAST_TIME = "last-scale-time"
 LAST_REASON = "last-scale-reason"
@@ -37,18 +38,6 @@ class ScaleState:
     recommendations: tuple[tuple[float, int], ...] = ()
     hpa_base_min: int | None = None
     problems: tuple[str, ...] = field(default=(), compare=False)
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: str) -> float:
-    """ISO 8601 (a trailing Z allowed; no zone means UTC) -> unix seconds. ValueError when bad."""
-    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.timestamp()
 
 
 def read_state(annotations: Mapping[str, str]) -> ScaleState:

@@ -113,17 +113,10 @@ def _excluded(rel: str, name: str, patterns: tuple[str, ...]) -> bool:
 
 def discover(settings: CodeScanSettings) -> tuple[list[tuple[str, str, int]], list[Notice]]:
     """Python files under the roots as (absolute path, display path, size), largest first."""
-    files: dict[str, tuple[str, str, int]] = {}
+    files: dict[str, tuple[str, str, int]] = {}  # by real path: a file reached twice counts once
     notices: list[Notice] = []
     seen_dirs: set[tuple[int, int]] = set()
     base = settings.base
-
-    def add_file(path: Path, st: os.stat_result, real: str | None = None) -> None:
-        real = real or os.path.realpath(path)
-        rel = _relative(path, base)
-        if real not in files:
-            files[real] = (str(path), rel, st.st_size)
-
     for root in settings.roots:
         try:
             st = root.stat()
@@ -133,81 +126,100 @@ def discover(settings: CodeScanSettings) -> tuple[list[tuple[str, str, int]], li
             )
             continue
         if not root.is_dir():
-            add_file(root, st)
+            _add_file(files, root, _relative(root, base), st)
             continue
         stack = [root]
         while stack:
             directory = stack.pop()
-            try:
-                dst = directory.stat()
-            except OSError as exc:
-                notices.append(
-                    Notice(
-                        "code",
-                        "unreadable",
-                        _relative(directory, base),
-                        f"cannot read directory: {exc.strerror}",
-                    )
-                )
-                continue
-            key = (dst.st_dev, dst.st_ino)
-            if key in seen_dirs:
-                if directory.is_symlink():
-                    notices.append(
-                        Notice(
-                            "code",
-                            "symlink-loop",
-                            _relative(directory, base),
-                            f"symlink to an already scanned directory ({os.readlink(directory)}); "
-                            "not followed again",
-                        )
-                    )
-                continue
-            seen_dirs.add(key)
-            real_dir: str | None = None  # realpath of the directory, when a file needs it
-            try:
-                entries = sorted(os.scandir(directory), key=lambda e: e.name)
-            except OSError as exc:
-                notices.append(
-                    Notice(
-                        "code",
-                        "unreadable",
-                        _relative(directory, base),
-                        f"cannot list directory: {exc.strerror}",
-                    )
-                )
-                continue
-            for entry in entries:
-                path = Path(entry.path)
-                rel = _relative(path, base)
-                if settings.exclude and _excluded(rel, entry.name, settings.exclude):
-                    continue
-                try:
-                    is_dir = entry.is_dir()  # follows symlinks
-                except OSError:
-                    is_dir = False
-                if is_dir:
-                    if entry.name in SKIP_DIRS or (path / "pyvenv.cfg").exists():
-                        continue
-                    stack.append(path)
-                    continue
-                if not entry.name.endswith(PY_SUFFIXES):
-                    continue
-                try:
-                    fst = path.stat()
-                except OSError as exc:
-                    reason = "symlink loop or dangling symlink" if entry.is_symlink() else exc.strerror
-                    notices.append(Notice("code", "unreadable", rel, f"cannot read: {reason}"))
-                    continue
-                # a file that is not a symlink is where its directory really is: one realpath
-                # per directory rather than an lstat per path component of every file
-                real = None
-                if not entry.is_symlink():
-                    real_dir = real_dir or os.path.realpath(directory)
-                    real = os.path.join(real_dir, entry.name)
-                add_file(path, fst, real)
+            entries = _list_new_directory(directory, base, seen_dirs, notices)
+            if entries is not None:
+                stack.extend(_add_entries(directory, entries, settings, files, notices))
     ordered = sorted(files.values(), key=lambda f: (-f[2], f[1]))
     return ordered, notices
+
+
+def _add_file(
+    files: dict[str, tuple[str, str, int]], path: Path, rel: str, st: os.stat_result, real: str | None = None
+) -> None:
+    real = real or os.path.realpath(path)
+    if real not in files:
+        files[real] = (str(path), rel, st.st_size)
+
+
+def _list_new_directory(
+    directory: Path, base: Path, seen_dirs: set[tuple[int, int]], notices: list[Notice]
+) -> list[os.DirEntry[str]] | None:
+    """The directory's entries, by name; None when it cannot be read or was already walked (a
+    symlink back to it is reported, not followed again)."""
+    try:
+        dst = directory.stat()
+    except OSError as exc:
+        notices.append(
+            Notice("code", "unreadable", _relative(directory, base), f"cannot read directory: {exc.strerror}")
+        )
+        return None
+    key = (dst.st_dev, dst.st_ino)
+    if key in seen_dirs:
+        if directory.is_symlink():
+            notices.append(
+                Notice(
+                    "code",
+                    "symlink-loop",
+                    _relative(directory, base),
+                    f"symlink to an already scanned directory ({os.readlink(directory)}); not followed again",
+                )
+            )
+        return None
+    seen_dirs.add(key)
+    try:
+        return sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError as exc:
+        notices.append(
+            Notice("code", "unreadable", _relative(directory, base), f"cannot list directory: {exc.strerror}")
+        )
+        return None
+
+
+def _add_entries(
+    directory: Path,
+    entries: list[os.DirEntry[str]],
+    settings: CodeScanSettings,
+    files: dict[str, tuple[str, str, int]],
+    notices: list[Notice],
+) -> list[Path]:
+    """Add a directory's Python files; return its subdirectories to walk (not excluded, not
+    skipped, not a virtualenv)."""
+    subdirs: list[Path] = []
+    real_dir: str | None = None  # realpath of the directory, when a file needs it
+    for entry in entries:
+        path = Path(entry.path)
+        rel = _relative(path, settings.base)
+        if settings.exclude and _excluded(rel, entry.name, settings.exclude):
+            continue
+        try:
+            is_dir = entry.is_dir()  # follows symlinks
+        except OSError:
+            is_dir = False
+        if is_dir:
+            if entry.name not in SKIP_DIRS and not (path / "pyvenv.cfg").exists():
+                subdirs.append(path)
+            continue
+        if not entry.name.endswith(PY_SUFFIXES):
+            continue
+        try:
+            fst = path.stat()
+        except OSError as exc:
+            reason = "symlink loop or dangling symlink" if entry.is_symlink() else exc.strerror
+            notices.append(Notice("code", "unreadable", rel, f"cannot read: {reason}"))
+            continue
+        # a file that is not a symlink is where its directory really is: one realpath
+        # per directory rather than an lstat per path component of every file
+        real = None
+        if not entry.is_symlink():
+            real_dir = real_dir or os.path.realpath(directory)
+            real = os.path.join(real_dir, entry.name)
+        _add_file(files, path, rel, fst, real)
+    return subdirs
 
 
 # ---- per-file work (runs in worker processes) ----------------------------------------------------

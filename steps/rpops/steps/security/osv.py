@@ -298,71 +298,19 @@ def build_index(root: Path, *, strict: bool = False, progress: Progress | None =
             progress(number, len(files))
         rel = path.relative_to(root).as_posix()
         try:
-            record = _load_record(path)
-            if not isinstance(record, dict) or not isinstance(record.get("id"), str):
-                raise ValueError("not an OSV record (no string 'id')")
-            affected = record.get("affected") or []
-            if not isinstance(affected, list):
-                raise ValueError("'affected' is not a list")
+            record = _load_checked_record(path)
         except (OSError, ValueError, yaml.YAMLError) as exc:
             if strict:
                 raise ValueError(f"{rel}: {exc}") from exc
             problems.append({"file": rel, "problem": f"unreadable record: {exc}"})
             continue
         count += 1
-        modified = str(record.get("modified") or "")
-        newest = max(newest, modified)
+        newest = max(newest, str(record.get("modified") or ""))
         if record.get("withdrawn"):
             withdrawn.append(record["id"])
             continue
-        top_severity = score_severity(record.get("severity") or [])
-        aliases = sorted({str(a) for a in record.get("aliases") or []})
-        db_severity = (record.get("database_specific") or {}).get("severity")
-        for entry in affected:
-            pkg = entry.get("package") or {}
-            if not str(pkg.get("ecosystem", "")).startswith("PyPI") or not pkg.get("name"):
-                continue
-            name = canonicalize_name(str(pkg["name"]))
-            severity = score_severity(entry.get("severity") or []) or top_severity
-            if (
-                severity is None
-                and isinstance(db_severity, str)
-                and db_severity.lower() in ("low", "medium", "moderate", "high", "critical")
-            ):
-                label = "medium" if db_severity.lower() == "moderate" else db_severity.lower()
-                severity = {"type": "database_specific", "vector": "", "score": None, "rating": label}
-            versions = [str(v) for v in entry.get("versions") or []]
-            for v in versions:
-                if parse_version(v) is None:
-                    problems.append(
-                        {
-                            "file": rel,
-                            "id": record["id"],
-                            "problem": f"versions[] entry {v!r} is not "
-                            "valid PEP 440 (matched by exact string only)",
-                        }
-                    )
-            ranges = [r for r in entry.get("ranges") or [] if r.get("type") in _RANGE_TYPES]
-            for r in ranges:
-                problem = build_range(r).problem
-                if problem:
-                    problems.append(
-                        {"file": rel, "id": record["id"], "problem": f"range {problem}; range skipped"}
-                    )
-            packages.setdefault(name, []).append(
-                {
-                    "id": record["id"],
-                    "aliases": aliases,
-                    "summary": str(record.get("summary") or record.get("details") or "")[:300],
-                    "severity": severity,
-                    "ranges": ranges,
-                    "versions": sorted({*versions, *(_normalized(v) for v in versions)}),
-                    "published": str(record.get("published") or ""),
-                    "modified": modified,
-                    "references": _references(record),
-                    "file": rel,
-                }
-            )
+        for name, entry in _index_entries(record, rel, problems):
+            packages.setdefault(name, []).append(entry)
     if progress is not None:
         progress(len(files), len(files))
     meta = read_sync_meta(root)
@@ -379,6 +327,73 @@ def build_index(root: Path, *, strict: bool = False, progress: Progress | None =
         "sync": meta,
         "built_at": datetime.now(UTC).isoformat(),
     }
+
+
+def _load_checked_record(path: Path) -> dict[str, Any]:
+    """One OSV record; ValueError when it is not one (no string id, `affected` not a list)."""
+    record = _load_record(path)
+    if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+        raise ValueError("not an OSV record (no string 'id')")
+    if not isinstance(record.get("affected") or [], list):
+        raise ValueError("'affected' is not a list")
+    return record
+
+
+def _index_entries(
+    record: dict[str, Any], rel: str, problems: list[dict[str, str]]
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The record's index entry for each PyPI package it affects; versions and ranges that cannot
+    be used are added to `problems`."""
+    modified = str(record.get("modified") or "")
+    top_severity = score_severity(record.get("severity") or [])
+    aliases = sorted({str(a) for a in record.get("aliases") or []})
+    db_severity = (record.get("database_specific") or {}).get("severity")
+    for entry in record.get("affected") or []:
+        pkg = entry.get("package") or {}
+        if not str(pkg.get("ecosystem", "")).startswith("PyPI") or not pkg.get("name"):
+            continue
+        name = canonicalize_name(str(pkg["name"]))
+        severity = score_severity(entry.get("severity") or []) or top_severity
+        if (
+            severity is None
+            and isinstance(db_severity, str)
+            and db_severity.lower() in ("low", "medium", "moderate", "high", "critical")
+        ):
+            label = "medium" if db_severity.lower() == "moderate" else db_severity.lower()
+            severity = {"type": "database_specific", "vector": "", "score": None, "rating": label}
+        versions = [str(v) for v in entry.get("versions") or []]
+        for v in versions:
+            if parse_version(v) is None:
+                problems.append(
+                    {
+                        "file": rel,
+                        "id": record["id"],
+                        "problem": f"versions[] entry {v!r} is not "
+                        "valid PEP 440 (matched by exact string only)",
+                    }
+                )
+        ranges = [r for r in entry.get("ranges") or [] if r.get("type") in _RANGE_TYPES]
+        for r in ranges:
+            problem = build_range(r).problem
+            if problem:
+                problems.append(
+                    {"file": rel, "id": record["id"], "problem": f"range {problem}; range skipped"}
+                )
+        yield (
+            name,
+            {
+                "id": record["id"],
+                "aliases": aliases,
+                "summary": str(record.get("summary") or record.get("details") or "")[:300],
+                "severity": severity,
+                "ranges": ranges,
+                "versions": sorted({*versions, *(_normalized(v) for v in versions)}),
+                "published": str(record.get("published") or ""),
+                "modified": modified,
+                "references": _references(record),
+                "file": rel,
+            },
+        )
 
 
 def _cache_index_path(root: Path, cache_dir: Path) -> Path:

@@ -53,10 +53,25 @@ SUBCOMMANDS: dict[str, str] = {
 }
 
 
+RUNS_HELP = f"directory of run records (default: {DEFAULT_RUNS})"
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="local_command", metavar="<command>", required=True)
-    runs_help = f"directory of run records (default: {DEFAULT_RUNS})"
+    _add_run(sub)
+    _add_records(sub)
+    _add_retry(sub)
+    p = sub.add_parser("lint", help=SUBCOMMANDS["lint"], description=SUBCOMMANDS["lint"])
+    p.add_argument("target", nargs="?", help="one template name or file (default: everything in --manifests)")
+    p.add_argument("--manifests", default=None, metavar="DIR", help=f"default: {DEFAULT_MANIFESTS}")
+    # Flags are parsed by rpops.platform.local.cli itself, imported only when used.
+    p = sub.add_parser("platform", help=SUBCOMMANDS["platform"], add_help=False, prefix_chars="\x00")
+    p.add_argument("platform_args", nargs=argparse.REMAINDER)
+    serve = importlib.import_module("rpops.local.server.serve")
+    serve.configure(sub.add_parser("serve", help=SUBCOMMANDS["serve"], description=SUBCOMMANDS["serve"]))
 
+
+def _add_run(sub: Any) -> None:
     p = sub.add_parser("run", help=SUBCOMMANDS["run"], description=SUBCOMMANDS["run"])
     p.add_argument(
         "target",
@@ -86,7 +101,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help=f"directory (or file) of templates for names and templateRef (default: {DEFAULT_MANIFESTS})",
     )
-    p.add_argument("--runs-dir", default=DEFAULT_RUNS, metavar="DIR", help=runs_help)
+    p.add_argument("--runs-dir", default=DEFAULT_RUNS, metavar="DIR", help=RUNS_HELP)
     p.add_argument(
         "--secrets",
         default=DEFAULT_SECRETS,
@@ -103,25 +118,43 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="seconds between SIGTERM and SIGKILL when a step is stopped (default: 3)",
     )
 
+
+def _add_records(sub: Any) -> None:
+    """The commands that read or change the records of runs: list, get, watch, logs, delete,
+    resume, stop."""
     p = sub.add_parser("list", help=SUBCOMMANDS["list"], description=SUBCOMMANDS["list"])
-    p.add_argument("--runs-dir", default=DEFAULT_RUNS, metavar="DIR", help=runs_help)
+    p.add_argument("--runs-dir", default=DEFAULT_RUNS, metavar="DIR", help=RUNS_HELP)
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
 
     p = sub.add_parser("get", help=SUBCOMMANDS["get"], description=SUBCOMMANDS["get"])
     p.add_argument("name")
-    p.add_argument("--runs-dir", default=DEFAULT_RUNS, metavar="DIR", help=runs_help)
+    p.add_argument("--runs-dir", default=DEFAULT_RUNS, metavar="DIR", help=RUNS_HELP)
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
 
     p = sub.add_parser("watch", help=SUBCOMMANDS["watch"], description=SUBCOMMANDS["watch"])
     p.add_argument("name")
-    p.add_argument("--runs-dir", default=DEFAULT_RUNS, metavar="DIR", help=runs_help)
+    p.add_argument("--runs-dir", default=DEFAULT_RUNS, metavar="DIR", help=RUNS_HELP)
 
     p = sub.add_parser("logs", help=SUBCOMMANDS["logs"], description=SUBCOMMANDS["logs"])
     p.add_argument("name")
     p.add_argument("--node", default=None, help="one node: its display name, full name or ID")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the run ends")
-    p.add_argument("--runs-dir", default=DEFAULT_RUNS, metavar="DIR", help=runs_help)
+    p.add_argument("--runs-dir", default=DEFAULT_RUNS, metavar="DIR", help=RUNS_HELP)
 
+    p = sub.add_parser("delete", help=SUBCOMMANDS["delete"], description=SUBCOMMANDS["delete"])
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("--completed", action="store_true", help="every finished run")
+    p.add_argument("--runs-dir", default=DEFAULT_RUNS, metavar="DIR", help=RUNS_HELP)
+
+    for name in ("resume", "stop"):
+        p = sub.add_parser(name, help=SUBCOMMANDS[name], description=SUBCOMMANDS[name])
+        p.add_argument("name")
+        p.add_argument("--runs-dir", default=DEFAULT_RUNS, metavar="DIR", help=RUNS_HELP)
+        if name == "stop":
+            p.add_argument("--terminate", action="store_true", help="do not run the exit handler")
+
+
+def _add_retry(sub: Any) -> None:
     p = sub.add_parser(
         "retry",
         help=SUBCOMMANDS["retry"],
@@ -130,35 +163,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("name")
     p.add_argument("--manifests", default=None, metavar="DIR", help=f"default: {DEFAULT_MANIFESTS}")
-    p.add_argument("--runs-dir", default=DEFAULT_RUNS, metavar="DIR", help=runs_help)
+    p.add_argument("--runs-dir", default=DEFAULT_RUNS, metavar="DIR", help=RUNS_HELP)
     p.add_argument("--secrets", default=DEFAULT_SECRETS, metavar="FILE", help=f"default: {DEFAULT_SECRETS}")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
     p.add_argument(
         "--kill-grace", type=argparse_float, default=3.0, metavar="SECONDS", help="as for run (default: 3)"
     )
-
-    p = sub.add_parser("delete", help=SUBCOMMANDS["delete"], description=SUBCOMMANDS["delete"])
-    p.add_argument("names", nargs="*", metavar="NAME")
-    p.add_argument("--completed", action="store_true", help="every finished run")
-    p.add_argument("--runs-dir", default=DEFAULT_RUNS, metavar="DIR", help=runs_help)
-
-    for name in ("resume", "stop"):
-        p = sub.add_parser(name, help=SUBCOMMANDS[name], description=SUBCOMMANDS[name])
-        p.add_argument("name")
-        p.add_argument("--runs-dir", default=DEFAULT_RUNS, metavar="DIR", help=runs_help)
-        if name == "stop":
-            p.add_argument("--terminate", action="store_true", help="do not run the exit handler")
-
-    p = sub.add_parser("lint", help=SUBCOMMANDS["lint"], description=SUBCOMMANDS["lint"])
-    p.add_argument("target", nargs="?", help="one template name or file (default: everything in --manifests)")
-    p.add_argument("--manifests", default=None, metavar="DIR", help=f"default: {DEFAULT_MANIFESTS}")
-
-    # Flags are parsed by rpops.platform.local.cli itself, imported only when used.
-    p = sub.add_parser("platform", help=SUBCOMMANDS["platform"], add_help=False, prefix_chars="\x00")
-    p.add_argument("platform_args", nargs=argparse.REMAINDER)
-
-    serve = importlib.import_module("rpops.local.server.serve")
-    serve.configure(sub.add_parser("serve", help=SUBCOMMANDS["serve"], description=SUBCOMMANDS["serve"]))
 
 
 def run(args: argparse.Namespace) -> int | None:

@@ -237,23 +237,40 @@ def _windows(owner: dict[str, Any], where: str, template: str | None) -> list[sc
 
 
 def _template_structure(t: dict[str, Any]) -> list[schema.Problem]:
-    P = schema.Problem
     name = t["name"]
-    out: list[schema.Problem] = []
     kinds = model.template_kind(t)
     if len(kinds) != 1:
         got = ", ".join(kinds) if kinds else "none"
-        out.append(
-            P(
+        return [
+            schema.Problem(
                 "(template)",
                 f"must have exactly one of container, script, steps, dag, suspend (has {got})",
                 name,
             )
-        )
-        return out
+        ]
     kind = kinds[0]
+    outputs = t.get("outputs") or {}
+    out = _windows(t, "nodeSelector", name)
+    out += _kind_fields(t, kind, name)
+    out += _output_parameters(outputs.get("parameters") or (), kind, name)
+    out += _output_artifacts(outputs.get("artifacts") or (), kind, name)
+    out += _retry_fields(t.get("retryStrategy"), name)
+    for group in t.get("steps") or ():
+        for s in group:
+            out += _step_structure(s, name, "steps")
+    for task in (t.get("dag") or {}).get("tasks") or ():
+        out += _step_structure(task, name, "dag.tasks")
+    suspend = t.get("suspend")
+    if suspend and isinstance(suspend.get("duration"), str) and "{{" not in suspend["duration"]:
+        out += _duration(suspend["duration"], "suspend.duration", name)
+    return out
+
+
+def _kind_fields(t: dict[str, Any], kind: str, name: str) -> list[schema.Problem]:
+    """What a template of this kind needs locally, and the fields Argo reads only on a leaf."""
+    P = schema.Problem
+    out: list[schema.Problem] = []
     leaf = kind in ("container", "script")
-    out += _windows(t, "nodeSelector", name)
     if leaf and not (t[kind].get("command")):
         out.append(
             P(
@@ -276,14 +293,20 @@ def _template_structure(t: dict[str, Any]) -> list[schema.Problem]:
         )
     if not leaf and "timeout" in t:
         out.append(P("timeout", "Argo applies it only to container and script templates", name))
-    for key in ("activeDeadlineSeconds",):
-        value = t.get(key)
-        if isinstance(value, str) and "{{" not in value and not value.strip().isdigit():
-            out.append(P(key, f"must be a whole number of seconds, got {value!r}", name))
+    value = t.get("activeDeadlineSeconds")
+    if isinstance(value, str) and "{{" not in value and not value.strip().isdigit():
+        out.append(P("activeDeadlineSeconds", f"must be a whole number of seconds, got {value!r}", name))
     if isinstance(t.get("timeout"), str) and "{{" not in t["timeout"]:
         out += _duration(t["timeout"], "timeout", name)
-    outputs = t.get("outputs") or {}
-    for i, o in enumerate(outputs.get("parameters") or ()):
+    return out
+
+
+def _output_parameters(parameters: Any, kind: str, name: str) -> list[schema.Problem]:
+    """A leaf's outputs come from a path; a steps/dag template's from a parameter or expression."""
+    P = schema.Problem
+    out: list[schema.Problem] = []
+    leaf = kind in ("container", "script")
+    for i, o in enumerate(parameters):
         where = f"outputs.parameters[{i}]"
         vf = o.get("valueFrom")
         if vf is None:
@@ -319,8 +342,14 @@ def _template_structure(t: dict[str, Any]) -> list[schema.Problem]:
                 out.append(P(f"{where}.valueFrom.path", "applies to container/script templates only", name))
         else:
             out.append(P(where, "suspend templates have no outputs locally", name))
-    for i, a in enumerate(outputs.get("artifacts") or ()):
-        if not leaf:
+    return out
+
+
+def _output_artifacts(artifacts: Any, kind: str, name: str) -> list[schema.Problem]:
+    P = schema.Problem
+    out: list[schema.Problem] = []
+    for i, a in enumerate(artifacts):
+        if kind not in ("container", "script"):
             out.append(
                 P(
                     f"outputs.artifacts[{i}]",
@@ -338,22 +367,21 @@ def _template_structure(t: dict[str, Any]) -> list[schema.Problem]:
                     name,
                 )
             )
-    retry = t.get("retryStrategy")
-    if retry is not None:
-        policy = retry.get("retryPolicy")
-        if policy is not None and policy not in RETRY_POLICIES:
-            out.append(P("retryStrategy.retryPolicy", f"must be one of {', '.join(RETRY_POLICIES)}", name))
-        for key, value in (retry.get("backoff") or {}).items():
-            if key in ("duration", "maxDuration", "cap") and isinstance(value, str) and "{{" not in value:
-                out += _duration(value, f"retryStrategy.backoff.{key}", name)
-    for group in t.get("steps") or ():
-        for s in group:
-            out += _step_structure(s, name, "steps")
-    for task in (t.get("dag") or {}).get("tasks") or ():
-        out += _step_structure(task, name, "dag.tasks")
-    suspend = t.get("suspend")
-    if suspend and isinstance(suspend.get("duration"), str) and "{{" not in suspend["duration"]:
-        out += _duration(suspend["duration"], "suspend.duration", name)
+    return out
+
+
+def _retry_fields(retry: dict[str, Any] | None, name: str) -> list[schema.Problem]:
+    if retry is None:
+        return []
+    out: list[schema.Problem] = []
+    policy = retry.get("retryPolicy")
+    if policy is not None and policy not in RETRY_POLICIES:
+        out.append(
+            schema.Problem("retryStrategy.retryPolicy", f"must be one of {', '.join(RETRY_POLICIES)}", name)
+        )
+    for key, value in (retry.get("backoff") or {}).items():
+        if key in ("duration", "maxDuration", "cap") and isinstance(value, str) and "{{" not in value:
+            out += _duration(value, f"retryStrategy.backoff.{key}", name)
     return out
 
 

@@ -326,6 +326,14 @@ def _run_group(
         return limited(sem, run_one)
 
     _in_threads([job(item) for item in ready])
+    _settle_group(run, sg, [item[0] for item in ready], step_of)
+    return members
+
+
+def _settle_group(run: Run, sg: Node, ready: list[str], step_of: dict[str, Step]) -> None:
+    """The group's phase once its members ended: failed when one failed (unless it continues on
+    that phase) or when one never started (the run was stopped), else succeeded."""
+    store = run.store
     started = {n.name for c in sg.children if (n := store.get(c)) is not None}
     for cid in sg.children:
         child = store.get(cid)
@@ -333,12 +341,11 @@ def _run_group(
         member = step_of.get(child.name)
         if child.phase in FAILED_OR_ERROR and not (member and member.continues_on(child.phase)):
             store.set_phase(sg, FAILED, f"child '{child.id}' failed")
-            return members
-    if any(item[0] not in started for item in ready):
+            return
+    if any(name not in started for name in ready):
         store.set_phase(sg, FAILED, run.cancel_reason or "steps did not start")
-        return members
+        return
     store.set_phase(sg, SUCCEEDED)
-    return members
 
 
 def run_exit_hook(

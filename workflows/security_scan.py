@@ -41,6 +41,7 @@ from workflows.common import (
     entry_dag,
     observe_retry,
     step_container,
+    step_inputs,
     workflow_template,
 )
 
@@ -67,7 +68,7 @@ FILE_ARTIFACTS = (("fix-patch", "fix.patch"), ("sarif", "results.sarif"), ("summ
 
 
 def _critical_gauge() -> Gauge:
-    given = {p.name: p for p in STEP.parameters()}
+    given = {i.name: i for i in step_inputs(STEP)}
     return Gauge(
         name=METRIC,
         help=METRIC_HELP,

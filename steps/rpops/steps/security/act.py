@@ -19,7 +19,6 @@ from typing import Any
 
 from rpops.core.errors import Unreachable
 from rpops.core.io import EXIT_GATE_FAILED, EXIT_UNREACHABLE, outputs_dir, write_output, write_report
-from rpops.steps.security import sync
 from rpops.steps.security.decide import Decision
 from rpops.steps.security.fix import PlannedFix, build_patch
 from rpops.steps.security.observe import db_path
@@ -34,6 +33,8 @@ TEXT_FINDINGS = 20  # findings listed under the one-line result in the text form
 
 def sync_advisories(s: ScanSettings) -> str:
     """Refresh the advisory database before it is read; the error, or "" when it is current."""
+    from rpops.steps.security import sync  # httpx loads only for a scan that uses the network
+
     db = db_path(s)
     url = s.advisory_url or os.environ.get("RPOPS_ADVISORY_URL") or sync.DEFAULT_URL
     try:

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from rpops.core.errors import Unreachable, UsageError
-from rpops.platform import get_driver
 from rpops.steps.security import deps as readers
-from rpops.steps.security import online, suppress
+from rpops.steps.security import suppress
 from rpops.steps.security.code import CodeScanResult, CodeScanSettings, scan_code
 from rpops.steps.security.config import K8sObject, read_manifests
 from rpops.steps.security.deps import Dependency
@@ -82,6 +81,8 @@ class Observation:
 
 def read_live(s: ScanSettings) -> LiveObjects:
     """The platform's live objects (plain dicts from the driver), filtered to --service."""
+    from rpops.platform import get_driver  # the drivers' clients load only for a scan that uses them
+
     driver = get_driver(namespace=s.namespace)
     docs = driver.list_objects(LIVE_KINDS)
     namespace = str(getattr(driver, "namespace", "") or "")
@@ -166,6 +167,8 @@ def read_dependencies(s: ScanSettings, target: Path, cache: Path | None) -> Depe
         found.db_problem = str(exc)
         return found
     if s.online:
+        from rpops.steps.security import online  # httpx loads only for a scan that uses the network
+
         api = s.osv_api_url or os.environ.get("RPOPS_OSV_API_URL") or online.DEFAULT_API
         try:  # records the API knows and the database does not are added to `found.db`
             found.api_hits = online.query(

@@ -12,12 +12,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from rpops.core.errors import UsageError
 
 PLACEHOLDERS = ("$selector", "$window", "$service", "$version", "$namespace", "$instances", "$step")
 _UNKNOWN = re.compile(r"\$[A-Za-z_][A-Za-z0-9_]*")
+_DURATION = re.compile(r"^[1-9][0-9]*(ms|s|m|h|d|w)$")
+
+
+def check_duration(value: Any, where: str) -> str:
+    """A PromQL duration like 30s, 1m, 5m (one unit); UsageError naming `where` otherwise."""
+    if not isinstance(value, str) or not _DURATION.match(value.strip()):
+        raise UsageError(f"{where} {value!r} is not a PromQL duration; write e.g. 30s, 1m or 5m")
+    return value.strip()
 
 
 def instances_regex(urls: Sequence[str]) -> str:

@@ -9,10 +9,10 @@ resolution, the queries (the platform driver's by default, `--queries`/`--cpu-qu
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from rpops.clients.promql import check_duration
 from rpops.core.errors import UsageError
 from rpops.core.settings import setting
 
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from rpops.steps.optimize.decide import RightsizingSettings
 
 MAX_RANGE_POINTS = 11000  # Prometheus refuses range queries of more points per series
-_PROMQL_DURATION = re.compile(r"^[1-9][0-9]*(ms|s|m|h|d|w)$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,7 +136,7 @@ def plan(s: OptimizeSettings) -> Plan:
         )
     prometheus = http_url(s.prometheus.strip(), "--prometheus")
     check_ranges(s)
-    check_rate_window(s.rate_window, "--rate-window")
+    check_duration(s.rate_window, "--rate-window")
     step = history_step(s)
     driver = driver_class()  # an unknown $RPOPS_PLATFORM is bad input too
     queries, sources = usage_queries(s, driver)
@@ -192,13 +191,6 @@ def check_ranges(s: OptimizeSettings) -> None:
             f"--min-history-hours {min_h:g} is more than --history-hours {history_h:g}: no window "
             "could ever be enough; lower it or read more history"
         )
-
-
-def check_rate_window(value: str, flag: str) -> str:
-    """A PromQL duration like 30s, 1m, 5m (one unit)."""
-    if not _PROMQL_DURATION.match(value.strip()):
-        raise UsageError(f"{flag} {value!r} is not a PromQL duration; write e.g. 30s, 1m or 5m")
-    return value.strip()
 
 
 def history_step(s: OptimizeSettings) -> float:

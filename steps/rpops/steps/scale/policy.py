@@ -8,19 +8,18 @@ file, the field and the fix; nothing is changed before the policy has loaded.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rpops.clients.promql import check_duration
 from rpops.core.errors import UsageError
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parent / "scaling-policy.yaml"
 RESOURCES = ("cpu", "memory", "tasks")
 MAX_REPLICAS_LIMIT = 1000  # the drivers refuse more (rpops.platform.base.check_replicas)
 STATUS_FIELDS = ("cpu_percent", "memory_mb", "request_rate")
-_DURATION = re.compile(r"^[1-9][0-9]*(ms|s|m|h|d|w)$")
 
 _TOP_KEYS = {
     "version",
@@ -164,13 +163,6 @@ def _replicas(value: Any, where: str, fail: Callable[[str], UsageError]) -> int:
 def _text(value: Any, where: str, fail: Callable[[str], UsageError]) -> str:
     if not isinstance(value, str):
         raise fail(f"{where} must be a string, got {value!r}")
-    return value.strip()
-
-
-def check_duration(value: Any, where: str) -> str:
-    """A PromQL duration like 30s, 1m, 5m (one unit)."""
-    if not isinstance(value, str) or not _DURATION.match(value.strip()):
-        raise UsageError(f"{where} {value!r} is not a PromQL duration; write e.g. 30s, 1m or 5m")
     return value.strip()
 
 

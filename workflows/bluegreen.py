@@ -9,7 +9,9 @@ Two pods rather than one per phase: each pod costs seconds of scheduling, and th
 idempotent anyway (a retried or rerun step skips what is recorded as done). The workflow holds a
 mutex of its own per service for its whole run (across the approval), and each step also holds
 the service's mutex that every platform-changing template takes. Each promotion is counted once
-in `research_platform_promotions_total` by result.
+in `research_platform_promotions_total` by result. The containers' inputs, arguments and outputs are
+the step's (rpops.steps.bluegreen); this module adds what is Argo's and picks, per container, the
+command and which of the step's parameters it passes.
 """
 
 from __future__ import annotations

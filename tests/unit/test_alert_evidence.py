@@ -153,7 +153,8 @@ def test_a_scale_step_that_changes_nothing_while_the_alert_holds_fails() -> None
 
 
 def test_a_live_promotion_lock_is_seen_by_the_scale_step() -> None:
-    from rpops.steps.bluegreen.model import LockInfo, Record, annotations_for
+    from rpops.platform.service_lock import LockInfo
+    from rpops.steps.bluegreen.model import Record, annotations_for
     from rpops.steps.scale.observe import promotion_in_progress
 
     lock = LockInfo(owner="bluegreen-v2", token="t", host="h", pid=1, pid_start=0.0, expires=1000.0)

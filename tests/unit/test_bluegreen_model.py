@@ -8,11 +8,11 @@ import json
 import pytest
 from rpops.core.errors import UsageError
 from rpops.platform.base import AutoscalingBounds, check_annotations
+from rpops.platform.service_lock import LockInfo
 from rpops.steps.bluegreen import lock
 from rpops.steps.bluegreen.model import (
     KEY,
     MAX_TIMELINE,
-    LockInfo,
     Record,
     State,
     TimelineEntry,

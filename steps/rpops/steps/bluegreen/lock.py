@@ -32,7 +32,8 @@ import psutil
 
 from rpops.core.errors import RpopsError
 from rpops.platform.base import PlatformDriver
-from rpops.steps.bluegreen.model import LockInfo, Record, annotations_for, record_from
+from rpops.platform.service_lock import LockInfo
+from rpops.steps.bluegreen.model import Record, annotations_for, record_from
 
 log = logging.getLogger(__name__)
 

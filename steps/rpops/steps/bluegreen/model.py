@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rpops.platform.base import AutoscalingBounds, Routes, Workload
+from rpops.platform.service_lock import LockInfo, read_lock
 
 KEY = "bluegreen."
 PHASES = ("deploy", "wait-ready", "analyze", "switch", "verify", "finalize")
@@ -111,39 +112,6 @@ class TimelineEntry:
             end=None if end is None else float(end),
             result=str(raw.get("result") or "running"),
             detail=str(raw.get("detail") or ""),
-        )
-
-
-@dataclass(frozen=True)
-class LockInfo:
-    """The promotion lock: who holds it and until when (unix seconds)."""
-
-    owner: str
-    token: str
-    host: str
-    pid: int
-    pid_start: float
-    expires: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "owner": self.owner,
-            "token": self.token,
-            "host": self.host,
-            "pid": self.pid,
-            "pid_start": round(self.pid_start, 3),
-            "expires": round(self.expires, 3),
-        }
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> LockInfo:
-        return cls(
-            owner=str(raw["owner"]),
-            token=str(raw["token"]),
-            host=str(raw.get("host") or ""),
-            pid=int(raw.get("pid") or 0),
-            pid_start=float(raw.get("pid_start") or 0.0),
-            expires=float(raw["expires"]),
         )
 
 
@@ -253,16 +221,6 @@ def _timeline(text: str | None) -> tuple[TimelineEntry, ...]:
         return ()
 
 
-def _lock(text: str | None) -> LockInfo | None:
-    if not text:
-        return None
-    try:
-        raw = json.loads(text)
-        return LockInfo.from_json(raw) if isinstance(raw, Mapping) else None
-    except (ValueError, TypeError, KeyError):
-        return None  # a damaged lock is no lock: it cannot name a holder to wait for
-
-
 def record_from(annotations: Mapping[str, str]) -> Record:
     """Read the promotion state; damaged values read as absent rather than failing the run."""
 
@@ -284,7 +242,7 @@ def record_from(annotations: Mapping[str, str]) -> Record:
         reason=get("reason"),
         rolled_back=get("rolled-back") == "true",
         timeline=_timeline(get("timeline")),
-        lock=_lock(get("lock")),
+        lock=read_lock(annotations),
     )
 
 

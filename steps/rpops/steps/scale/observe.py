@@ -21,6 +21,7 @@ from rpops.clients.prometheus import Prometheus
 from rpops.clients.promql import check_result, instances_regex, render
 from rpops.platform import resolve_workload
 from rpops.platform.base import Instance, PlatformDriver, Workload, cpu_cores, memory_bytes
+from rpops.platform.service_lock import read_lock
 from rpops.steps.scale.decide import Observation
 from rpops.steps.scale.reactive import Reading
 from rpops.steps.scale.settings import Plan
@@ -214,10 +215,7 @@ def alert_reading(plan: Plan, caps: dict[str, float]) -> tuple[Evidence, Reading
 
 def promotion_in_progress(driver: PlatformDriver, service: str, now: float) -> str:
     """A live blue-green promotion's lock on the service, described; "" when there is none."""
-    from rpops.steps.bluegreen.model import record_from  # the promotion record's format is bluegreen's
-
-    record = record_from(driver.annotations(service))
-    lock = record.lock
+    lock = read_lock(driver.annotations(service))
     if lock is None or lock.expires <= now:
         return ""
     until = time.strftime("%H:%M:%SZ", time.gmtime(lock.expires))

@@ -16,13 +16,11 @@ command and which of the step's parameters it passes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from hera.workflows import DAG, Container, Suspend, Task, WorkflowTemplate
 from hera.workflows.metrics import Counter, Label
 from hera.workflows.models import Mutex, Synchronization
-from rpops.core.step import Parameter
 from rpops.steps.bluegreen import STEP
 
 from workflows.common import (
@@ -31,7 +29,6 @@ from workflows.common import (
     Input,
     RenderConfig,
     StepSpec,
-    flags,
     forwarded,
     observe_retry,
     service_mutex,
@@ -54,26 +51,6 @@ WORKFLOW_MUTEX = f"{NAME_PREFIX}bluegreen-{{{{workflow.parameters.service}}}}"
 OWNER = ("--owner", "{{workflow.name}}")  # one lock owner across the workflow's steps
 
 
-@dataclass(frozen=True)
-class CommandSpec(StepSpec):
-    """One `rpops bluegreen <command> ...` container: the command (and its fixed flags) first, then the
-    step's parameters named in `passed`, in that order (the rollback passes four of them)."""
-
-    command: Sequence[str] = ()
-    passed: Sequence[str] = ()
-
-    def parameters(self) -> tuple[Parameter, ...]:
-        return tuple(self.step.parameter(name) for name in self.passed)
-
-    @property
-    def inputs(self) -> tuple[Input, ...]:
-        return (*(Input.of(p) for p in self.parameters()), *self.extra_inputs)
-
-    @property
-    def args(self) -> list[str]:
-        return [*self.command, *flags(*((p.flag, p.ref) for p in self.parameters()), *self.extra_args)]
-
-
 METRIC = "research_platform_promotions_total"
 METRIC_HELP = "Blue-green promotions run by the research-platform-blue-green workflow, by result."
 SERVICE = STEP.parameter("service")
@@ -89,8 +66,8 @@ def _counter(result: str, when: str) -> Counter:
     )
 
 
-def _promote(name: str, phases: str, description: str, metrics: bool) -> CommandSpec:
-    return CommandSpec(
+def _promote(name: str, phases: str, description: str, metrics: bool) -> StepSpec:
+    return StepSpec(
         name=name,
         step=STEP,
         description=description,
@@ -121,7 +98,7 @@ PRE_SPEC = _promote(
     "validation checks, error rate, latency, the analysis metrics); aborts on failure.",
     metrics=False,
 )
-ROLLBACK_SPEC = CommandSpec(
+ROLLBACK_SPEC = StepSpec(
     name=ROLLBACK,
     step=STEP,
     description="Roll back this workflow's unfinished promotion (nothing when another run owns "

@@ -229,16 +229,25 @@ class StepSpec:
     # Template inputs that feed no flag (a metric's label), and fixed flags (e.g. an output format).
     extra_inputs: Sequence[Input] = ()
     extra_args: Sequence[tuple[str, str]] = ()
+    # A step with subcommands: the fixed arguments before the flags (e.g. `rollback`), and which of
+    # the step's parameters this container passes (None: all of them).
+    command: Sequence[str] = ()
+    passed: Sequence[str] | None = None
+
+    def parameters(self) -> tuple[StepParameter, ...]:
+        if self.passed is None:
+            return self.step.parameters()
+        return tuple(self.step.parameter(name) for name in self.passed)
 
     @property
     def inputs(self) -> tuple[Input, ...]:
-        return (*step_inputs(self.step), *self.extra_inputs)
+        return (*(Input.of(p) for p in self.parameters()), *self.extra_inputs)
 
     @property
     def args(self) -> list[str]:
         # One argv item per flag and value, never a shell. An empty value means "not given": a
         # container cannot drop an argument depending on an input.
-        return flags(*((p.flag, p.ref) for p in self.step.parameters()), *self.extra_args)
+        return [*self.command, *flags(*((p.flag, p.ref) for p in self.parameters()), *self.extra_args)]
 
 
 def step_container(config: RenderConfig, spec: StepSpec) -> Container:

@@ -16,8 +16,6 @@ command and which of the step's parameters it passes.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from hera.workflows import DAG, Container, Suspend, Task, WorkflowTemplate
 from hera.workflows.metrics import Counter, Label
 from hera.workflows.models import Mutex, Synchronization
@@ -124,17 +122,11 @@ AUTO_PROMOTE = Input(
     "true",
     enum=("true", "false"),
 )
-# The workflow's own defaults where they differ from the command line's: a workflow names the
-# version it promotes (the CLI's phases after deploy read it from the record), and waits for another
-# promotion's lock for 5 minutes (a person at the CLI is refused at once unless --lock-wait is given).
-WORKFLOW_DEFAULTS: dict[str, str | None] = {"version": None, "lock-wait-seconds": "300"}
-
-
 def _arguments() -> tuple[Input, ...]:
     """The workflow's arguments: the promotion's inputs, with auto-promote after the image."""
     found: list[Input] = []
     for given in INPUTS:
-        found.append(replace(given, default=WORKFLOW_DEFAULTS.get(given.name, given.default)))
+        found.append(given)
         if given.name == "image":
             found.append(AUTO_PROMOTE)
     return tuple(found)

@@ -27,8 +27,6 @@ its working directory. The template only reads: no mutex.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from hera.workflows import Artifact, NoneArchiveStrategy, WorkflowTemplate
 from hera.workflows.metrics import Gauge, Label
 from rpops.steps.security import STEP
@@ -48,13 +46,6 @@ from workflows.common import (
 PURPOSE = "security-scan"
 NAME = f"research-platform-{PURPOSE}"
 TEMPLATE = "security-scan"
-
-# What the step image carries (images/steps/Dockerfile): the workflow's defaults for the inputs
-# that name a path, where the CLI's are its working directory, no environment and $RPOPS_ADVISORY_DB.
-IMAGE_SOURCE = "/opt/rpops/src"
-IMAGE_VENV = "/opt/rpops"
-IMAGE_ADVISORIES = "/opt/rpops/advisories"
-IMAGE_DEFAULTS = {"target": IMAGE_SOURCE, "installed": IMAGE_VENV, "db": IMAGE_ADVISORIES}
 
 # Today's advisories on a cluster: the image's snapshot ages, so scheduled and alert-driven scans
 # download OSV's data into a directory of their own pod first.
@@ -96,11 +87,7 @@ SPEC = StepSpec(
     resources=StepResources(cpu_request="250m", memory_request="256Mi", cpu_limit="2", memory_limit="1Gi"),
     metrics=(_critical_gauge(),),
 )
-# The step's inputs with the image's paths as the workflow's defaults (recovery and the daily scan
-# read them too).
-INPUTS = tuple(
-    replace(i, default=IMAGE_DEFAULTS[i.name]) if i.name in IMAGE_DEFAULTS else i for i in SPEC.inputs
-)
+INPUTS = SPEC.inputs  # recovery and the daily scan read them too
 OUTPUTS = STEP.outputs
 
 

@@ -300,7 +300,7 @@ def test_security_scan_of_the_image_defaults_as_uid_1000_uses_the_baked_index(
         image: Image, scan_data: dict[str, Path]) -> None:
     db, src = scan_data["db"], scan_data["src"]
     assert (db / ".rpops-index.json").is_file() and (db / "LICENSE").is_file()
-    assert (src / "steps" / "rpops" / "security" / "cli.py").is_file()
+    assert (src / "steps" / "rpops" / "steps" / "security" / "__init__.py").is_file()
     before = sorted(p.name for p in db.iterdir())
     work = Path(tempfile.mkdtemp(prefix="scan-", dir=image.root))  # the pod's writable /tmp
     os.chown(work, UID, UID) if os.geteuid() == 0 else None

@@ -247,7 +247,7 @@ def test_malformed_json_from_health(httpserver: HTTPServer, workload: RunningWor
         ([], "the following arguments are required: --target"),
         (["--target", "a"], "--target 'a': 'a' is not NAME=URL"),
         (["--target", "a=URL", "--samples", "0"], "--samples 0: must be between 1 and 1000"),
-        (["--target", "a=URL", "--samples", "many"], "argument --samples: invalid int value"),
+        (["--target", "a=URL", "--samples", "many"], "argument --samples: 'many' is not a whole number"),
         (["--target", "a=URL", "--prometheus", "localhost:9090"], "--prometheus: 'localhost:9090' is not"),
         (["--target", "a=URL", "--prometheus", "http://127.0.0.1:9", "--window", "5 min"],
          "--window: '5 min' is not a Prometheus duration"),

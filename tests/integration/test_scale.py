@@ -218,7 +218,7 @@ def state_of(driver: LocalDriver) -> str:
         (["--min-replicas", "0"], "--min-replicas 0 is too low"),
         (["--min-replicas", "-2"], "--min-replicas -2 is too low"),
         (["--max-replicas", "5000"], "--max-replicas 5000 is above the maximum of 1000"),
-        (["--max-replicas", "three"], "argument --max-replicas: invalid int value: 'three'"),
+        (["--max-replicas", "three"], "--max-replicas: 'three' is not a whole number"),
         (
             ["--min-replicas", "5", "--max-replicas", "2"],
             "min replicas 5 (--min-replicas) is greater than max",

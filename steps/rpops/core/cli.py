@@ -32,36 +32,10 @@ TOOLS: dict[str, tuple[str, str]] = {
     "local": ("rpops.local.cli", "Run rendered Argo YAML on this machine (the embedded default)."),
     "completion": ("rpops.core.completion", "Print a shell completion script: bash, zsh or tcsh."),
 }
-# Steps not yet declared with rpops.core.step.Step: name -> (module with configure/run, summary)
-LEGACY: dict[str, tuple[str, str]] = {
-    "health-check": (
-        "rpops.steps.health.cli",
-        "Probe targets and classify healthy/degraded/overloaded/unhealthy.",
-    ),
-    "scale": (
-        "rpops.steps.scale.cli",
-        "Scale a service, reactively or ahead of a forecast, within bounds and cooldowns.",
-    ),
-    "optimize": (
-        "rpops.steps.optimize.cli",
-        "Right-size CPU and memory requests/limits from usage history.",
-    ),
-    "bluegreen": (
-        "rpops.steps.bluegreen",
-        "Blue-green promotion phases with analysis and automatic rollback.",
-    ),
-    "security-scan": (
-        "rpops.steps.security.cli",
-        "Scan dependencies, source code and workload configuration.",
-    ),
-}
-
-
 def commands() -> dict[str, str]:
     """Every command: name -> one-line summary (steps first)."""
     steps = {name: load(package).summary for name, package in discover().items()}
-    legacy = {name: summary for name, (_, summary) in LEGACY.items()}
-    return {**steps, **legacy, **{name: summary for name, (_, summary) in TOOLS.items()}}
+    return {**steps, **{name: summary for name, (_, summary) in TOOLS.items()}}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -93,7 +67,7 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
     if package is not None:
         configure_step(parser, load(package))
         return
-    module = importlib.import_module({**LEGACY, **TOOLS}[name][0])
+    module = importlib.import_module(TOOLS[name][0])
     module.configure(parser)
     parser.set_defaults(_run=module.run)
 

@@ -43,6 +43,14 @@ def argparse_float(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc).strip()) from None
 
 
+def argparse_int(text: str) -> int:
+    """argparse `type=` for whole numbers, with an error that says what to write (exit 2)."""
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; write e.g. 3") from None
+
+
 # --- URLs ------------------------------------------------------------------------------------
 
 def http_url(url: str, label: str) -> str:

@@ -19,7 +19,7 @@ import types
 import typing
 from typing import Any, TypeVar
 
-from rpops.core.parsers import argparse_float
+from rpops.core.parsers import argparse_float, argparse_int
 
 T = TypeVar("T")
 
@@ -29,15 +29,21 @@ _FALSE = {"false", "0", "no", "off", ""}
 
 
 def setting(default: Any = dataclasses.MISSING, *, help: str, flag: str | None = None,  # noqa: A002
-            choices: tuple[str, ...] | None = None, repeat: bool = False, positional: bool = False,
-            parameter: bool | str = False, default_factory: Any = dataclasses.MISSING) -> Any:
+            short: str | None = None, choices: tuple[str, ...] | None = None, repeat: bool = False,
+            positional: bool = False, parameter: bool | str = False, template_default: str | None = None,
+            template_required: bool = False, default_factory: Any = dataclasses.MISSING) -> Any:
     """Declare one settings field with its help text.
 
+    short: a one-letter alias of the flag, e.g. "-f".
     parameter: True (or the input's name when it differs from the flag's) makes the field an input
     of the step's template, passed to the flag as `{{inputs.parameters.<name>}}`.
+    template_default / template_required: where the template's default differs from the command
+    line's: a path inside the step image, a wait a workflow can afford, a value a submission must
+    name.
     """
-    metadata = {"help": help, "flag": flag, "choices": choices, "repeat": repeat, "positional": positional,
-                "parameter": parameter}
+    metadata = {"help": help, "flag": flag, "short": short, "choices": choices, "repeat": repeat,
+                "positional": positional, "parameter": parameter, "template_default": template_default,
+                "template_required": template_required}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -95,7 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
                                 help=argparse.SUPPRESS)
             continue
         # floats are finite: NaN and infinity compare false with every bound a step checks
-        parse = {int: int, float: argparse_float}.get(tp, str)
+        parse = {int: argparse_int, float: argparse_float}.get(tp, str)
         if _is_optional(hints[field.name]) and tp is not str:
             parse = _optional(parse)
         kwargs: dict[str, Any] = {"dest": field.name, "help": help_text, "type": parse,
@@ -110,7 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             kwargs["default"] = default
         if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             kwargs["required"] = True
-        parser.add_argument(flag, **kwargs)
+        parser.add_argument(*([meta["short"]] if meta.get("short") else []), flag, **kwargs)
 
 
 def from_args(cls: type[T], args: argparse.Namespace) -> T:

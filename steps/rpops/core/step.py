@@ -87,7 +87,7 @@ def _parameter(field: dataclasses.Field[Any], name: str, tp: Any) -> Parameter:
     choices = tuple(meta.get("choices") or ())
     if tp is bool:
         choices = ("false", "true")
-    if default is dataclasses.MISSING:
+    if meta.get("template_required") or default is dataclasses.MISSING:
         text: str | None = None
     elif default is None or default == ():
         text = ""  # empty: the setting's "not given" (a container cannot drop an argument)
@@ -98,6 +98,8 @@ def _parameter(field: dataclasses.Field[Any], name: str, tp: Any) -> Parameter:
         text = format(default, "g")  # 1000, 2.5
     else:
         text = str(default)
+    if meta.get("template_default") is not None:
+        text = meta["template_default"]
     return Parameter(name=name, flag=flag, description=meta["help"], default=text, enum=choices)
 
 
@@ -116,7 +118,7 @@ def discover() -> dict[str, str]:
 
     found = {}
     for info in sorted(pkgutil.iter_modules(rpops.steps.__path__), key=lambda i: i.name):
-        package = f"rpops.steps.{info.name}"
-        if info.ispkg and hasattr(importlib.import_module(package), "STEP"):  # TODO(17): every step
+        if info.ispkg:
+            package = f"rpops.steps.{info.name}"
             found[load(package).name] = package
     return found

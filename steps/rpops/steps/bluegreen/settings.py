@@ -37,6 +37,7 @@ class BlueGreenSettings:
         "",
         help="Version to promote (green), e.g. v2; becomes the Deployment's version label",
         parameter=True,
+        template_required=True,  # a workflow names it; at the CLI, phases after deploy read the record
     )
     image: str = setting(
         "",
@@ -91,6 +92,7 @@ class BlueGreenSettings:
         0.0,
         help="Seconds to wait for another promotion of the service to release its lock",
         parameter="lock-wait-seconds",
+        template_default="300",  # a workflow waits 5 minutes; a person at the CLI is refused at once
     )
     lock_ttl: float = setting(
         300.0, help="Seconds a lock lives without renewal (a crashed run's lock expires)"

@@ -17,6 +17,11 @@ from rpops.platform.base import check_service
 from rpops.steps.security.model import SEVERITIES
 
 FORMATS = ("text", "json", "markdown", "sarif")
+# Where the step image (images/steps/Dockerfile) keeps the source, the virtualenv and the advisory
+# snapshot: what the template scans unless told otherwise.
+IMAGE_SOURCE = "/opt/rpops/src"
+IMAGE_VENV = "/opt/rpops"
+IMAGE_ADVISORIES = "/opt/rpops/advisories"
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,7 @@ class ScanSettings:
         help="Project directory: its Python files are scanned and its requirement files "
         "(requirements*.txt, requirements*.lock, pyproject.toml, uv.lock, poetry.lock) audited",
         parameter=True,
+        template_default=IMAGE_SOURCE,
     )
     requirements: tuple[str, ...] = setting(
         default_factory=tuple,
@@ -39,6 +45,7 @@ class ScanSettings:
         help="Virtualenv or site-packages directory whose installed distributions are audited ('current' "
         "for this interpreter's); repeat for several; empty: none",
         parameter=True,
+        template_default=IMAGE_VENV,
     )
     manifests: tuple[str, ...] = setting(
         default_factory=tuple,
@@ -62,6 +69,7 @@ class ScanSettings:
         "/opt/rpops/advisories, the snapshot in the step image); keep one fresh with `rpops advisories "
         "sync` or --sync-db",
         parameter=True,
+        template_default=IMAGE_ADVISORIES,
     )
     sync_db: bool = setting(
         False,
@@ -137,12 +145,11 @@ class ScanSettings:
     )
     format: str = setting(
         "text",
+        short="-f",  # as Bandit's and Trivy's
         choices=FORMATS,
         help="Report format on stdout or --output: text (the one-line result and the top findings), "
         "json (report.json), markdown (summary.md), sarif (results.sarif)",
     )
-    # `-f` as Bandit's and Trivy's: a second field until a setting can carry a short flag of its own.
-    format_short: str | None = setting(None, flag="-f", choices=FORMATS, help="Short for --format")
     output: str = setting(
         "",
         help="Write the --format report to this file instead of stdout (the $RPOPS_OUTPUTS files are "
@@ -152,7 +159,7 @@ class ScanSettings:
 
 
 # Presentation flags: how this run shows its report, not what it scanned (left out of report.json).
-PRESENTATION = ("namespace", "format", "format_short", "output", "verbose")
+PRESENTATION = ("namespace", "format", "output", "verbose")
 
 
 def parse_duration(text: str, flag: str) -> float:
@@ -181,8 +188,6 @@ def _normalized(s: ScanSettings) -> ScanSettings:
         exclude=tuple(p for p in s.exclude if p.strip()),
         service=s.service.strip(),
         region=s.region.strip(),
-        format=s.format_short or s.format,
-        format_short=None,
     )
 
 

@@ -7,11 +7,11 @@ never pulls in the Kubernetes client.
 
 from __future__ import annotations
 
-import argparse
 import os
 from typing import Any
 
 from rpops.core.errors import UsageError
+from rpops.core.settings import setting
 from rpops.platform.base import (
     ANNOTATION_PREFIX,
     AutoscalingBounds,
@@ -45,9 +45,9 @@ __all__ = [
     "Routes",
     "SeriesQueries",
     "Workload",
-    "add_namespace_argument",
     "driver_class",
     "get_driver",
+    "namespace_setting",
     "resolve_workload",
 ]
 
@@ -97,13 +97,10 @@ def resolve_workload(driver: PlatformDriver, service: str, version: str | None) 
         ) from None
 
 
-def add_namespace_argument(parser: argparse.ArgumentParser) -> None:
-    """`--namespace`, for the steps that act through a driver."""
-    parser.add_argument(
-        "--namespace",
-        default=None,
-        metavar="NAMESPACE",
+def namespace_setting() -> Any:
+    """The `--namespace` settings field of a step that acts through a driver."""
+    return setting(
+        None,
         help="Kubernetes namespace of the service (kubernetes driver; the local platform has none). "
         "Default: $RPOPS_NAMESPACE, else the service account's, else the kubeconfig context's",
     )
-

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from rpops.core.errors import UsageError
 from rpops.core.parsers import http_url
 from rpops.core.settings import setting
+from rpops.platform import namespace_setting
 from rpops.platform.base import check_service, check_version
 from rpops.steps.bluegreen.analysis import MetricSpec, builtin_specs, load_file, parse_analysis
 from rpops.steps.bluegreen.model import COMMANDS, PHASES
@@ -110,11 +111,7 @@ class BlueGreenSettings:
         False,
         help="Rollback: act only on an unfinished promotion run by --owner (the template's exit handler)",
     )
-    namespace: str | None = setting(
-        None,
-        help="Kubernetes namespace of the service (kubernetes driver; the local platform has none). "
-        "Default: $RPOPS_NAMESPACE, else the service account's, else the kubeconfig context's",
-    )
+    namespace: str | None = namespace_setting()
 
 
 @dataclass(frozen=True)

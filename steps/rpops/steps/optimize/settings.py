@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from rpops.clients.promql import check_duration
 from rpops.core.errors import UsageError
 from rpops.core.settings import setting
+from rpops.platform import namespace_setting
 
 if TYPE_CHECKING:
     from rpops.platform.base import PlatformDriver
@@ -88,11 +89,7 @@ class OptimizeSettings:
     memory_buffer_percent: float = setting(15.0, help="Headroom over the peak memory, percent")
     now: str = setting("", help="Read history up to this ISO 8601 time (tests, replays); empty: the clock")
     prometheus_timeout: float = setting(30.0, help="Seconds allowed for each Prometheus query")
-    namespace: str | None = setting(
-        None,
-        help="Kubernetes namespace of the service (kubernetes driver; the local platform has none). "
-        "Default: $RPOPS_NAMESPACE, else the service account's, else the kubeconfig context's",
-    )
+    namespace: str | None = namespace_setting()
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from rpops.core.errors import UsageError
 from rpops.core.settings import setting
+from rpops.platform import namespace_setting
 
 if TYPE_CHECKING:
     from rpops.steps.scale.policy import Policy
@@ -94,11 +95,7 @@ class ScaleSettings:
     )
     alert_labels: str = setting("{}", help="The alert's labels as a JSON object; {} without an alert",
                                 parameter=True)
-    namespace: str | None = setting(
-        None,
-        help="Kubernetes namespace of the service (kubernetes driver; the local platform has none). "
-        "Default: $RPOPS_NAMESPACE, else the service account's, else the kubeconfig context's",
-    )
+    namespace: str | None = namespace_setting()
 
 
 @dataclass(frozen=True)

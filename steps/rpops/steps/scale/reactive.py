@@ -285,61 +285,78 @@ def decide_reactive(
     def hold(reason: str) -> Decision:
         return Decision(decision=HOLD, action=NONE, target=None, reason=reason, **common)
 
-    # 1. Where to go, before cooldowns.
-    target: int
-    immediate = False
-    if hpa is None and current > bounds.max_replicas:
-        target, immediate = bounds.max_replicas, True
-        why = f"{current} replicas is above max-replicas {bounds.max_replicas}"
-    elif hpa is None and current < bounds.min_replicas:
-        target, immediate = bounds.min_replicas, True
-        why = f"{current} replicas is below min-replicas {bounds.min_replicas}"
-    elif recommendation > current:
-        target = recommendation
-        driving = top.formula.split(" (")[0]
-        why = f"{top.resource} utilisation {top.utilisation:.2f} > {top.scale_up:g}: {driving}"
-    elif recommendation < current:
-        highest, covered = stabilised(history, now, window)
-        if highest is None:
-            return hold(
-                f"scale-down to {recommendation} waits for the {window:g}s stabilisation window "
-                f"(recommendations seen for {covered:.0f}s)"
-            )
-        if highest >= current:
-            return hold(
-                f"stabilising: the highest recommendation over the last {window:g}s is {highest}, "
-                f"not below {current}"
-            )
-        target = highest
-        why = (
-            f"every recommendation over the last {window:g}s is at most {highest} "
-            f"(now {recommendation}: {top.resource} utilisation {top.utilisation:.2f})"
-        )
-    else:
-        return hold(
-            f"{current} replicas match the recommendation (highest: {top.resource}, utilisation "
-            f"{top.utilisation:.2f}, {top.verdict})"
-        )
-
-    # 2. Cooldown of the driving resource since the last change.
-    if state.last_scale_time is not None and not immediate:
-        cooldown = policy.resource(top.resource).cooldown_seconds
-        elapsed = max(0.0, now - state.last_scale_time)
-        if elapsed < cooldown:
-            last = f"{iso(state.last_scale_time)}" + (
-                f": {state.last_scale_reason}" if state.last_scale_reason else ""
-            )
-            return hold(
-                f"cooldown: {cooldown - elapsed:.0f}s of the {top.resource} cooldown ({cooldown:g}s) "
-                f"left since the last scaling at {last}; wanted {target}"
-            )
-
+    goal = _target(current, recommendation, top, bounds, hpa, history, now, window)
+    if isinstance(goal, str):
+        return hold(goal)
+    target, immediate, why = goal
+    if not immediate:
+        waiting = _cooldown_left(state, policy.resource(top.resource).cooldown_seconds, top.resource, now)
+        if waiting:
+            return hold(f"{waiting}; wanted {target}")
     decision = SCALE_UP if target > current else SCALE_DOWN
     if hpa is None:
         return Decision(
             decision=decision, action=SCALE, target=target, reason=f"{decision} to {target}: {why}", **common
         )
     return _via_hpa(decision, target, why, hpa, bounds, state, common)
+
+
+def _target(
+    current: int,
+    recommendation: int,
+    top: ResourceResult,
+    bounds: Bounds,
+    hpa: AutoscalingBounds | None,
+    history: tuple[tuple[float, int], ...],
+    now: float,
+    window: float,
+) -> tuple[int, bool, str] | str:
+    """Where to go before cooldowns: (target, immediate, why), or why to hold. Out-of-bounds counts
+    are corrected at once; a scale-down waits until the stabilisation window agrees."""
+    if hpa is None and current > bounds.max_replicas:
+        return bounds.max_replicas, True, f"{current} replicas is above max-replicas {bounds.max_replicas}"
+    if hpa is None and current < bounds.min_replicas:
+        return bounds.min_replicas, True, f"{current} replicas is below min-replicas {bounds.min_replicas}"
+    if recommendation > current:
+        driving = top.formula.split(" (")[0]
+        return recommendation, False, (
+            f"{top.resource} utilisation {top.utilisation:.2f} > {top.scale_up:g}: {driving}"
+        )
+    if recommendation < current:
+        highest, covered = stabilised(history, now, window)
+        if highest is None:
+            return (
+                f"scale-down to {recommendation} waits for the {window:g}s stabilisation window "
+                f"(recommendations seen for {covered:.0f}s)"
+            )
+        if highest >= current:
+            return (
+                f"stabilising: the highest recommendation over the last {window:g}s is {highest}, "
+                f"not below {current}"
+            )
+        return highest, False, (
+            f"every recommendation over the last {window:g}s is at most {highest} "
+            f"(now {recommendation}: {top.resource} utilisation {top.utilisation:.2f})"
+        )
+    return (
+        f"{current} replicas match the recommendation (highest: {top.resource}, utilisation "
+        f"{top.utilisation:.2f}, {top.verdict})"
+    )
+
+
+def _cooldown_left(state: ScaleState, cooldown: float, resource: str, now: float) -> str:
+    """Why the driving resource's cooldown since the last change still holds; "" when it is over."""
+    if state.last_scale_time is None:
+        return ""
+    elapsed = max(0.0, now - state.last_scale_time)
+    if elapsed >= cooldown:
+        return ""
+    reason = f": {state.last_scale_reason}" if state.last_scale_reason else ""
+    last = f"{iso(state.last_scale_time)}{reason}"
+    return (
+        f"cooldown: {cooldown - elapsed:.0f}s of the {resource} cooldown ({cooldown:g}s) "
+        f"left since the last scaling at {last}"
+    )
 
 
 def _via_hpa(

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from rpops.core.step import Step, discover, load
+from rpops.core.step import Step, discover, find, load
 
 STEPS_DIR = Path(__file__).resolve().parents[2] / "steps" / "rpops" / "steps"
 PACKAGES = sorted(p for p in STEPS_DIR.iterdir() if (p / "__init__.py").is_file())
@@ -37,6 +37,11 @@ def test_the_six_steps_are_packages_the_cli_finds() -> None:
     found = discover()
     assert set(found) == {"health-check", "validate", "scale", "optimize", "bluegreen", "security-scan"}
     assert sorted(found.values()) == sorted(f"rpops.steps.{p.name}" for p in PACKAGES)
+    # `rpops <command>` imports only the package the command names (its name, or its name and a dash)
+    for command, package in found.items():
+        step = find(command)
+        assert step is not None and step.name == command, f"{package}: the command must start with its name"
+    assert find("health") is None and find("nope") is None
 
 
 @pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.name)

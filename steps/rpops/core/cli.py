@@ -23,7 +23,7 @@ from typing import NoReturn
 from rpops import __version__
 from rpops.core.io import EXIT_USAGE, run_step, setup_logging
 from rpops.core.settings import add_arguments, from_args
-from rpops.core.step import Step, discover, load
+from rpops.core.step import Step, discover, find, load
 
 # Commands that are not steps: name -> (module, one-line summary)
 TOOLS: dict[str, tuple[str, str]] = {
@@ -63,17 +63,25 @@ def configure_step(parser: argparse.ArgumentParser, step: Step) -> None:
 
 def configure(parser: argparse.ArgumentParser, name: str) -> None:
     """Add command `name`'s flags (and what runs it) to `parser`; KeyError when there is none."""
-    package = discover().get(name)
-    if package is not None:
-        configure_step(parser, load(package))
+    step = find(name)
+    if step is not None:
+        configure_step(parser, step)
         return
     module = importlib.import_module(TOOLS[name][0])
     module.configure(parser)
     parser.set_defaults(_run=module.run)
 
 
+def summary(name: str) -> str | None:
+    """Command `name`'s one-line summary; None when there is no such command."""
+    step = find(name)
+    if step is not None:
+        return step.summary
+    return TOOLS[name][1] if name in TOOLS else None
+
+
 def build_parser(name: str) -> argparse.ArgumentParser:
-    parser = _Parser(prog=f"rpops {name}", description=commands()[name])
+    parser = _Parser(prog=f"rpops {name}", description=summary(name))
     configure(parser, name)
     return with_conventions(parser)
 
@@ -116,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         print(__version__)
         return 0
     name, rest = argv[0], argv[1:]
-    if name not in commands():
+    if summary(name) is None:
         print(f"rpops: unknown command {name!r}; choose one of: {', '.join(commands())}", file=sys.stderr)
         return EXIT_USAGE
     parser = build_parser(name)

@@ -111,6 +111,21 @@ def load(package: str) -> Step:
     return step
 
 
+def find(command: str) -> Step | None:
+    """The step whose command is `command`, importing only the packages it can be: a step's command
+    is its package's name, or starts with it and a dash (health -> health-check), so that
+    `rpops validate ...` loads one step's declaration, not all of them."""
+    import rpops.steps
+
+    for info in pkgutil.iter_modules(rpops.steps.__path__):
+        name = info.name.replace("_", "-")
+        if info.ispkg and (command == name or command.startswith(name + "-")):
+            step = load(f"rpops.steps.{info.name}")
+            if step.name == command:
+                return step
+    return None
+
+
 def discover() -> dict[str, str]:
     """Every step under rpops/steps/: command name -> package, in package order. A step is found by
     being there: the CLI and the templates need no list of their own."""

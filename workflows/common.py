@@ -39,6 +39,7 @@ from hera.workflows.models import (
 )
 from rpops import __version__
 from rpops.core.errors import UsageError
+from rpops.core.settings import REGIONS
 from rpops.core.step import Output, Step
 from rpops.core.step import Parameter as StepParameter
 
@@ -151,6 +152,16 @@ class Input:
     @property
     def workflow_ref(self) -> str:
         return f"{{{{workflow.parameters.{self.name}}}}}"
+
+
+# The region label of the templates' metrics, for the templates whose step has no region of its own.
+REGION = Input(
+    "region",
+    "Region of the service (us-east, eu-west, asia-pacific), recorded as the metrics' region label; "
+    "empty when not region-specific.",
+    "",
+    enum=("", *REGIONS),
+)
 
 
 # Retry policies. Exit codes follow the step contract: 1 gate failed, 2 usage, 3 unreachable.

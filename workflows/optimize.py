@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from hera.workflows import WorkflowTemplate
 from hera.workflows.metrics import Counter, Label
-from rpops.core.settings import REGIONS
 from rpops.steps.optimize import STEP
 
 from workflows.common import (
-    Input,
+    REGION,
     RenderConfig,
     StepResources,
     StepSpec,
@@ -33,13 +32,6 @@ NAME = f"research-platform-{PURPOSE}"
 TEMPLATE = "optimize"
 
 SERVICE = {i.name: i for i in step_inputs(STEP)}["service"]
-REGION = Input(
-    "region",
-    "Region of the service (us-east, eu-west, asia-pacific), recorded as the metrics' region label; "
-    "empty when not region-specific.",
-    "",
-    enum=("", *REGIONS),
-)
 
 APPLIED_METRIC = "research_platform_rightsizing_applied_total"
 APPLIED_HELP = "Resource changes applied by the research-platform-optimize workflow."

@@ -31,13 +31,13 @@ from collections.abc import Mapping, Sequence
 
 from hera.workflows import DAG, Parameter, Task, WorkflowTemplate
 from hera.workflows.models import Mutex, Synchronization, TemplateRef, ValueFrom
-from rpops.core.settings import REGIONS
 from rpops.steps.health.decide import STATUSES
 
 from workflows import health_check, optimize, scale, security_scan
 from workflows.common import (
     DESCRIPTION_ANNOTATION,
     NAME_PREFIX,
+    REGION,
     Input,
     Output,
     RenderConfig,
@@ -60,13 +60,6 @@ SERVICE = Input(
     "service",
     "Service to recover, e.g. research-platform: what optimize and scale change, and the mutex's name. "
     "Required.",
-)
-REGION = Input(
-    "region",
-    "Region of the service (us-east, eu-west, asia-pacific), passed to every step's metrics; empty when "
-    "not region-specific.",
-    "",
-    enum=("", *REGIONS),
 )
 PROMETHEUS = Input(
     "prometheus",

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from hera.workflows import WorkflowTemplate
 from hera.workflows.metrics import Counter, Label
-from rpops.core.settings import REGIONS
 from rpops.steps.scale import STEP
 
 from workflows.common import (
-    Input,
+    REGION,
     RenderConfig,
     StepResources,
     StepSpec,
@@ -33,13 +32,6 @@ NAME = f"research-platform-{PURPOSE}"
 TEMPLATE = "scale"
 
 SERVICE = {i.name: i for i in step_inputs(STEP)}["service"]
-REGION = Input(
-    "region",
-    "Region of the service (us-east, eu-west, asia-pacific), recorded as the scaling metric's region "
-    "label; empty when not region-specific.",
-    "",
-    enum=("", *REGIONS),
-)
 
 METRIC = "research_platform_scaling_events_total"
 METRIC_HELP = "Scaling actions taken by the research-platform-scale workflow, by direction."

@@ -67,7 +67,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     # Flags are parsed by rpops.platform.local.cli itself, imported only when used.
     p = sub.add_parser("platform", help=SUBCOMMANDS["platform"], add_help=False, prefix_chars="\x00")
     p.add_argument("platform_args", nargs=argparse.REMAINDER)
-    serve = importlib.import_module("rpops.local.server.serve")
+    serve = importlib.import_module("rpops.local.server.settings")  # the server loads when it runs
     serve.configure(sub.add_parser("serve", help=SUBCOMMANDS["serve"], description=SUBCOMMANDS["serve"]))
 
 

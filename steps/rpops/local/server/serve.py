@@ -39,90 +39,41 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import anyio
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from rpops.core.cli import _Parser
 from rpops.core.errors import UsageError
+from rpops.core.io import run_step, setup_logging
 from rpops.core.listen import bind
-from rpops.core.parsers import NestingError, finite_float, is_json_media_type, loads_json, read_text_file
-from rpops.core.settings import add_arguments, from_args, setting
-
-if TYPE_CHECKING:
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import Response
-
-    from rpops.local.load.catalog import Catalog
-    from rpops.local.server.bindings import Binding, Dispatcher
-    from rpops.local.server.cron import Scheduler
-    from rpops.local.server.events import Deduplicator, RateLimiter
+from rpops.core.parsers import NestingError, is_json_media_type, loads_json, read_text_file
+from rpops.core.read_deadlines import deadline_protocol
+from rpops.core.settings import from_args
+from rpops.local.expr.eventexpr import ExprError
+from rpops.local.load.catalog import Catalog, load_documents
+from rpops.local.records.runs import list_runs
+from rpops.local.run.executor import Options
+from rpops.local.server.bindings import Binding, Dispatcher, event_env, load_bindings, match
+from rpops.local.server.cron import Scheduler, load_crons
+from rpops.local.server.events import (
+    Deduplicator,
+    PayloadError,
+    RateLimiter,
+    alert_keys,
+    check_alertmanager,
+)
+from rpops.local.server.settings import Limits, ServeSettings, check_settings, configure
 
 log = logging.getLogger("rpops.local.server.serve")
 
 ALERTMANAGER = "alertmanager"  # the discriminator whose payloads are checked as Alertmanager's
 STOP_GRACE_S = 5.0
-
-
-@dataclass(frozen=True)
-class ServeSettings:
-    host: str = setting("127.0.0.1", help="Address to listen on")
-    port: int = setting(2746, help="TCP port (Argo server's); 0 picks a free one (see --port-file)")
-    token_file: str = setting(
-        ".rpops/serve-token",
-        help="File holding the bearer token clients must send; created with a random token when missing",
-    )
-    namespace: str = setting(
-        "argo", help="The namespace served: events and runs of other namespaces are refused"
-    )
-    manifests: str = setting(
-        "manifests/argo", help="Directory (or file) of WorkflowTemplates, bindings, CronWorkflows"
-    )
-    runs_dir: str = setting(".rpops/runs", help="Directory of run records (as `rpops local run`)")
-    secrets: str = setting(".rpops/secrets.yaml", help="Secrets for secretKeyRef (as `rpops local run`)")
-    max_body: str = setting("1MiB", help="Largest request body accepted, e.g. 1MiB, 256KiB, 65536")
-    dedup_window: float = setting(
-        300.0, help="Seconds during which a firing Alertmanager alert (by fingerprint) is not acted on twice"
-    )
-    rate_limit: str = setting("60/min", help="Events accepted per minute (N/min; also N/s, N/h), all senders")
-    read_timeout: float = setting(
-        5.0, help="Seconds a client has to send a request's headers, and as long for its body"
-    )
-    port_file: str | None = setting(None, help="Write the bound port to this file once serving")
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.description = __doc__.split("\n\n")[0]
-    add_arguments(parser, ServeSettings)
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_body: int
-    dedup_window: float
-    rate: tuple[int, float]
-    read_timeout: float = 5.0
-
-
-def check_settings(s: ServeSettings) -> Limits:
-    from rpops.local.server.events import parse_rate, parse_size
-
-    if not 0 <= s.port <= 65535:
-        raise UsageError(f"--port {s.port} is out of range; use 0..65535 (0 picks a free port)")
-    if not s.namespace or not s.namespace.replace("-", "a").isalnum() or s.namespace != s.namespace.lower():
-        raise UsageError(
-            f"--namespace {s.namespace!r} is not a namespace name (lower-case letters, digits, '-')"
-        )
-    if not Path(s.manifests).exists():
-        raise UsageError(f"--manifests {s.manifests}: no such file or directory")
-    finite_float(s.dedup_window, "--dedup-window")
-    if not 0 < finite_float(s.read_timeout, "--read-timeout") <= 3600:
-        raise UsageError(f"--read-timeout {s.read_timeout:g}: must be above 0 and at most 3600 seconds")
-    if s.dedup_window < 0:
-        raise UsageError(
-            f"--dedup-window {s.dedup_window:g} must be >= 0 seconds (0 turns de-duplication off)"
-        )
-    if s.port_file is not None and not Path(s.port_file).parent.is_dir():
-        raise UsageError(f"--port-file {s.port_file!r}: its directory does not exist")
-    return Limits(parse_size(s.max_body), s.dedup_window, parse_rate(s.rate_limit), s.read_timeout)
 
 
 def read_token(path: Path) -> str:
@@ -186,7 +137,6 @@ class Server:
             raise _Refused(415, "the body must be JSON: send the header Content-Type: application/json")
 
     async def body(self, request: Request) -> bytes:
-        from starlette.requests import ClientDisconnect
 
         limit = self.limits.max_body
         length = request.headers.get("content-length")
@@ -205,19 +155,13 @@ class Server:
 
 
 def _error(exc: _Refused) -> Response:
-    from starlette.responses import JSONResponse
 
     codes = {400: 3, 401: 16, 404: 5, 408: 4, 413: 8, 415: 3, 422: 3, 429: 8}  # gRPC codes, as Argo answers
     return JSONResponse({"code": codes.get(exc.status, 2), "message": exc.message}, exc.status, exc.headers)
 
 
 async def _event(request: Request) -> Response:
-    import anyio
-    from starlette.responses import JSONResponse
 
-    from rpops.local.expr.eventexpr import ExprError
-    from rpops.local.server.bindings import event_env, match
-    from rpops.local.server.events import PayloadError, alert_keys, check_alertmanager
 
     server: Server = request.app.state.server
     namespace = request.path_params["namespace"]
@@ -290,10 +234,7 @@ def _matches(labels: dict[str, str], selector: list[tuple[str, str, str]]) -> bo
 
 
 async def _workflows(request: Request) -> Response:
-    import anyio
-    from starlette.responses import JSONResponse
 
-    from rpops.local.records.runs import list_runs
 
     server: Server = request.app.state.server
     try:
@@ -313,8 +254,6 @@ async def _workflows(request: Request) -> Response:
 
 
 def create_app(server: Server) -> Starlette:
-    from starlette.applications import Starlette
-    from starlette.routing import Route
 
     app = Starlette(
         routes=[
@@ -335,11 +274,6 @@ def _node_logger(node: Any, before: str | None) -> None:
 
 
 def build_server(s: ServeSettings, limits: Limits) -> Server:
-    from rpops.local.load.catalog import load_documents
-    from rpops.local.run.executor import Options
-    from rpops.local.server.bindings import Dispatcher, load_bindings
-    from rpops.local.server.cron import Scheduler, load_crons
-    from rpops.local.server.events import Deduplicator, RateLimiter
 
     token = read_token(Path(s.token_file))
     catalog = load_documents([Path(s.manifests)])
@@ -404,14 +338,12 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
 
     settings = from_args(ServeSettings, args)
     limits = check_settings(settings)
     server = build_server(settings, limits)
     sock = bind(settings.host, settings.port)
     port = int(sock.getsockname()[1])
-    from rpops.core.read_deadlines import deadline_protocol
 
     config = uvicorn.Config(
         create_app(server),
@@ -457,8 +389,6 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m rpops.local.server.serve`: the same command without going through `rpops local`."""
-    from rpops.core.cli import _Parser
-    from rpops.core.io import run_step, setup_logging
 
     parser = _Parser(prog="rpops local serve")
     configure(parser)

@@ -16,10 +16,12 @@ from rpops.clients.promql import check_duration
 from rpops.core.errors import UsageError
 from rpops.core.settings import setting
 from rpops.platform import namespace_setting
+from rpops.steps.optimize.decide import RightsizingSettings
+
+KRR = RightsizingSettings()  # the decision's defaults (krr's simple strategy) are the flags' defaults
 
 if TYPE_CHECKING:
     from rpops.platform.base import PlatformDriver
-    from rpops.steps.optimize.decide import RightsizingSettings
 
 MAX_RANGE_POINTS = 11000  # Prometheus refuses range queries of more points per series
 
@@ -47,7 +49,8 @@ class OptimizeSettings:
         parameter=True,
     )
     change_threshold: float = setting(
-        0.10, help="Apply only changes larger than this share of the current value (0.1: ten percent)",
+        KRR.change_threshold,
+        help="Apply only changes larger than this share of the current value (0.1: ten percent)",
         parameter=True,
     )
     restart_leaking: bool = setting(
@@ -56,10 +59,12 @@ class OptimizeSettings:
         parameter=True,
     )
     min_history_hours: float = setting(
-        3.0, help="Least history to recommend from, in hours (krr's simple strategy: 3)", parameter=True
+        KRR.min_history_s / 3600,
+        help="Least history to recommend from, in hours (krr's simple strategy: 3)",
+        parameter=True,
     )
     min_points: int = setting(
-        100, help="Least data points, summed over pods, to recommend from", parameter=True
+        KRR.min_points, help="Least data points, summed over pods, to recommend from", parameter=True
     )
     step_seconds: float = setting(
         0.0,
@@ -84,9 +89,12 @@ class OptimizeSettings:
         'local instance=~"$instances", kubernetes namespace="$namespace",pod=~"$service-$version-.*"',
     )
     cpu_percentile: float = setting(
-        95.0, help="Percentile of each pod's CPU usage; the CPU request is the highest over the pods"
+        KRR.cpu_percentile,
+        help="Percentile of each pod's CPU usage; the CPU request is the highest over the pods",
     )
-    memory_buffer_percent: float = setting(15.0, help="Headroom over the peak memory, percent")
+    memory_buffer_percent: float = setting(
+        KRR.memory_buffer * 100, help="Headroom over the peak memory, percent"
+    )
     now: str = setting("", help="Read history up to this ISO 8601 time (tests, replays); empty: the clock")
     prometheus_timeout: float = setting(30.0, help="Seconds allowed for each Prometheus query")
     namespace: str | None = namespace_setting()

@@ -25,7 +25,7 @@ from rpops.steps.security.model import Finding, Notice
 from rpops.steps.security.observe import DependencyInput, LiveObjects, ManifestInput, Observation
 from rpops.steps.security.osv import AdvisoryDB
 from rpops.steps.security.report import Gate, decide_gate
-from rpops.steps.security.settings import ScanSettings, parse_duration
+from rpops.steps.security.settings import ScanSettings, parse_age
 
 
 @dataclass
@@ -105,7 +105,7 @@ def dependencies(s: ScanSettings, found: DependencyInput, now: datetime, out: Pa
 
 def stale_database(db: AdvisoryDB, path: Path, max_db_age: str, now: datetime) -> str:
     """Why the advisory data is too old to vouch for a pass (older than --max-db-age), or ""."""
-    limit = parse_duration(max_db_age, "--max-db-age")
+    limit = parse_age(max_db_age, "--max-db-age")
     age = db.age_seconds(now)
     if not limit or (age is not None and age <= limit):
         return ""

@@ -162,7 +162,7 @@ class ScanSettings:
 PRESENTATION = ("namespace", "format", "output", "verbose")
 
 
-def parse_duration(text: str, flag: str) -> float:
+def parse_age(text: str, flag: str) -> float:
     """'7d', '36h', '90m', '600s' or a bare number of days -> seconds; 0 turns the check off."""
     value = text.strip().lower()
     units = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
@@ -215,5 +215,5 @@ def check(settings: ScanSettings) -> ScanSettings:
         raise UsageError(f"--output {s.output}: not a file in an existing directory; name the file to write")
     if s.live and not s.config:
         raise UsageError("--live checks workload configuration: drop --no-config, or drop --live")
-    parse_duration(s.max_db_age, "--max-db-age")  # refuse a bad value before any work
+    parse_age(s.max_db_age, "--max-db-age")  # refuse a bad value before any work
     return s

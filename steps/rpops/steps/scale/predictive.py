@@ -142,6 +142,19 @@ def decide_predictive(
         f"forecast peak {forecast.peak:.1f} rps at {peak_at} needs {target} replicas "
         f"at {capacity.rps:.1f} rps each"
     )
+    return _pre_scale(target, why, apply, hpa, state, common)
+
+
+def _pre_scale(
+    target: int,
+    why: str,
+    apply: bool,
+    hpa: AutoscalingBounds | None,
+    state: ScaleState,
+    common: dict[str, Any],
+) -> Decision:
+    """Scaling up ahead of the forecast: reported only, the replicas set, or (with an HPA) its
+    minReplicas raised, remembering the HPA's own minimum to return to."""
     if not apply:
         return Decision(
             decision=SCALE_UP,

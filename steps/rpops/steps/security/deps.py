@@ -149,59 +149,71 @@ def read_requirements(
         return result
     for number, line in _logical_lines(text):
         if line.startswith("-"):
-            option, _, value = line.partition(" ")
-            if "=" in option and option.startswith("--"):
-                option, _, value = option.partition("=")
-            value = value.strip()
-            if option in ("-r", "--requirement", "-c", "--constraint"):
-                included = (path.parent / value).resolve()
-                inner = read_requirements(included, base, explicit=False, _seen=seen)
-                result.dependencies.extend(inner.dependencies)
-                result.notices.extend(inner.notices)
-                result.files.extend(inner.files)
-            elif option in ("-e", "--editable"):
-                result.notices.append(
-                    Notice(
-                        "dependency",
-                        "not-pinned",
-                        display,
-                        f"editable requirement '{value}' has no version to check",
-                        number,
-                    )
-                )
-            continue  # other options (index URLs, --pre, ...) do not name packages
-        requirement_text = line.split(" --", 1)[0].split(" -", 1)[0].strip() if " -" in line else line
-        try:
-            req = Requirement(requirement_text)
-        except InvalidRequirement as exc:
-            result.notices.append(
-                Notice(
-                    "dependency",
-                    "invalid-requirement",
-                    display,
-                    f"cannot parse '{requirement_text}': {exc}",
-                    number,
-                )
-            )
-            continue
-        version = None if req.url else _pinned_version(req)
-        note = "direct URL" if req.url else ("" if version else "not pinned to one version")
-        if req.marker is not None:
-            note = (note + "; " if note else "") + f"marker: {req.marker}"
-        result.dependencies.append(
-            Dependency(
-                canonicalize_name(req.name),
-                req.name,
-                version,
+            _read_option(line, number, path, base, display, seen, result)
+        else:
+            _read_requirement(line, number, display, real, result)
+    return result
+
+
+def _read_option(
+    line: str, number: int, path: Path, base: Path, display: str, seen: set[Path], result: ReadResult
+) -> None:
+    """An option line: -r/-c includes are read in turn; -e names no version; the others (index
+    URLs, --pre, ...) name no package."""
+    option, _, value = line.partition(" ")
+    if "=" in option and option.startswith("--"):
+        option, _, value = option.partition("=")
+    value = value.strip()
+    if option in ("-r", "--requirement", "-c", "--constraint"):
+        included = (path.parent / value).resolve()
+        inner = read_requirements(included, base, explicit=False, _seen=seen)
+        result.dependencies.extend(inner.dependencies)
+        result.notices.extend(inner.notices)
+        result.files.extend(inner.files)
+    elif option in ("-e", "--editable"):
+        result.notices.append(
+            Notice(
+                "dependency",
+                "not-pinned",
                 display,
+                f"editable requirement '{value}' has no version to check",
                 number,
-                "requirements",
-                str(req.specifier),
-                note,
-                str(real),
             )
         )
-    return result
+
+
+def _read_requirement(line: str, number: int, display: str, real: Path, result: ReadResult) -> None:
+    requirement_text = line.split(" --", 1)[0].split(" -", 1)[0].strip() if " -" in line else line
+    try:
+        req = Requirement(requirement_text)
+    except InvalidRequirement as exc:
+        result.notices.append(
+            Notice(
+                "dependency",
+                "invalid-requirement",
+                display,
+                f"cannot parse '{requirement_text}': {exc}",
+                number,
+            )
+        )
+        return
+    version = None if req.url else _pinned_version(req)
+    note = "direct URL" if req.url else ("" if version else "not pinned to one version")
+    if req.marker is not None:
+        note = (note + "; " if note else "") + f"marker: {req.marker}"
+    result.dependencies.append(
+        Dependency(
+            canonicalize_name(req.name),
+            req.name,
+            version,
+            display,
+            number,
+            "requirements",
+            str(req.specifier),
+            note,
+            str(real),
+        )
+    )
 
 
 def _find_line(lines: list[str], needle: str, start: int = 0) -> int:

@@ -11,6 +11,7 @@ import tomllib
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -223,16 +224,23 @@ def _find_line(lines: list[str], needle: str, start: int = 0) -> int:
     return 0
 
 
-def read_pyproject(path: Path, base: Path) -> ReadResult:
+def _read_toml(path: Path, base: Path, what: str) -> tuple[ReadResult, str, dict[str, Any] | None, str]:
+    """(the result to fill, the file's name as reported, its TOML or None when unreadable, its text)."""
     display = _display(path, base)
     result = ReadResult([], [], [display])
     text = _read_text(path, display, result.notices, True)
     if text is None:
-        return result
+        return result, display, None, ""
     try:
-        data = tomllib.loads(text)
+        return result, display, tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"--requirements {path}: invalid TOML ({exc}); fix the file") from None
+        raise UsageError(f"--requirements {path}: invalid TOML ({exc}); fix the {what}") from None
+
+
+def read_pyproject(path: Path, base: Path) -> ReadResult:
+    result, display, data, text = _read_toml(path, base, "file")
+    if data is None:
+        return result
     lines = text.splitlines()
     entries: list[str] = []
     project = data.get("project", {})
@@ -293,16 +301,10 @@ def read_pyproject(path: Path, base: Path) -> ReadResult:
 
 def read_lock(path: Path, base: Path) -> ReadResult:
     """uv.lock and poetry.lock: [[package]] tables with name and version."""
-    display = _display(path, base)
     kind = path.name.lower()
-    result = ReadResult([], [], [display])
-    text = _read_text(path, display, result.notices, True)
-    if text is None:
+    result, display, data, text = _read_toml(path, base, "lock file")
+    if data is None:
         return result
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"--requirements {path}: invalid TOML ({exc}); fix the lock file") from None
     lines = text.splitlines()
     cursor = 0
     for package in data.get("package", []) or []:

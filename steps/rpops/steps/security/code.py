@@ -490,6 +490,20 @@ def scan_code(settings: CodeScanSettings) -> CodeScanResult:
     packs: list[str] = []
     if cache_root:
         known, packs = _read_packs(cache_root)
+    per_file = _scan_files(files, settings, known)
+    if cache_root and known is not None:
+        _update_cache(cache_root, known, packs, per_file)
+    per_file.sort(key=lambda r: r["path"])
+    _collect(per_file, result)
+    result.duration_s = time.perf_counter() - started
+    return result
+
+
+def _scan_files(
+    files: list[tuple[str, str, int]], settings: CodeScanSettings, known: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """Each file's findings and notices: in this process for a few files or one job, else in a
+    pool of workers over chunks of files; progress as they come."""
     jobs = settings.jobs or os.cpu_count() or 1
     per_file: list[dict[str, Any]] = []
     if jobs <= 1 or len(files) < 16:
@@ -519,9 +533,12 @@ def scan_code(settings: CodeScanSettings) -> CodeScanResult:
                 done += len(chunk_results)
                 progress(done, len(files))
     progress(len(files), len(files))
-    if cache_root and known is not None:
-        _update_cache(cache_root, known, packs, per_file)
-    per_file.sort(key=lambda r: r["path"])
+    return per_file
+
+
+def _collect(per_file: list[dict[str, Any]], result: CodeScanResult) -> None:
+    """The per-file results, in path order, as findings (with a fingerprint that survives moves of
+    the same snippet within a file) and notices."""
     occurrences: dict[tuple[str, str, str], int] = {}
     for item in per_file:
         rel = item["path"]
@@ -557,5 +574,3 @@ def scan_code(settings: CodeScanSettings) -> CodeScanResult:
                     suppression=supp,
                 )
             )
-    result.duration_s = time.perf_counter() - started
-    return result
